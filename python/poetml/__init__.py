@@ -1,0 +1,57 @@
+"""poetml: CMS Open Data events from POET and NanoAOD ntuples to event images, feature
+vectors, trained networks and hls4ml trigger firmware.
+
+``import poetml`` is light: NumPy plus poetml's own modules.  uproot, awkward, h5py and the
+heavy optional dependencies (TensorFlow, QKeras, hls4ml, pythia8, dask) load only when a
+function that needs them is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "iterate": "reading",
+    "inspect": "reading",
+    "EventBatch": "jagged",
+    "Collection": "jagged",
+    "rasterize": "images",
+    "ImageSpec": "images",
+    "build_features": "features",
+    "FeatureSpec": "features",
+    "Selection": "selection",
+    "MuonSelection": "selection",
+    "ElectronSelection": "selection",
+    "JetSelection": "selection",
+    "ConfigError": "exceptions",
+    "ReadError": "exceptions",
+    "PoetmlError": "exceptions",
+    "MissingDependencyError": "exceptions",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError
+    from .features import FeatureSpec, build_features
+    from .images import ImageSpec, rasterize
+    from .jagged import Collection, EventBatch
+    from .reading import inspect, iterate
+    from .selection import ElectronSelection, JetSelection, MuonSelection, Selection
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'poetml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

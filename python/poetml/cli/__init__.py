@@ -1,0 +1,52 @@
+"""The ``poetml`` command line.
+
+The CLI only parses arguments, loads configuration and calls the stages.  Each command
+group lives in its own module here and exposes ``register(subparsers)``, which adds its
+sub-commands with ``set_defaults(func=...)``; ``func(args)`` returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..exceptions import PoetmlError
+
+# command-group modules, in the order they appear in --help
+GROUPS = ("core",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poetml",
+        description="CMS Open Data ntuples (POET, NanoAOD) to event images, feature vectors, "
+        "trained networks and hls4ml trigger firmware.",
+    )
+    parser.add_argument("--version", action="version", version=f"poetml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in GROUPS:
+        importlib.import_module(f".{group}", __name__).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PoetmlError as exc:
+        print(f"poetml {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"poetml {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""YAML run configurations -> frozen dataclasses.
+
+Every stage takes its own section as a frozen dataclass, so a notebook can build one
+without YAML.  :func:`from_mapping` turns a plain mapping into such a dataclass, recursing
+into nested dataclasses, and rejects unknown keys with an error that lists the valid ones.
+:func:`load` reads a whole run configuration file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .exceptions import ConfigError
+
+__all__ = ["ReadingConfig", "RunConfig", "from_mapping", "load", "load_yaml", "register_section"]
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} options, got {value!r}")
+        return from_mapping(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or tp in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {
+            _convert(k, kt, f"{where} key"): _convert(v, vt, f"{where}.{k}") for k, v in value.items()
+        }
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys are errors listing the valid ones."""
+    where = where or cls.__name__
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; valid keys: {', '.join(fields)}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def to_mapping(obj: Any) -> Any:
+    """A dataclass (nested) as plain JSON/YAML-ready data; tuples become lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [to_mapping(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): to_mapping(v) for k, v in obj.items()}
+    return obj
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadingConfig:
+    """How ntuples are read: events per chunk, layout (``auto`` detects it)."""
+
+    step_size: int = 100_000
+    layout: str = "auto"
+
+
+# Sections of a run configuration: name -> dataclass.  Later stages register theirs with
+# register_section so this module never imports them.
+_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Declare a top-level configuration section handled by dataclass ``cls``."""
+    _SECTIONS[name] = cls
+
+
+def _core_sections() -> None:
+    from .features import FeatureSpec
+    from .images import ImageSpec
+    from .selection import Selection
+
+    register_section("reading", ReadingConfig)
+    register_section("selection", Selection)
+    register_section("images", ImageSpec)
+    register_section("features", FeatureSpec)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A whole configuration file: ``sections`` maps section name -> dataclass instance.
+
+    A top-level ``selection:`` applies to both ``images`` and ``features`` unless a section
+    gives its own.  ``path`` is the file it came from (None when built in code).
+    """
+
+    sections: Mapping[str, Any]
+    path: Path | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.sections:
+            return self.sections[name]
+        if name in _SECTIONS:
+            return _SECTIONS[name]()
+        raise KeyError(f"no configuration section {name!r}; known: {', '.join(_SECTIONS)}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.sections.get(name, default)
+
+
+def _known_sections() -> dict[str, type]:
+    if not _SECTIONS:
+        _core_sections()
+    return _SECTIONS
+
+
+def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
+    """Validate a configuration mapping into a :class:`RunConfig`."""
+    sections = _known_sections()
+    unknown = [k for k in data if k not in sections]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown section{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; valid sections: {', '.join(sections)}"
+        )
+    out: dict[str, Any] = {}
+    selection = data.get("selection")
+    for name, cls in sections.items():
+        if name not in data:
+            continue
+        section = data[name]
+        if (
+            name in ("images", "features")
+            and selection is not None
+            and isinstance(section, Mapping)
+            and "selection" not in section
+        ):
+            section = {**section, "selection": selection}
+        out[name] = from_mapping(cls, section, f"{where}: {name}")
+    for name in ("images", "features"):
+        if name not in out and selection is not None and name in sections:
+            out[name] = from_mapping(sections[name], {"selection": selection}, f"{where}: {name}")
+    return RunConfig(types.MappingProxyType(out))
+
+
+def load(path: str | Path) -> RunConfig:
+    """Load and validate a YAML run configuration."""
+    path = Path(path)
+    cfg = parse(load_yaml(path), where=str(path))
+    return RunConfig(cfg.sections, path)
