@@ -56,7 +56,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin in (dict, Mapping) or tp in (dict,):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -182,17 +182,21 @@ class RunConfig:
     def __getitem__(self, name: str) -> Any:
         if name in self.sections:
             return self.sections[name]
-        if name in _SECTIONS:
-            return _SECTIONS[name]()
-        raise KeyError(f"no configuration section {name!r}; known: {', '.join(_SECTIONS)}")
+        sections = _known_sections()
+        if name in sections:
+            return sections[name]()
+        raise KeyError(f"no configuration section {name!r}; known: {', '.join(sections)}")
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.sections.get(name, default)
 
 
 def _known_sections() -> dict[str, type]:
-    if not _SECTIONS:
+    if "reading" not in _SECTIONS:  # core not registered yet; other sections may be
+        later = dict(_SECTIONS)
+        _SECTIONS.clear()
         _core_sections()
+        _SECTIONS.update(later)
     return _SECTIONS
 
 
@@ -210,7 +214,7 @@ def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
     for name, cls in sections.items():
         if name not in data:
             continue
-        section = data[name]
+        section = {} if data[name] is None else data[name]  # `images:` with no body
         if (
             name in ("images", "features")
             and selection is not None
