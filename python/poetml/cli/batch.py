@@ -1,0 +1,118 @@
+"""``poetml batch``: many ntuples -> sharded HDF5 datasets on Dask (see :mod:`poetml.batch`).
+
+::
+
+    poetml batch images  "ntuples/*.root" -o out/ [--config FILE] [--workers 2 | --scheduler tcp://host:8786] [--step-size 100000]
+    poetml batch features ...
+    poetml batch status out/ [--json] [--all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "batch",
+        help="process many ntuples into sharded HDF5 datasets on Dask (resumable)",
+        description="Process many ntuples on a dask.distributed cluster (a LocalCluster by "
+        "default) into one HDF5 shard per (file, entry range), recorded in a manifest, and "
+        "a virtual dataset OUT/dataset.h5 presenting all shards as one.  Re-running the "
+        "same command resumes: finished tasks are skipped, failed or missing ones redone.",
+    )
+    sub = p.add_subparsers(dest="batch_command", metavar="SUBCOMMAND")
+    for kind in ("images", "features"):
+        q = sub.add_parser(
+            kind,
+            help=f"ROOT ntuples -> {kind} shards + OUT/dataset.h5",
+            description=f"Read ntuples, build {kind} with the C++ core, write one shard per "
+            "(file, entry range) task.  Exit status 0 when every task succeeded, 1 otherwise.",
+        )
+        q.add_argument("inputs", nargs="+", help="ROOT files, quoted glob patterns or root:// URLs")
+        q.add_argument("-o", "--output", required=True, help="output folder")
+        q.add_argument("--config", help="YAML run configuration (its 'reading' and "
+                       f"'{kind}' sections are used)")
+        where = q.add_mutually_exclusive_group()
+        where.add_argument("--scheduler", help="address of a running Dask scheduler "
+                           "(tcp://host:8786); the output folder must be visible to its workers")
+        where.add_argument("--workers", type=int, help="worker processes of the LocalCluster "
+                           "(default: one per core)")
+        q.add_argument("--threads-per-worker", type=int, default=1,
+                       help="threads of each LocalCluster worker (default 1)")
+        q.add_argument("--n-threads", type=int, default=1,
+                       help="threads of each kernel call (default 1: no oversubscription)")
+        q.add_argument("--step-size", type=int, help="entries per task and shard (default: "
+                       "the config's reading.step_size, 100000)")
+        q.add_argument("--layout", help="input layout: auto, poet, poet-merged, nanoaod")
+        q.add_argument("--label", type=int, help="int32 label given to every event")
+        q.add_argument("--retries", type=int, default=2,
+                       help="retries of a task that fails or whose worker dies (default 2)")
+        q.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GB")
+        q.add_argument("--overwrite", action="store_true",
+                       help="discard an earlier output made with different settings")
+        q.add_argument("--no-verify", action="store_true",
+                       help="on resume, trust finished shards by size without re-hashing them")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        q.set_defaults(func=_run, kind=kind)
+
+    s = sub.add_parser("status", help="done / failed / pending tasks of an output folder",
+                       description="Summarise the manifest of an output folder.  Exit status "
+                       "0 when every task is done, 1 otherwise.")
+    s.add_argument("output", help="output folder of 'poetml batch images|features'")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--all", action="store_true", help="list every failed/pending task")
+    s.set_defaults(func=_status)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .. import batch
+    from ..config import ReadingConfig, load
+
+    spec = None
+    reading = ReadingConfig()
+    if args.config:
+        cfg = load(args.config)
+        spec = cfg[args.kind]
+        reading = cfg["reading"]
+    result = batch.run(
+        args.inputs,
+        args.output,
+        args.kind,
+        spec,
+        step_size=args.step_size or reading.step_size,
+        layout=args.layout or reading.layout,
+        label=args.label,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        n_threads=args.n_threads,
+        retries=args.retries,
+        memory_limit=args.memory_limit,
+        overwrite=args.overwrite,
+        verify=not args.no_verify,
+        progress=not args.no_progress,
+    )
+    print(result.summary())
+    if not result.ok:
+        print(f"poetml batch {args.kind}: {result.n_failed} task(s) failed, "
+              f"{len(result.failed_sources)} file(s) unreadable, {result.n_pending} pending; "
+              f"re-run the same command to retry them; 'poetml batch status {args.output}' "
+              "lists them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .. import batch
+
+    st = batch.status(args.output)
+    if args.json:
+        print(json.dumps(st.to_json(), indent=1))
+    else:
+        print(st.format(limit=None if args.all else 20))
+    return 0 if st.complete else 1
