@@ -1,0 +1,61 @@
+"""Developer tasks, after the Scientific Python development guide
+(https://learn.scientific-python.org/development/guides/tasks/).
+
+    nox -l                                  # list the sessions
+    nox -s tests                            # the test suite, as .ci/run runs it
+    nox -s tests -- -m slow -k training     # extra arguments go to pytest
+    nox -s lint                             # pre-commit hooks on every file
+    nox -s lint -- --hook-stage manual      # ... including mypy
+    nox -s bench                            # every bench/bench_*.py with its defaults
+    nox -s bench -- bench/bench_batch.py --only throughput
+
+Each session builds poetml (the C++ core too) into its own virtual environment; pass
+``-R`` to reuse an environment without reinstalling.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+DIR = Path(__file__).parent.resolve()
+
+nox.needs_version = ">=2024.3.2"
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "uv|virtualenv"
+
+
+@nox.session(reuse_venv=True)
+def lint(session: nox.Session) -> None:
+    """Run the pre-commit hooks (ruff and file checks) on all files."""
+    session.install("pre-commit")
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install poetml with every extra, as .ci/run does, and run pytest."""
+    session.env["POETML_WERROR"] = os.environ.get("POETML_WERROR", "ON")
+    session.install(".[all,test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks; they print ratios measured against baselines in the same run.
+
+    Without arguments every ``bench/bench_*.py`` runs with its defaults, one after the
+    other; with arguments, ``python <arguments>`` runs (a script and its options).
+    """
+    session.install(".[all,test]")
+    if session.posargs:
+        session.run("python", *session.posargs)
+        return
+    scripts = sorted((DIR / "bench").glob("bench_*.py"))
+    if not scripts:
+        session.error(f"no bench/bench_*.py scripts under {DIR}")
+    for script in scripts:
+        session.log(f"--- {script.relative_to(DIR)}")
+        session.run("python", str(script))
