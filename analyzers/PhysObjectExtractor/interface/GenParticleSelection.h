@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "DataFormats/HepMCCandidate/interface/GenParticle.h"
+#include "DataFormats/HepMCCandidate/interface/GenParticleFwd.h"
 #include "FWCore/Utilities/interface/Exception.h"
 
 namespace poet {

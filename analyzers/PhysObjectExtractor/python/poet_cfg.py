@@ -17,7 +17,9 @@ import FWCore.ParameterSet.Config as cms
 import FWCore.ParameterSet.Types as CfgTypes
 from FWCore.ParameterSet.VarParsing import VarParsing
 
-options = VarParsing("python")
+# No preset ("analysis"/"python" would pre-register maxEvents, inputFiles and an outputFile
+# that gets "_numEvent<N>" appended); every option is registered here.
+options = VarParsing()
 options.register("isData", False, VarParsing.multiplicity.singleton, VarParsing.varType.bool,
                  "True for collision data, False for simulation")
 options.register("maxEvents", 100, VarParsing.multiplicity.singleton, VarParsing.varType.int,
