@@ -156,6 +156,9 @@ def flatten(array: Any) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(array, np.ndarray) and array.ndim == 1:
         return _as_column(array), np.arange(len(array) + 1, dtype=OFFSETS_DTYPE)
     layout = ak.to_layout(array)
+    fast = _flatten_list_offset(layout)
+    if fast is not None:
+        return fast
     if layout.is_option or layout.is_indexed:
         layout = layout.project() if layout.is_indexed else layout
     arr = ak.Array(layout)
@@ -164,6 +167,30 @@ def flatten(array: Any) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum(counts, out=offsets[1:])
     content = ak.to_numpy(ak.flatten(arr, axis=1))
     return _as_column(content), offsets
+
+
+def _flatten_list_offset(layout: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path of :func:`flatten` for what uproot returns for a jagged branch: a
+    ``ListOffsetArray`` over a 1-D ``NumpyArray``.  The content and offsets buffers are
+    taken as they are (no per-event work); offsets that do not start at 0 (RNTuple pages,
+    sliced arrays) are rebased.  Returns None for any other layout."""
+    import awkward as ak
+
+    if not (
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+        and layout.content.data.ndim == 1
+    ):
+        return None
+    offsets = np.asarray(layout.offsets.data)
+    if len(offsets) == 0:
+        return None
+    start, stop = int(offsets[0]), int(offsets[-1])
+    content = np.asarray(layout.content.data)[start:stop]
+    offsets = offsets.astype(OFFSETS_DTYPE, copy=False)
+    if start:
+        offsets = offsets - start
+    return _as_column(content), np.ascontiguousarray(offsets)
 
 
 def unflatten(content: np.ndarray, offsets: np.ndarray) -> Any:
