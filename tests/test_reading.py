@@ -186,9 +186,11 @@ def test_missing_collections_empty_or_skip(tmp_path, poet_events):
     path = write_poet(tmp_path / "mu.root", poet_events, collections=("muon",))
     with pytest.raises(ReadError, match=r"no jet collection: no tree 'myjets/Events'") as err:
         reading.read(path, collections=["muon", "jet"])
-    assert "mymuons/Events" in str(err.value) and str(path) in str(err.value)
+    assert "mymuons/Events" in str(err.value)
+    assert str(path) in str(err.value)
     batch = reading.read(path, collections=["muon", "jet", "met"], missing_collections="empty")
-    assert batch["jet"].n_objects == 0 and batch["jet"].n_events == 6
+    assert batch["jet"].n_objects == 0
+    assert batch["jet"].n_events == 6
     assert set(batch["jet"].fields) == set(schema.DEFAULT_READ_FIELDS["jet"])
     np.testing.assert_array_equal(batch.met["pt"], np.zeros(6, np.float32))
     batch = reading.read(path, collections=["muon", "jet"], missing_collections="skip")
@@ -203,7 +205,9 @@ def test_missing_collections_empty_or_skip(tmp_path, poet_events):
 def test_progress_bar_on_stderr(poet_file, capsys):
     assert sum(b.n_events for b in reading.iterate(poet_file, 2, progress=True)) == 6
     err = capsys.readouterr().err
-    assert "event" in err and "100%" in err and "6.00/6.00" in err
+    assert "event" in err
+    assert "100%" in err
+    assert "6.00/6.00" in err
 
 
 def test_inspect(poet_file, poet_merged_file, nanoaod_file):
@@ -215,7 +219,8 @@ def test_inspect(poet_file, poet_merged_file, nanoaod_file):
     }
     for pc in schema.POET_COLLECTIONS.values():
         tree = info["trees"][f"{pc.directory}/Events"]
-        assert tree["kind"] == "TTree" and tree["entries"] == 6
+        assert tree["kind"] == "TTree"
+        assert tree["entries"] == 6
         assert tuple(tree["branches"]) == pc.branch_names
     assert info["trees"]["mymuons/Events"]["branches"]["muon_pt"] == "float[]"
     assert info["collections"]["muon"]["pt"] == "mymuons/Events:muon_pt"
@@ -223,7 +228,8 @@ def test_inspect(poet_file, poet_merged_file, nanoaod_file):
     assert info["collections"]["jet"]["pt"] == "myjets/Events:jet_corrpt"
     assert info["collections"]["met"]["phi"] == "mymets/Events:met_phi"
     merged = poetml.inspect(poet_merged_file)
-    assert merged["layout"] == "poet-merged" and list(merged["trees"]) == ["events"]
+    assert merged["layout"] == "poet-merged"
+    assert list(merged["trees"]) == ["events"]
     nano = poetml.inspect(nanoaod_file)
     assert nano["collections"]["electron"]["tight_id"] == "Events:Electron_cutBased"
 
@@ -256,7 +262,8 @@ def test_missing_branch_names_branch_tree_file_and_lists_branches(tmp_path, poet
     msg = str(err.value)
     assert str(path) in msg
     assert "missing branch 'muon_eta' (muon.eta) in tree 'mymuons/Events'" in msg
-    assert "muon_pt" in msg and "muon_phi" in msg  # lists what is there
+    assert "muon_pt" in msg
+    assert "muon_phi" in msg
 
 
 def test_optional_default_fields_absent_are_left_out(tmp_path, poet_events):
@@ -306,7 +313,8 @@ def test_entry_count_mismatch_names_both_trees(tmp_path):
         with pytest.raises(ReadError) as err:
             call(path)
         msg = str(err.value)
-        assert "'mymuons/Events' has 3 entries" in msg and "'myjets/Events' has 2" in msg
+        assert "'mymuons/Events' has 3 entries" in msg
+        assert "'myjets/Events' has 2" in msg
         assert str(path) in msg
 
 
@@ -416,7 +424,8 @@ def test_prefetch_of_iterate(poet_file, poet_events):
 def test_nanoaod_ttbar(shared_data):
     path = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
     batch = reading.read(path)
-    assert batch.layout == "nanoaod" and batch.n_events == 200
+    assert batch.layout == "nanoaod"
+    assert batch.n_events == 200
     assert set(batch.collections) == {"muon", "electron", "jet", "photon", "tau"}
     t = uproot.open(path)["Events"]
     raw = t.arrays(
@@ -477,7 +486,8 @@ def test_small_dy_without_eta_phi(shared_data):
     msg = str(err.value)
     assert str(path) in msg
     assert "missing branch 'Muon_eta' (muon.eta) in tree 'tree'" in msg
-    assert "Muon_pt" in msg and "Muon_charge" in msg
+    assert "Muon_pt" in msg
+    assert "Muon_charge" in msg
 
 
 def test_unknown_layout_real_file(shared_data):
@@ -486,5 +496,6 @@ def test_unknown_layout_real_file(shared_data):
         reading.read(path)
     assert "trees in the file: events" in str(err.value)
     info = reading.inspect(path)
-    assert info["layout"] is None and "cannot tell the layout" in info["layout_error"]
+    assert info["layout"] is None
+    assert "cannot tell the layout" in info["layout_error"]
     assert info["trees"]["events"]["entries"] == 2304

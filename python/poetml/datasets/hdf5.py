@@ -1,0 +1,403 @@
+"""HDF5 files of event images or feature vectors (DESIGN.md section 3).
+
+One file holds:
+
+``images`` (N, n_eta, n_phi, C) float32 *or* ``features`` (N, F) float32
+    chunked and compressed; event images are sparse, so the default storage (gzip level
+    4 + byte shuffle, chunks of about 1 MiB of whole events) keeps them small: see
+    ``bench/bench_read.py`` for the bytes per event of the options.
+``feature_names`` (F,) UTF-8 strings, for features
+``labels`` (N,) int32, when known
+``event_index`` (N,) int64, the entry of each event in its source file
+``source`` (N,) int32, index of the source file in the ``inputs`` attribute
+
+and attributes ``kind``, ``channels`` and ``inputs`` (JSON lists), ``poetml_version``,
+``format_version`` and the caller's ``attrs`` (the spec used, as JSON for mappings and
+lists; their keys are listed in ``json_attrs`` so :func:`load` can decode them).
+
+Files are written under a temporary name in the same folder (``OUT.h5.tmp``) and renamed
+only on success; an exception or KeyboardInterrupt removes the temporary file, so a
+half-written file never sits under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..exceptions import ReadError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["KINDS", "Dataset", "ShardWriter", "load", "open_dataset", "write"]
+
+#: Kinds of data a file holds; also the name of the main dataset.
+KINDS = ("images", "features")
+#: Compression filters accepted by :class:`ShardWriter`.
+COMPRESSIONS = ("gzip", "lzf", "none")
+FORMAT_VERSION = 1
+_CHUNK_BYTES = 1 << 20  # target size of one chunk of the main dataset
+_GZIP_LEVEL = 4
+
+
+def _json(value: Any) -> str:
+    from ..config import to_mapping
+
+    return json.dumps(to_mapping(value), sort_keys=True)
+
+
+def _chunk_events(item_shape: tuple[int, ...]) -> int:
+    item_bytes = int(np.prod(item_shape, dtype=np.int64)) * 4
+    return int(max(1, min(65536, _CHUNK_BYTES // max(item_bytes, 1))))
+
+
+def _filter_kwargs(compression: str | None, level: int | None = None) -> dict[str, Any]:
+    if compression in (None, "none"):
+        return {}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": _GZIP_LEVEL if level is None else level,
+                "shuffle": True}  # fmt: skip
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    raise ValueError(f"unknown compression {compression!r}; valid: {', '.join(COMPRESSIONS)}")
+
+
+class ShardWriter:
+    """Append batches of images or features to an HDF5 file, atomically.
+
+    ::
+
+        with ShardWriter("out.h5", "images", item_shape=spec.shape, attrs={"spec": spec},
+                         channels=spec.channels, inputs=files) as w:
+            for batch in poetml.iterate(files):
+                w.append(poetml.rasterize(batch, spec), batch.event_index, files.index(batch.source))
+
+    ``kind`` is ``images`` or ``features``; ``item_shape`` the shape of one event
+    (``(n_eta, n_phi, C)`` or ``(F,)``); ``attrs`` extra file attributes (mappings, lists
+    and dataclasses are stored as JSON); ``inputs`` the source files that ``source_id``
+    indexes; ``compression`` ``gzip`` (default, level 4, with shuffle), ``lzf`` or
+    ``none``.  The data go to ``path + ".tmp"`` and are renamed to ``path`` by a clean
+    exit of the ``with`` block (or :meth:`close`); an exception (KeyboardInterrupt too)
+    deletes the temporary file (or call :meth:`abort`).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        kind: str,
+        *,
+        item_shape: Sequence[int],
+        attrs: Mapping[str, Any] | None = None,
+        feature_names: Sequence[str] | None = None,
+        channels: Sequence[str] | None = None,
+        inputs: Sequence[str | os.PathLike[str]] = (),
+        compression: str | None = "gzip",
+        compression_level: int | None = None,
+        chunk_events: int | None = None,
+    ) -> None:
+        import h5py
+
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+        self.path = Path(path)
+        self.kind = kind
+        self.item_shape = tuple(int(s) for s in item_shape)
+        if kind == "images" and len(self.item_shape) != 3:
+            raise ValueError(f"images need item_shape (n_eta, n_phi, C), got {self.item_shape}")
+        if kind == "features" and len(self.item_shape) != 1:
+            raise ValueError(f"features need item_shape (F,), got {self.item_shape}")
+        if feature_names is not None:
+            feature_names = [str(n) for n in feature_names]
+            if kind == "features" and len(feature_names) != self.item_shape[0]:
+                raise ValueError(
+                    f"{len(feature_names)} feature names for {self.item_shape[0]} features"
+                )
+        if channels is not None:
+            channels = [str(c) for c in channels]
+            if kind == "images" and len(channels) != self.item_shape[2]:
+                raise ValueError(f"{len(channels)} channel names for {self.item_shape[2]} channels")
+        self.inputs = [os.fspath(p) for p in inputs]
+        filters = _filter_kwargs(compression, compression_level)
+        self.n_events = 0
+        self._labels: bool | None = None
+        self._closed = False
+        if not self.path.parent.is_dir():
+            raise OSError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        ce = chunk_events or _chunk_events(self.item_shape)
+        try:
+            self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=4 * _CHUNK_BYTES + (1 << 20))
+        except OSError as exc:
+            raise OSError(f"cannot create {self.tmp_path}: {exc}") from exc
+        try:
+            f = self._file
+            self._data = f.create_dataset(
+                kind,
+                shape=(0, *self.item_shape),
+                maxshape=(None, *self.item_shape),
+                dtype=np.float32,
+                chunks=(ce, *self.item_shape),
+                **filters,
+            )
+            small = {"chunks": (1 << 16,), "maxshape": (None,), **_filter_kwargs(
+                "gzip" if compression not in (None, "none") else None)}  # fmt: skip
+            self._event_index = f.create_dataset("event_index", shape=(0,), dtype=np.int64, **small)
+            self._source = f.create_dataset("source", shape=(0,), dtype=np.int32, **small)
+            self._small = small
+            if feature_names is not None:
+                f.create_dataset("feature_names", data=feature_names, dtype=h5py.string_dtype())
+            json_keys = []
+            for key, value in (attrs or {}).items():
+                if isinstance(value, str | int | float | bool | np.integer | np.floating):
+                    f.attrs[key] = value
+                else:
+                    f.attrs[key] = _json(value)
+                    json_keys.append(key)
+            from .. import __version__
+
+            f.attrs["kind"] = kind
+            f.attrs["channels"] = json.dumps(channels)
+            f.attrs["inputs"] = json.dumps(self.inputs)
+            f.attrs["poetml_version"] = __version__
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["json_attrs"] = json.dumps(json_keys)
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- context manager ----------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- writing ------------------------------------------------------------------------
+    def append(
+        self,
+        data: np.ndarray,
+        event_index: np.ndarray | Sequence[int],
+        source_id: int | np.ndarray | Sequence[int],
+        labels: np.ndarray | Sequence[int] | int | None = None,
+    ) -> None:
+        """Append ``len(data)`` events.  ``source_id`` is one file id or one per event;
+        ``labels`` one int per event (or one for all) and given for every append or none."""
+        if self._closed:
+            raise ValueError(f"{self.path}: writer is closed")
+        data = np.asarray(data)
+        if data.shape[1:] != self.item_shape:
+            raise ValueError(
+                f"{self.path}: {self.kind} of shape {data.shape[1:]} per event, "
+                f"the file holds {self.item_shape}"
+            )
+        n = data.shape[0]
+        event_index = np.asarray(event_index, dtype=np.int64).reshape(-1)
+        if len(event_index) != n:
+            raise ValueError(f"{self.path}: {len(event_index)} event indices for {n} events")
+        source = np.broadcast_to(np.asarray(source_id, dtype=np.int32), (n,))
+        has_labels = labels is not None
+        if self._labels is None:
+            self._labels = has_labels
+            if has_labels:
+                self._label_ds = self._file.create_dataset(
+                    "labels", shape=(0,), dtype=np.int32, **self._small
+                )
+        elif self._labels != has_labels:
+            raise ValueError(f"{self.path}: labels must be given for every append or for none")
+        if n == 0:
+            return
+        lo, hi = self.n_events, self.n_events + n
+        self._data.resize(hi, axis=0)
+        self._data[lo:hi] = np.asarray(data, dtype=np.float32)
+        for ds, values in ((self._event_index, event_index), (self._source, source)):
+            ds.resize(hi, axis=0)
+            ds[lo:hi] = values
+        if has_labels:
+            lab = np.broadcast_to(np.asarray(labels, dtype=np.int32), (n,))
+            self._label_ds.resize(hi, axis=0)
+            self._label_ds[lo:hi] = lab
+        self.n_events = hi
+
+    def close(self) -> Path:
+        """Finish the file and rename it to its final name; returns that path."""
+        if self._closed:
+            return self.path
+        try:
+            self._file.attrs["n_events"] = self.n_events
+            self._file.close()
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written: close and delete the temporary file."""
+        self._closed = True
+        try:
+            if getattr(self, "_file", None) is not None and self._file.id.valid:
+                self._file.close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp_path)
+
+
+def write(
+    path: str | os.PathLike[str],
+    kind: str,
+    data: np.ndarray,
+    *,
+    event_index: np.ndarray | Sequence[int],
+    source: int | np.ndarray | Sequence[int],
+    attrs: Mapping[str, Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    channels: Sequence[str] | None = None,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    labels: np.ndarray | Sequence[int] | None = None,
+    compression: str | None = "gzip",
+) -> Path:
+    """Write a whole array in one go (see :class:`ShardWriter`); returns the path."""
+    data = np.asarray(data)
+    with ShardWriter(
+        path,
+        kind,
+        item_shape=data.shape[1:],
+        attrs=attrs,
+        feature_names=feature_names,
+        channels=channels,
+        inputs=inputs,
+        compression=compression,
+    ) as w:
+        w.append(data, event_index, source, labels)
+    return Path(path)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """The content of one file written by :class:`ShardWriter`."""
+
+    data: np.ndarray
+    kind: str
+    feature_names: tuple[str, ...] | None
+    channels: tuple[str, ...] | None
+    labels: np.ndarray | None
+    event_index: np.ndarray
+    source: np.ndarray
+    inputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ReadError(f"no such file: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ReadError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+
+
+def _kind(f: Any, path: str) -> str:
+    for kind in KINDS:
+        if kind in f:
+            return kind
+    raise ReadError(
+        f"{path}: no dataset 'images' or 'features'; datasets in the file: "
+        f"{', '.join(f.keys()) or 'none'}"
+    )
+
+
+def _need(f: Any, path: str, name: str) -> Any:
+    if name not in f:
+        raise ReadError(
+            f"{path}: missing dataset {name!r}; datasets in the file: {', '.join(f.keys()) or 'none'}"
+        )
+    return f[name]
+
+
+def _decode_attrs(f: Any) -> dict[str, Any]:
+    raw = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+    for key in ("channels", "inputs", "json_attrs"):
+        json_keys.add(key)
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in json_keys and isinstance(v, str):
+            with contextlib.suppress(json.JSONDecodeError):
+                v = json.loads(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def load(
+    path: str | os.PathLike[str], *, start: int | None = None, stop: int | None = None
+) -> Dataset:
+    """Read a file written by :class:`ShardWriter` into memory (events ``start:stop``)."""
+    path = os.fspath(path)
+    with _open(path) as f:
+        kind = _kind(f, path)
+        sel = slice(start, stop)
+        data = np.asarray(f[kind][sel])
+        event_index = np.asarray(_need(f, path, "event_index")[sel])
+        source = np.asarray(_need(f, path, "source")[sel])
+        labels = np.asarray(f["labels"][sel]) if "labels" in f else None
+        names = (
+            tuple(n.decode() if isinstance(n, bytes) else str(n) for n in f["feature_names"][()])
+            if "feature_names" in f
+            else None
+        )
+        attrs = _decode_attrs(f)
+    channels = attrs.get("channels")
+    return Dataset(
+        data=data,
+        kind=kind,
+        feature_names=names,
+        channels=tuple(channels) if channels is not None else None,
+        labels=labels,
+        event_index=event_index,
+        source=source,
+        inputs=tuple(attrs.get("inputs") or ()),
+        attrs=attrs,
+        path=path,
+    )
+
+
+def open_dataset(path: str | os.PathLike[str], name: str | None = None) -> Any:
+    """The ``images``/``features`` (or ``name``) dataset as a lazy ``h5py.Dataset``.
+
+    Nothing is read until it is sliced.  The file stays open as long as the dataset is
+    used; close it with ``ds.file.close()``.
+    """
+    path = os.fspath(path)
+    f = _open(path)
+    try:
+        return _need(f, path, name) if name is not None else f[_kind(f, path)]
+    except BaseException:
+        f.close()
+        raise
