@@ -1,0 +1,609 @@
+"""A parametric CMS-like detector, vectorised over a whole batch of Pythia events.
+
+Input is the batch :func:`Pythia.nextBatch` returns (an awkward array of event records);
+output is one dict of flat NumPy columns plus per-event counts for each POET collection
+(:class:`DetectorOutput`).  There is no Python loop over events: the record is flattened
+once, every object is a row of a flat array, and per-event pairings (lepton-particle for
+isolation, jet-hadron for flavour) are built with ``np.repeat`` over per-event counts.
+
+The parameters (:class:`DetectorConfig`) are CMS Run-2-like numbers; the muon momentum
+resolution is tuned so that the simulated Z -> mu mu peak matches the real CMS 2010 data in
+``../shared/data/uproot-Zmumu.root`` (see ``tests/test_generate_physics.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DetectorConfig", "DetectorOutput", "Particles", "flatten_batch", "simulate"]
+
+_MUON_MASS = 0.1056584
+_ELECTRON_MASS = 0.000511
+_NEUTRINOS = (12, 14, 16)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Parameters of the parametric detector (defaults: CMS Run 2, tuned on the 2010 Z peak)."""
+
+    # muons
+    muon_max_eta: float = 2.4
+    muon_min_pt: float = 3.0
+    muon_eff_plateau: float = 0.98
+    #: relative pT resolution: sqrt(a(eta)^2 + (b * pT)^2), a for |eta| < 0.9, 0.9-1.2, > 1.2
+    muon_res_a: tuple[float, float, float] = (0.015, 0.021, 0.028)
+    muon_res_b: float = 1.0e-4
+    # electrons
+    electron_max_eta: float = 2.5
+    electron_gap: tuple[float, float] = (1.4442, 1.566)
+    electron_min_pt: float = 5.0
+    #: ECAL energy resolution, barrel: stochastic, noise [GeV], constant (endcap x1.6)
+    electron_res: tuple[float, float, float] = (0.03, 0.12, 0.007)
+    # jets
+    jet_r: float = 0.4
+    jet_max_eta: float = 4.7
+    jet_min_corrpt: float = 15.0
+    #: mean raw response: pT_raw = a(eta) * pT_true - b;  a for |eta| < 1.3, 1.3-3, > 3
+    jet_response_a: tuple[float, float, float] = (0.96, 0.93, 0.88)
+    jet_response_b: float = 2.5
+    #: relative jet resolution sqrt((N/pT)^2 + S^2/pT + C^2)
+    jet_res: tuple[float, float, float] = (3.0, 1.0, 0.05)
+    #: CSVv2 medium working point and the efficiencies at it (b, c, light)
+    btag_threshold: float = 0.8484
+    btag_eff: tuple[float, float, float] = (0.65, 0.12, 0.01)
+    btag_max_eta: float = 2.4
+    # isolation inputs
+    iso_min_pt: float = 0.5
+    iso_max_eta: float = 3.0
+    # MET: unclustered resolution sigma = k * sqrt(sum pT of unclustered particles)
+    met_unclustered_k: float = 0.5
+    # what counts as isolated for removal from jet inputs
+    jet_lepton_iso: float = 0.25
+
+
+@dataclass
+class Particles:
+    """Flat view of a batch of Pythia events (plus pile-up particles, if any)."""
+
+    offsets: np.ndarray  # int64, n_events + 1 (hard-scatter particles only)
+    id: np.ndarray
+    status: np.ndarray
+    mother1: np.ndarray  # global index, -1 none
+    daughter1: np.ndarray  # global index, -1 none
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    e: np.ndarray
+    m: np.ndarray
+    vx: np.ndarray  # production vertex [mm]
+    vy: np.ndarray
+    vz: np.ndarray
+    event: np.ndarray  # event index of each particle
+    # pile-up final-state particles, flat, with their own event index
+    pu: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+
+def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles:  # type: ignore[no-untyped-def]
+    """Flatten the awkward batch from ``nextBatch`` into :class:`Particles`.
+
+    ``pileup``: a second ``nextBatch`` result of minimum-bias events; event ``i`` of the
+    hard batch receives the next ``pileup_counts[i]`` of them, their vertices displaced
+    along z by a Gaussian of 35 mm (the CMS luminous region).
+    """
+    import awkward as ak
+
+    prt = batch["prt"]
+    counts = ak.to_numpy(ak.num(prt)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    n = int(offsets[-1])
+    event = np.repeat(np.arange(len(counts)), counts)
+    base = offsets[:-1][event]
+
+    def col(arr, dtype):  # type: ignore[no-untyped-def]
+        return np.asarray(ak.to_numpy(ak.flatten(arr)), dtype=dtype) if n else np.zeros(0, dtype)
+
+    mother1 = col(prt.mother1, np.int64)
+    daughter1 = col(prt.daughter1, np.int64)
+    mother1 = np.where(mother1 > 0, mother1 + base, -1)
+    daughter1 = np.where(daughter1 > 0, daughter1 + base, -1)
+    p = prt.p
+    v = prt.vProd
+    vx = col(ak.fill_none(v.px, 0.0), np.float64) if n else np.zeros(0)
+    vy = col(ak.fill_none(v.py, 0.0), np.float64) if n else np.zeros(0)
+    vz = col(ak.fill_none(v.pz, 0.0), np.float64) if n else np.zeros(0)
+    parts = Particles(
+        offsets=offsets,
+        id=col(prt.id, np.int64),
+        status=col(prt.status, np.int64),
+        mother1=mother1,
+        daughter1=daughter1,
+        px=col(p.px, np.float64),
+        py=col(p.py, np.float64),
+        pz=col(p.pz, np.float64),
+        e=col(p.e, np.float64),
+        m=col(prt.m, np.float64),
+        vx=vx,
+        vy=vy,
+        vz=vz,
+        event=event,
+    )
+    if pileup is not None and pileup_counts is not None:
+        pprt = pileup["prt"]
+        pprt = pprt[pprt.status > 0]
+        pc = ak.to_numpy(ak.num(pprt)).astype(np.int64)
+        # which hard event each minimum-bias event joins
+        mb_event = np.repeat(np.arange(len(pileup_counts)), pileup_counts)[: len(pc)]
+        pev = np.repeat(mb_event, pc)
+        zshift = rng.normal(0.0, 35.0, len(pc)) if rng is not None else np.zeros(len(pc))
+        flat = {k: np.asarray(ak.to_numpy(ak.flatten(getattr(pprt.p, k))), np.float64)
+                for k in ("px", "py", "pz", "e")}
+        flat["id"] = np.asarray(ak.to_numpy(ak.flatten(pprt.id)), np.int64)
+        flat["vz"] = np.repeat(zshift, pc)
+        flat["event"] = pev
+        parts.pu = flat
+    return parts
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _pt_eta_phi(px, py, pz):  # type: ignore[no-untyped-def]
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.arcsinh(np.where(pt > 0, pz / np.where(pt > 0, pt, 1.0), np.sign(pz) * 1e4))
+    eta = np.clip(eta, -1e4, 1e4)
+    phi = np.arctan2(py, px)
+    return pt, eta, phi
+
+
+def _dphi(a, b):  # type: ignore[no-untyped-def]
+    return (a - b + np.pi) % (2 * np.pi) - np.pi
+
+
+def _pairs(ev_a: np.ndarray, ev_b: np.ndarray, n_events: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with ev_a[i] == ev_b[j]; ``ev_b`` must be sorted."""
+    cnt_b = np.bincount(ev_b, minlength=n_events)
+    start_b = np.zeros(n_events + 1, np.int64)
+    np.cumsum(cnt_b, out=start_b[1:])
+    per_a = cnt_b[ev_a]
+    ia = np.repeat(np.arange(len(ev_a)), per_a)
+    first = np.zeros(len(ev_a) + 1, np.int64)
+    np.cumsum(per_a, out=first[1:])
+    local = np.arange(int(first[-1])) - np.repeat(first[:-1], per_a)
+    jb = np.repeat(start_b[:-1][ev_a], per_a) + local
+    return ia, jb
+
+
+def _is_hadron(pid: np.ndarray) -> np.ndarray:
+    a = np.abs(pid)
+    return (a > 100) & (a < 1_000_000)
+
+
+def _has_quark(pid: np.ndarray, q: int) -> np.ndarray:
+    a = np.abs(pid)
+    meson = ((a // 100) % 10 == q) & ((a // 1000) % 10 == 0)
+    baryon = (a // 1000) % 10 == q
+    return _is_hadron(pid) & (meson | baryon)
+
+
+def _first_other_ancestor(parts: Particles, idx: np.ndarray, steps: int = 40) -> np.ndarray:
+    """Follow mother1 from ``idx`` while the id stays the same (shower copies)."""
+    cur = idx.copy()
+    for _ in range(steps):
+        mo = parts.mother1[cur]
+        same = (mo >= 0) & (parts.id[np.maximum(mo, 0)] == parts.id[cur])
+        if not same.any():
+            break
+        cur = np.where(same, mo, cur)
+    return parts.mother1[cur]
+
+
+def _counts(ev: np.ndarray, n_events: int) -> np.ndarray:
+    return np.bincount(ev, minlength=n_events).astype(np.int32)
+
+
+@dataclass
+class DetectorOutput:
+    """Flat columns of one chunk: ``counts[coll]`` per event, ``columns[coll][branch]`` flat
+    (object collections) or per event (``met``, GenMET)."""
+
+    n_events: int
+    counts: dict[str, np.ndarray]
+    columns: dict[str, dict[str, np.ndarray]]
+
+
+# --------------------------------------------------------------------------------------
+# isolation
+# --------------------------------------------------------------------------------------
+
+
+def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):  # type: ignore[no-untyped-def]
+    """Sum of pT of visible particles within each cone of every lepton (itself excluded)."""
+    sums = [np.zeros(len(lep_ev)) for _ in cones]
+    if len(lep_ev) == 0 or len(vis["event"]) == 0:
+        return sums
+    ia, jb = _pairs(lep_ev, vis["event"], n_events)
+    not_self = vis["gidx"][jb] != lep_gidx[ia]
+    dr2 = (lep_eta[ia] - vis["eta"][jb]) ** 2 + _dphi(lep_phi[ia], vis["phi"][jb]) ** 2
+    for k, cone in enumerate(cones):
+        sel = not_self & (dr2 < cone * cone)
+        sums[k] = np.bincount(ia[sel], weights=vis["pt"][jb][sel], minlength=len(lep_ev))
+    return sums
+
+
+# --------------------------------------------------------------------------------------
+# the detector
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stdout_silenced():  # type: ignore[no-untyped-def]
+    """Send the C-level stdout to /dev/null (FastJet prints its banner there on first use)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+_FASTJET_BANNER_DONE = False
+
+
+def cluster_jets(px, py, pz, e, event, n_events, r):  # type: ignore[no-untyped-def]
+    """Anti-kT jets of the flat particles (sorted by event) with FastJet's multi-event
+    interface: one call for the whole batch.  Returns flat jet px, py, pz, E, event."""
+    global _FASTJET_BANNER_DONE
+    import awkward as ak
+
+    from .._optional import require
+
+    fastjet = require("fastjet", "jet clustering in poetml.generate")
+    counts = np.bincount(event, minlength=n_events)
+    arr = ak.unflatten(
+        ak.zip({"px": px, "py": py, "pz": pz, "E": e}, with_name="Momentum4D"), counts
+    )
+    jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, r)
+    if not _FASTJET_BANNER_DONE:
+        with _stdout_silenced():
+            cs = fastjet.ClusterSequence(arr, jetdef)
+            jets = cs.inclusive_jets(min_pt=5.0)
+        _FASTJET_BANNER_DONE = True
+    else:
+        cs = fastjet.ClusterSequence(arr, jetdef)
+        jets = cs.inclusive_jets(min_pt=5.0)
+    njet = ak.to_numpy(ak.num(jets)).astype(np.int64)
+    out = {k: np.asarray(ak.to_numpy(ak.flatten(jets[k])), np.float64) for k in ("px", "py", "pz", "E")}
+    out["event"] = np.repeat(np.arange(n_events), njet)
+    return out
+
+
+def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | None = None) -> DetectorOutput:
+    """Run the parametric detector on a flattened batch; every branch of
+    ``schema.POET_COLLECTIONS`` gets a column."""
+    cfg = cfg or DetectorConfig()
+    n_ev = parts.n_events
+    pid = parts.id
+    apid = np.abs(pid)
+    pt, eta, phi = _pt_eta_phi(parts.px, parts.py, parts.pz)
+    final = parts.status > 0
+    visible = final & ~np.isin(apid, _NEUTRINOS)
+
+    # ---------------- visible particles for isolation / jets / MET (hard + pile-up)
+    vidx = np.flatnonzero(visible)
+    vis = {
+        "event": parts.event[vidx],
+        "px": parts.px[vidx], "py": parts.py[vidx], "pz": parts.pz[vidx], "e": parts.e[vidx],
+        "id": pid[vidx], "gidx": vidx, "pu": np.zeros(len(vidx), bool),
+    }
+    if parts.pu:
+        pu = parts.pu
+        keep = ~np.isin(np.abs(pu["id"]), _NEUTRINOS)
+        merged = {
+            "event": np.concatenate([vis["event"], pu["event"][keep]]),
+            "px": np.concatenate([vis["px"], pu["px"][keep]]),
+            "py": np.concatenate([vis["py"], pu["py"][keep]]),
+            "pz": np.concatenate([vis["pz"], pu["pz"][keep]]),
+            "e": np.concatenate([vis["e"], pu["e"][keep]]),
+            "id": np.concatenate([vis["id"], pu["id"][keep]]),
+            "gidx": np.concatenate([vis["gidx"], np.full(int(keep.sum()), -1, np.int64)]),
+            "pu": np.concatenate([vis["pu"], np.ones(int(keep.sum()), bool)]),
+        }
+        order = np.argsort(merged["event"], kind="stable")
+        vis = {k: v[order] for k, v in merged.items()}
+    vis["pt"], vis["eta"], vis["phi"] = _pt_eta_phi(vis["px"], vis["py"], vis["pz"])
+    charged = _charged(vis["id"])
+    iso_in = (np.abs(vis["eta"]) < cfg.iso_max_eta) & (
+        vis["pt"] > np.where(charged, cfg.iso_min_pt, 2 * cfg.iso_min_pt)
+    )
+    iso_vis = {k: v[iso_in] for k, v in vis.items()}
+
+    # ---------------- leptons (generator level -> reco)
+    def prompt_of(idx: np.ndarray) -> np.ndarray:
+        anc = _first_other_ancestor(parts, idx)
+        return ~((anc >= 0) & _is_hadron(pid[np.maximum(anc, 0)]))
+
+    def impact(idx: np.ndarray, lpt: np.ndarray, is_e: bool) -> tuple[np.ndarray, ...]:
+        # true impact parameters from the production vertex (mm -> cm), then smeared
+        vx, vy, vz = parts.vx[idx] * 0.1, parts.vy[idx] * 0.1, parts.vz[idx] * 0.1
+        px, py, pz = parts.px[idx], parts.py[idx], parts.pz[idx]
+        ptt = np.maximum(pt[idx], 1e-9)
+        dxy = (-vx * py + vy * px) / ptt
+        dz = vz - (vx * px + vy * py) / ptt * pz / ptt
+        s = 1.5 if is_e else 1.0
+        sig_xy = s * np.sqrt(0.0012**2 + (0.0060 / np.maximum(lpt, 0.5)) ** 2)
+        sig_z = 2.5 * sig_xy * np.cosh(np.clip(eta[idx], -3, 3)) ** 0.5
+        dxy_r = dxy + rng.normal(0.0, 1.0, len(idx)) * sig_xy
+        dz_r = dz + rng.normal(0.0, 1.0, len(idx)) * sig_z
+        err_xy = sig_xy * rng.uniform(0.85, 1.15, len(idx))
+        err_z = sig_z * rng.uniform(0.85, 1.15, len(idx))
+        return dxy_r, dz_r, err_xy, err_z
+
+    # muons
+    midx = np.flatnonzero(final & (apid == 13) & (np.abs(eta) < cfg.muon_max_eta) & (pt > 0.8 * cfg.muon_min_pt))
+    aeta = np.abs(eta[midx])
+    a = np.where(aeta < 0.9, cfg.muon_res_a[0], np.where(aeta < 1.2, cfg.muon_res_a[1], cfg.muon_res_a[2]))
+    sig = np.sqrt(a**2 + (cfg.muon_res_b * pt[midx]) ** 2)
+    mpt = pt[midx] * (1.0 + sig * rng.normal(0.0, 1.0, len(midx)))
+    eff = cfg.muon_eff_plateau / (1.0 + np.exp(-(pt[midx] - 3.5) / 0.6))
+    ok = (rng.uniform(size=len(midx)) < eff) & (mpt > cfg.muon_min_pt)
+    midx, mpt = midx[ok], mpt[ok]
+    m_prompt = prompt_of(midx)
+    m_ev = parts.event[midx]
+    m_iso03, m_iso04 = _isolation(m_ev, eta[midx], phi[midx], midx, iso_vis, n_ev, (0.3, 0.4))
+    m_iso03 /= mpt
+    m_iso04 /= mpt
+    m_dxy, m_dz, m_dxye, m_dze = impact(midx, mpt, False)
+    u = rng.uniform(size=(3, len(midx)))
+    m_loose = u[0] < 0.995
+    m_medium = m_loose & (u[1] < np.where(m_prompt, 0.985, 0.93))
+    m_tight = (
+        m_loose
+        & (u[2] < np.where(m_prompt, 0.97, 0.90))
+        & (np.abs(m_dxy) < 0.2)
+        & (np.abs(m_dz) < 0.5)
+    )
+    m_ch = -np.sign(pid[midx]).astype(np.int32)
+
+    # electrons
+    eidx = np.flatnonzero(
+        final & (apid == 11) & (np.abs(eta) < cfg.electron_max_eta) & (pt > 0.8 * cfg.electron_min_pt)
+    )
+    aeta = np.abs(eta[eidx])
+    eidx = eidx[(aeta < cfg.electron_gap[0]) | (aeta > cfg.electron_gap[1])]
+    aeta = np.abs(eta[eidx])
+    ee = parts.e[eidx]
+    sa, sn, sc = cfg.electron_res
+    scale = np.where(aeta < 1.479, 1.0, 1.6)
+    esig = scale * np.sqrt(sa**2 / ee + (sn / ee) ** 2 + sc**2)
+    fac = 1.0 + esig * rng.normal(0.0, 1.0, len(eidx))
+    ept = pt[eidx] * fac
+    e_eff = np.where(pt[eidx] > 20.0, 0.95, 0.95 * (0.55 + 0.45 * np.clip((pt[eidx] - 5.0) / 15.0, 0, 1)))
+    ok = (rng.uniform(size=len(eidx)) < e_eff) & (ept > cfg.electron_min_pt)
+    eidx, ept, fac = eidx[ok], ept[ok], fac[ok]
+    e_prompt = prompt_of(eidx)
+    e_ev = parts.event[eidx]
+    (e_iso,) = _isolation(e_ev, eta[eidx], phi[eidx], eidx, iso_vis, n_ev, (0.3,))
+    e_iso /= ept
+    e_dxy, e_dz, e_dxye, e_dze = impact(eidx, ept, True)
+    barrel = np.abs(eta[eidx]) < 1.479
+    u = rng.uniform(size=len(eidx))
+    pf = np.where(e_prompt, 1.0, 0.6)
+    # Run-2 cut-based IDs: shower-shape efficiency x relative-isolation and impact cuts
+    e_loose = (u < 0.96 * pf) & (e_iso < np.where(barrel, 0.0994, 0.107))
+    e_medium = e_loose & (u < 0.90 * pf) & (e_iso < np.where(barrel, 0.0695, 0.0821))
+    e_tight = (
+        e_medium
+        & (u < 0.82 * pf)
+        & (e_iso < np.where(barrel, 0.0588, 0.0571))
+        & (np.abs(e_dxy) < np.where(barrel, 0.05, 0.10))
+        & (np.abs(e_dz) < np.where(barrel, 0.10, 0.20))
+    )
+    flip = rng.uniform(size=len(eidx)) < np.where(barrel, 0.002, 0.01)
+    e_ch = (-np.sign(pid[eidx]) * np.where(flip, -1, 1)).astype(np.int32)
+
+    # ---------------- jets
+    iso_mu = midx[m_iso04 < cfg.jet_lepton_iso]
+    iso_el = eidx[e_iso < cfg.jet_lepton_iso]
+    removed = np.zeros(len(pid), bool)
+    removed[iso_mu] = True
+    removed[iso_el] = True
+    jin = (np.abs(vis["eta"]) < 5.0) & ~(vis["pu"] & charged)  # charged-hadron subtraction
+    hard_v = vis["gidx"] >= 0
+    jin &= ~(hard_v & removed[np.maximum(vis["gidx"], 0)])
+    jets = cluster_jets(vis["px"][jin], vis["py"][jin], vis["pz"][jin], vis["e"][jin],
+                        vis["event"][jin], n_ev, cfg.jet_r)
+    jpt, jeta, jphi = _pt_eta_phi(jets["px"], jets["py"], jets["pz"])
+    jm = np.sqrt(np.maximum(jets["E"] ** 2 - jets["px"] ** 2 - jets["py"] ** 2 - jets["pz"] ** 2, 0))
+    ajeta = np.abs(jeta)
+    ra = np.where(ajeta < 1.3, cfg.jet_response_a[0],
+                  np.where(ajeta < 3.0, cfg.jet_response_a[1], cfg.jet_response_a[2]))
+    rn, rs, rc = cfg.jet_res
+    jsig = np.sqrt((rn / np.maximum(jpt, 1.0)) ** 2 + rs**2 / np.maximum(jpt, 1.0) + rc**2)
+    raw = (ra * jpt - cfg.jet_response_b) * 1.0 + ra * jpt * jsig * rng.normal(0.0, 1.0, len(jpt))
+    raw = np.maximum(raw, 0.1)
+    corr = (raw + cfg.jet_response_b) / ra  # the correction undoes the mean response
+    keep = (corr > cfg.jet_min_corrpt) & (ajeta < cfg.jet_max_eta)
+    j = {k: v[keep] for k, v in jets.items()}
+    jpt, jeta, jphi, jm, raw, corr, jsig = (x[keep] for x in (jpt, jeta, jphi, jm, raw, corr, jsig))
+    j_ev = j["event"]
+    rscale = raw / np.maximum(jpt, 1e-9)
+    j_mass = jm * rscale * (1.0 + 0.05 * rng.normal(0.0, 1.0, len(jpt)))
+    j_mass = np.maximum(j_mass, 0.0)
+    j_e = np.sqrt((raw * np.cosh(jeta)) ** 2 + j_mass**2)
+    j_corre = j_e * corr / raw
+
+    # hadron flavour: B (then C) hadrons with pT > 5 GeV within R of the jet axis
+    hflav = np.zeros(len(jpt), np.int32)
+    for q in (4, 5):
+        hid = np.flatnonzero(_has_quark(pid, q) & (pt > 5.0))
+        if len(hid) and len(jpt):
+            ia, jb = _pairs(j_ev, parts.event[hid], n_ev)
+            dr2 = (jeta[ia] - eta[hid][jb]) ** 2 + _dphi(jphi[ia], phi[hid][jb]) ** 2
+            hit = np.bincount(ia[dr2 < cfg.jet_r**2], minlength=len(jpt)) > 0
+            hflav[hit] = q  # b overrides c (processed last)
+    # CSVv2-like discriminant: flavour-dependent probability above the medium threshold
+    eff = np.select([hflav == 5, hflav == 4], [cfg.btag_eff[0], cfg.btag_eff[1]], cfg.btag_eff[2])
+    thr = cfg.btag_threshold
+    u = rng.uniform(size=(2, len(jpt)))
+    above = u[0] < eff
+    shape_hi = np.select([hflav == 5, hflav == 4], [0.35, 1.0], 2.0)  # b peaks near 1
+    shape_lo = np.select([hflav == 5, hflav == 4], [0.7, 1.2], 2.5)  # light peaks near 0
+    disc = np.where(
+        above,
+        1.0 - (1.0 - thr) * u[1] ** (1.0 / shape_hi) * 0.999,
+        thr * u[1] ** shape_lo * 0.999,
+    )
+    disc = np.where(np.abs(jeta) < cfg.btag_max_eta, disc, 0.0)
+
+    # ---------------- MET
+    vin = np.abs(vis["eta"]) < 5.0
+    sx = np.bincount(vis["event"][vin], weights=vis["px"][vin], minlength=n_ev)
+    sy = np.bincount(vis["event"][vin], weights=vis["py"][vin], minlength=n_ev)
+    sumet_true = np.bincount(vis["event"][vin], weights=vis["pt"][vin], minlength=n_ev)
+    # replace true objects by reconstructed ones: corrected jets, iso leptons
+    cfac = corr / np.maximum(jpt, 1e-9) - 1.0
+    dx = np.bincount(j_ev, weights=j["px"] * cfac, minlength=n_ev)
+    dy = np.bincount(j_ev, weights=j["py"] * cfac, minlength=n_ev)
+    dsum = np.bincount(j_ev, weights=corr - jpt, minlength=n_ev)
+    clustered = np.bincount(j_ev, weights=jpt, minlength=n_ev)
+    for idx, rpt in ((midx, mpt), (eidx, ept)):
+        isol = np.isin(idx, np.concatenate([iso_mu, iso_el]))
+        ii, rr = idx[isol], rpt[isol]
+        f = rr / pt[ii] - 1.0
+        ev = parts.event[ii]
+        dx += np.bincount(ev, weights=parts.px[ii] * f, minlength=n_ev)
+        dy += np.bincount(ev, weights=parts.py[ii] * f, minlength=n_ev)
+        dsum += np.bincount(ev, weights=rr - pt[ii], minlength=n_ev)
+        clustered += np.bincount(ev, weights=pt[ii], minlength=n_ev)
+    unclustered = np.maximum(sumet_true - clustered, 0.0)
+    sig_u = cfg.met_unclustered_k * np.sqrt(unclustered)
+    metx = -(sx + dx) + sig_u * rng.normal(0.0, 1.0, n_ev)
+    mety = -(sy + dy) + sig_u * rng.normal(0.0, 1.0, n_ev)
+    sumet = sumet_true + dsum
+    # significance: met^T V^-1 met with V = unclustered + jet resolution terms
+    cj, sj = np.cos(jphi), np.sin(jphi)
+    var_j = (jsig * corr) ** 2
+    vxx = sig_u**2 + np.bincount(j_ev, weights=var_j * cj * cj, minlength=n_ev) + 1e-6
+    vyy = sig_u**2 + np.bincount(j_ev, weights=var_j * sj * sj, minlength=n_ev) + 1e-6
+    vxy = np.bincount(j_ev, weights=var_j * cj * sj, minlength=n_ev)
+    det = vxx * vyy - vxy**2
+    signif = (metx**2 * vyy - 2 * metx * mety * vxy + mety**2 * vxx) / det
+    met_pt = np.hypot(metx, mety)
+
+    # ---------------- generator truth
+    nu = np.flatnonzero(final & np.isin(apid, _NEUTRINOS))
+    gmx = np.bincount(parts.event[nu], weights=parts.px[nu], minlength=n_ev)
+    gmy = np.bincount(parts.event[nu], weights=parts.py[nu], minlength=n_ev)
+    astat = np.abs(parts.status)
+    d1 = parts.daughter1
+    last_copy = (parts.status > 0) | (d1 < 0) | (pid[np.maximum(d1, 0)] != pid)
+    keep_gen = (
+        ((astat >= 21) & (astat <= 29))
+        | (final & np.isin(apid, (11, 13)) & (pt > 1.0))
+        | (final & np.isin(apid, _NEUTRINOS) & (pt > 1.0))
+        | ((apid == 15) & last_copy & (parts.status < 0))
+        | ((_has_quark(pid, 5)) & last_copy)
+    )
+    gidx = np.flatnonzero(keep_gen)
+    g_ev = parts.event[gidx]
+    gpos = np.cumsum(keep_gen) - 1  # global position in the kept list
+    g_first = np.zeros(n_ev + 1, np.int64)
+    np.cumsum(np.bincount(g_ev, minlength=n_ev), out=g_first[1:])
+    m_genidx = (gpos[midx] - g_first[:-1][m_ev]).astype(np.int32)
+    st = parts.status[gidx]
+    decayed = (st < 0) & (_is_hadron(pid[gidx]) | (apid[gidx] == 15)) & (d1[gidx] >= 0) & ~((np.abs(st) >= 21) & (np.abs(st) <= 29))
+    g_status = np.where(st > 0, 1, np.where(decayed, 2, np.abs(st))).astype(np.int32)
+    g_pt, g_eta, g_phi = pt[gidx], eta[gidx], phi[gidx]
+
+    # ---------------- assemble (POET branch names, float32 / int32)
+    f32 = np.float32
+
+    def lep_cols(prefix, idx, rpt, mass):  # type: ignore[no-untyped-def]
+        px = rpt * np.cos(phi[idx])
+        py = rpt * np.sin(phi[idx])
+        pz = rpt * np.sinh(eta[idx])
+        en = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+        return {
+            f"{prefix}_e": en, f"{prefix}_pt": rpt, f"{prefix}_px": px, f"{prefix}_py": py,
+            f"{prefix}_pz": pz, f"{prefix}_eta": eta[idx], f"{prefix}_phi": phi[idx],
+        }
+
+    muon = lep_cols("muon", midx, mpt, _MUON_MASS)
+    muon.update({
+        "muon_ch": m_ch, "muon_isLoose": m_loose, "muon_isMedium": m_medium,
+        "muon_isTight": m_tight, "muon_pfreliso03all": m_iso03, "muon_pfreliso04all": m_iso04,
+        "muon_dxy": m_dxy, "muon_dz": m_dz, "muon_dxyError": m_dxye, "muon_dzError": m_dze,
+        "muon_genpartidx": m_genidx,
+    })
+    electron = lep_cols("electron", eidx, ept, _ELECTRON_MASS)
+    electron.update({
+        "electron_ch": e_ch, "electron_iso": e_iso, "electron_isLoose": e_loose,
+        "electron_isMedium": e_medium, "electron_isTight": e_tight, "electron_dxy": e_dxy,
+        "electron_dz": e_dz, "electron_dxyError": e_dxye, "electron_dzError": e_dze,
+    })
+    jet = {
+        "jet_e": j_e, "jet_pt": raw, "jet_eta": jeta, "jet_phi": jphi, "jet_mass": j_mass,
+        "jet_btag": disc, "jet_hflav": hflav, "jet_corrpt": corr, "jet_corre": j_corre,
+    }
+    met = {
+        "met_e": met_pt, "met_pt": met_pt, "met_px": metx, "met_py": mety,
+        "met_phi": np.arctan2(mety, metx), "met_sumet": sumet, "met_significance": signif,
+    }
+    gen = {
+        "GenPart_pt": g_pt, "GenPart_eta": g_eta, "GenPart_phi": g_phi, "GenPart_mass": parts.m[gidx],
+        "GenPart_pdgId": pid[gidx], "GenPart_status": g_status, "GenPart_px": parts.px[gidx],
+        "GenPart_py": parts.py[gidx], "GenPart_pz": parts.pz[gidx],
+        "GenMET_pt": np.hypot(gmx, gmy), "GenMET_phi": np.arctan2(gmy, gmx),
+    }
+    # pT-order the object collections inside each event (POET stores them pT-ordered)
+    muon = _pt_order(muon, m_ev, "muon_pt")
+    electron = _pt_order(electron, e_ev, "electron_pt")
+    jet = _pt_order(jet, j_ev, "jet_corrpt")
+
+    from ..schema import POET_COLLECTIONS
+
+    columns: dict[str, dict[str, np.ndarray]] = {}
+    for cname, cols in (("muon", muon), ("electron", electron), ("jet", jet), ("met", met), ("genparticle", gen)):
+        out = {}
+        for b in POET_COLLECTIONS[cname].branches:
+            if b.name == POET_COLLECTIONS[cname].counter:
+                continue
+            dtype = np.int32 if b.ctype in ("int", "std::vector<int>") else f32
+            out[b.name] = np.asarray(cols[b.name]).astype(dtype)
+        columns[cname] = out
+    counts = {
+        "muon": _counts(m_ev, n_ev),
+        "electron": _counts(e_ev, n_ev),
+        "jet": _counts(j_ev, n_ev),
+        "genparticle": _counts(g_ev, n_ev),
+    }
+    return DetectorOutput(n_ev, counts, columns)
+
+
+def _charged(pid: np.ndarray) -> np.ndarray:
+    """Electric charge != 0 for the common final-state particles."""
+    a = np.abs(pid)
+    return np.isin(a, (11, 13, 211, 321, 2212, 3222, 3112, 3312, 3334, 15))
+
+
+def _pt_order(cols: dict[str, np.ndarray], ev: np.ndarray, key: str) -> dict[str, np.ndarray]:
+    # objects are grouped by event already (ev non-decreasing); sort by (event, -pt)
+    order = np.lexsort((-np.asarray(cols[key]), ev))
+    return {k: np.asarray(v)[order] for k, v in cols.items()}

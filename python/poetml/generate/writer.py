@@ -1,0 +1,127 @@
+"""Write detector output to ROOT files in the POET layouts with uproot.
+
+``poet``: one TTree ``Events`` per analyzer directory (``mymuons/Events``,
+``myelectrons/Events``, ``myjets/Events``, ``mymets/Events``, ``mygenparticles/Events``),
+aligned entry by entry.  ``merged``: every branch in one tree ``events``.  Branch names and
+types are those of :data:`poetml.schema.POET_COLLECTIONS`: counters (``numbermuon`` ...)
+are ``int32``, ``std::vector<float>`` branches are jagged float32 (uproot writes them as
+counted C arrays ``float[numbermuon]``, which every ROOT and uproot reader reads as the
+same jagged values), ``std::vector<int>`` are jagged int32, scalars are float32.
+
+The file is written under a temporary name in the target directory and renamed only when
+complete, so an interrupted run never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..schema import POET_COLLECTIONS, POET_MERGED_TREE, POET_TREE
+from .detector import DetectorOutput
+
+__all__ = ["LAYOUTS", "NtupleWriter", "tree_paths"]
+
+#: Output layouts of ``poetml generate`` (``merged`` is the schema's ``poet-merged``).
+LAYOUTS = ("poet", "merged")
+
+# collection -> jagged record name (uproot: counter_name(name), field_name(name, field))
+_PREFIX = {"muon": "muon", "electron": "electron", "jet": "jet", "genparticle": "GenPart"}
+
+
+def tree_paths(layout: str) -> dict[str, str]:
+    """collection -> tree path for ``layout``."""
+    if layout == "poet":
+        return {c: f"{p.directory}/{POET_TREE}" for c, p in POET_COLLECTIONS.items()}
+    if layout == "merged":
+        return dict.fromkeys(POET_COLLECTIONS, POET_MERGED_TREE)
+    raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+
+
+def _record(coll: str, out: DetectorOutput) -> dict[str, object]:
+    """Branch dict of one collection for uproot (jagged fields zipped under the prefix)."""
+    import awkward as ak
+
+    pc = POET_COLLECTIONS[coll]
+    cols = out.columns[coll]
+    data: dict[str, object] = {}
+    if pc.counter is None:  # met: scalars only
+        return {b.name: cols[b.name] for b in pc.branches}
+    prefix = _PREFIX[coll]
+    counts = out.counts[coll]
+    jagged = {}
+    for b in pc.branches:
+        if b.name == pc.counter:
+            continue
+        if b.ctype.startswith("std::vector"):
+            jagged[b.name[len(prefix) + 1 :]] = ak.unflatten(cols[b.name], counts)
+        else:  # per-event scalars in a jagged collection's tree (GenMET_*)
+            data[b.name] = cols[b.name]
+    data = {prefix: ak.zip(jagged), **data}
+    return data
+
+
+_COUNTERS = {prefix: POET_COLLECTIONS[c].counter for c, prefix in _PREFIX.items()}
+
+
+class NtupleWriter:
+    """Context manager: ``with NtupleWriter(path, layout) as w: w.write(chunk) ...``.
+
+    Chunks are appended in the order given; the temporary file becomes ``path`` on a clean
+    exit and is deleted on an exception (including KeyboardInterrupt).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], layout: str = "poet") -> None:
+        self.path = Path(path)
+        self.layout = layout
+        self.trees = tree_paths(layout)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._file = None
+        self._made = False
+        self.entries = 0
+
+    def __enter__(self) -> NtupleWriter:
+        import uproot
+
+        self._file = uproot.recreate(self.tmp)
+        return self
+
+    def write(self, out: DetectorOutput) -> None:
+        f = self._file
+        assert f is not None
+        per_tree: dict[str, dict[str, object]] = {}
+        for coll, tree in self.trees.items():
+            per_tree.setdefault(tree, {}).update(_record(coll, out))
+        if not self._made:
+            for tree, data in per_tree.items():
+                types = {k: (v.type if hasattr(v, "layout") else np.asarray(v).dtype)
+                         for k, v in data.items()}
+                f.mktree(
+                    tree,
+                    {k: _branch_type(v) for k, v in data.items()} if types else {},
+                    counter_name=lambda name: _COUNTERS[name],
+                    field_name=lambda outer, inner: f"{outer}_{inner}",
+                )
+            self._made = True
+        for tree, data in per_tree.items():
+            f[tree].extend(data)
+        self.entries += out.n_events
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _branch_type(v: object) -> object:
+    import awkward as ak
+
+    if isinstance(v, ak.Array):
+        return v.type
+    return np.asarray(v).dtype

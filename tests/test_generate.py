@@ -1,0 +1,223 @@
+"""poetml.generate: files, layouts, determinism, bad input, CLI (small samples, MPI off)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
+uproot = pytest.importorskip("uproot")
+
+from poetml import schema  # noqa: E402
+from poetml.generate import PROCESSES, generate, generate_default  # noqa: E402
+from poetml.generate.writer import NtupleWriter  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ttbar_poet(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "tt.root"
+    summary = generate("ttbar", 120, path, seed=3, mpi=False, workers=1, progress=False)
+    return path, summary
+
+
+def _all_arrays(path, layout):
+    out = {}
+    with uproot.open(path) as f:
+        for name, pc in schema.POET_COLLECTIONS.items():
+            tree = f[f"{pc.directory}/{schema.POET_TREE}" if layout == "poet" else schema.POET_MERGED_TREE]
+            out[name] = tree.arrays(list(pc.branch_names), library="ak")
+    return out
+
+
+def test_poet_layout_has_every_schema_branch_with_its_type(ttbar_poet):
+    path, summary = ttbar_poet
+    assert summary["events"] == 120 and summary["sigma_pb"] > 0
+    with uproot.open(path) as f:
+        for pc in schema.POET_COLLECTIONS.values():
+            tree = f[f"{pc.directory}/Events"]
+            assert tree.num_entries == 120
+            assert set(tree.keys()) == set(pc.branch_names), pc.name
+            for b in pc.branches:
+                interp = str(tree[b.name].interpretation)
+                want = "i4" if "int" in b.ctype else "f4"
+                assert want in interp, (b.name, interp)
+                if b.ctype.startswith("std::vector"):
+                    assert "AsJagged" in interp, b.name
+
+
+def test_branches_are_physically_filled(ttbar_poet):
+    a = _all_arrays(ttbar_poet[0], "poet")
+    for name, pc in schema.POET_COLLECTIONS.items():
+        for b in pc.branches:
+            vals = np.asarray(a[name][b.name]) if not b.ctype.startswith("std") else \
+                np.asarray(__import__("awkward").flatten(a[name][b.name]))
+            assert len(vals) > 0, b.name
+            assert np.all(np.isfinite(vals)), b.name
+            if b.name not in ("muon_isLoose", "muon_isMedium", "muon_genpartidx"):
+                assert np.any(vals != 0), f"{b.name} is all zeros"
+    mu, jet, met, gen = a["muon"], a["jet"], a["met"], a["genparticle"]
+    ak = pytest.importorskip("awkward")
+    assert ak.all(ak.num(mu.muon_pt) == mu.numbermuon)
+    assert ak.all(np.abs(mu.muon_eta) < 2.4)
+    assert ak.all(mu.muon_pt >= 3.0)
+    assert set(np.unique(ak.flatten(mu.muon_ch))) <= {-1, 1}
+    assert ak.all(jet.jet_corrpt > jet.jet_pt)  # the correction undoes a response < 1
+    assert set(np.unique(ak.flatten(jet.jet_hflav))) <= {0, 4, 5}
+    assert ak.all(ak.flatten(jet.jet_hflav) >= 0) and 5 in set(np.unique(ak.flatten(jet.jet_hflav)))
+    # jets are pT-ordered
+    cpt = jet.jet_corrpt
+    assert ak.all(ak.flatten(cpt[:, 1:] <= cpt[:, :-1]))
+    np.testing.assert_allclose(np.hypot(met.met_px, met.met_py), met.met_pt, rtol=1e-4)
+    assert np.all(met.met_sumet > met.met_pt * 0.5)
+    # tops appear in the stored generator record, muon_genpartidx points at a muon of
+    # (almost) the same momentum
+    assert ak.any(gen.GenPart_pdgId == 6)
+    idx = mu.muon_genpartidx
+    gpid = gen.GenPart_pdgId[idx]
+    assert ak.all(np.abs(ak.flatten(gpid)) == 13)
+    gpt = gen.GenPart_pt[idx]
+    rel = ak.flatten(np.abs(gpt - mu.muon_pt) / gpt)
+    assert np.median(np.asarray(rel)) < 0.05
+
+
+def test_same_seed_same_file_for_any_worker_count(tmp_path):
+    a = generate("dy", 300, tmp_path / "a.root", seed=7, mpi=False, workers=1, chunk_size=100,
+                 progress=False)
+    b = generate("dy", 300, tmp_path / "b.root", seed=7, mpi=False, workers=2, chunk_size=100,
+                 progress=False)
+    assert b["workers"] == 2
+    c = generate("dy", 300, tmp_path / "c.root", seed=8, mpi=False, workers=1, chunk_size=100,
+                 progress=False)
+    aa, bb, cc = (_all_arrays(s["path"], "poet") for s in (a, b, c))
+    for coll in schema.POET_COLLECTIONS:
+        for br in aa[coll].fields:
+            assert aa[coll][br].tolist() == bb[coll][br].tolist(), (coll, br)
+    assert aa["muon"]["muon_pt"].tolist() != cc["muon"]["muon_pt"].tolist()
+
+
+def test_merged_layout_and_poetml_reader(tmp_path):
+    path = tmp_path / "m.root"
+    generate("wjets", 60, path, seed=2, layout="merged", mpi=False, workers=1, progress=False)
+    with uproot.open(path) as f:
+        assert [k.split(";")[0] for k in f] == ["events"]
+        keys = set(f["events"].keys())
+    every = {b for pc in schema.POET_COLLECTIONS.values() for b in pc.branch_names}
+    assert keys == every
+    reading = pytest.importorskip("poetml.reading")
+    batches = list(reading.iterate(str(path), step_size=25))
+    assert sum(b.n_events for b in batches) == 60
+    assert reading.detect_layout(str(path)) == "poet-merged"
+
+
+def test_poet_file_is_read_by_poetml_iterate(ttbar_poet):
+    reading = pytest.importorskip("poetml.reading")
+    path = str(ttbar_poet[0])
+    assert reading.detect_layout(path) == "poet"
+    batch = reading.read(path)
+    assert batch.n_events == 120
+    with uproot.open(path) as f:
+        njet = f["myjets/Events"]["numberjet"].array(library="np")
+    np.testing.assert_array_equal(batch["jet"].counts, njet)
+
+
+def test_bad_input_errors_before_work(tmp_path):
+    with pytest.raises(ValueError, match="valid processes: dy, dy_ee"):
+        generate("nosuch", 10, tmp_path / "x.root")
+    with pytest.raises(ValueError, match="positive"):
+        generate("dy", 0, tmp_path / "x.root")
+    with pytest.raises(ValueError, match="positive"):
+        generate("dy", -5, tmp_path / "x.root")
+    with pytest.raises(ValueError, match="does not exist"):
+        generate("dy", 10, tmp_path / "no" / "such" / "x.root")
+    with pytest.raises(ValueError, match="is a directory"):
+        generate("dy", 10, tmp_path)
+    with pytest.raises(ValueError, match="valid layouts"):
+        generate("dy", 10, tmp_path / "x.root", layout="nanoaod")
+    with pytest.raises(ValueError, match="takes no pT-hat"):
+        generate("dy", 10, tmp_path / "x.root", pthat_min=20.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, ttbar_poet):
+    from poetml.generate import _Job, _run_chunk
+    from poetml.generate.detector import DetectorConfig
+
+    out, _ = _run_chunk(_Job("dy", 0, 20, 1, False, 0.0, None, (), DetectorConfig()))
+    target = tmp_path / "part.root"
+    with pytest.raises(KeyboardInterrupt), NtupleWriter(target, "poet") as w:
+        w.write(out)
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pileup_adds_soft_activity(tmp_path):
+    a = generate("dy", 40, tmp_path / "a.root", seed=4, mpi=False, workers=1, progress=False)
+    b = generate("dy", 40, tmp_path / "b.root", seed=4, mpi=False, workers=1, pileup=5,
+                 progress=False)
+    with uproot.open(a["path"]) as fa, uproot.open(b["path"]) as fb:
+        sa = fa["mymets/Events"]["met_sumet"].array(library="np")
+        sb = fb["mymets/Events"]["met_sumet"].array(library="np")
+        ia = fa["mymuons/Events"]["muon_pfreliso04all"].array()
+        ib = fb["mymuons/Events"]["muon_pfreliso04all"].array()
+    assert sb.mean() > sa.mean() + 20  # 5 minimum-bias events add tens of GeV of sum ET
+    ak = pytest.importorskip("awkward")
+    assert ak.mean(ak.flatten(ib)) > ak.mean(ak.flatten(ia))
+
+
+def test_every_process_initialises_and_lists():
+    from poetml.generate import make_pythia
+    from poetml.generate.processes import pythia_settings
+
+    assert {"dy", "dy_ee", "wjets", "ttbar", "qcd", "jpsi", "hzz4l", "zprime", "zprime_ww",
+            "a4l", "lq_btau", "h0_tautau", "hplus_taunu"} <= set(PROCESSES)
+    for name in PROCESSES:
+        p = make_pythia(pythia_settings(name, seed=1, mpi=False))
+        assert len(p.nextBatch(2)) == 2, name
+
+
+def test_documented_cross_section_is_what_pythia_measures():
+    from poetml.generate import measure_cross_section
+
+    sigma, err = measure_cross_section("dy", 400)
+    assert abs(sigma - PROCESSES["dy"].sigma_pb) < 5 * err + 0.03 * sigma
+
+
+def test_cli_list_and_errors(tmp_path):
+    from poetml.cli import main
+
+    exe = [sys.executable, "-m", "poetml", "generate"]
+    r = subprocess.run([*exe, "--list"], capture_output=True, text=True, check=True)
+    for name in PROCESSES:
+        assert name in r.stdout
+    assert "sigma" in r.stdout and "HardQCD:all = on" in r.stdout
+    assert main(["generate", "nosuch", "--events", "5", "-o", str(tmp_path / "x.root")]) == 1
+    assert main(["generate", "dy", "--events", "0", "-o", str(tmp_path / "x.root")]) == 1
+    r = subprocess.run([*exe, "dy", "--events", "5", "-o", str(tmp_path / "x.root"), "--no-mpi",
+                        "--workers", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "FastJet" not in r.stdout + r.stderr  # the banner is kept out of the user's output
+    assert "wrote 5 dy events" in r.stderr
+    r = subprocess.run([*exe, "nosuch", "--events", "5", "-o", str(tmp_path / "y.root")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "valid processes" in r.stderr
+
+
+def test_default_dataset_manifest_and_reuse(tmp_path):
+    events = {"dy": 20, "ttbar": 10}
+    m1 = generate_default(tmp_path, events=events, mpi=False, workers=1, progress=False)
+    assert m1["labels"] == {"dy": 0, "ttbar": 1}
+    assert m1["processes"]["dy"]["events"] == 20
+    f = tmp_path / m1["processes"]["dy"]["file"]
+    mtime = f.stat().st_mtime_ns
+    m2 = generate_default(tmp_path, events=events, mpi=False, workers=1, progress=False)
+    assert m2 == m1 and f.stat().st_mtime_ns == mtime  # reused, not regenerated
+    m3 = generate_default(tmp_path, events={"dy": 20, "ttbar": 11}, mpi=False, workers=1,
+                          progress=False)
+    assert m3["settings_hash"] != m1["settings_hash"]
+    assert m3["processes"]["ttbar"]["events"] == 11
+    with uproot.open(tmp_path / "ttbar.root") as fh:
+        assert fh["myjets/Events"].num_entries == 11
