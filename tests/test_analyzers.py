@@ -269,6 +269,8 @@ class CfgModule:
     label: str
     plugin: str
     parameters: set[str]
+    #: parameter -> its value expression, as source text
+    values: dict[str, str] = field(default_factory=dict)
 
 
 def _process_attr(node: ast.AST) -> str | None:
@@ -310,7 +312,10 @@ def parse_cfg(source: str) -> tuple[dict[str, CfgModule], set[str]]:
                 if not (isinstance(plugin, ast.Constant) and isinstance(plugin.value, str)):
                     raise ParseError(f"process.{label}: plugin name is not a string literal")
                 analyzers[label] = CfgModule(
-                    label, plugin.value, {k.arg for k in call.keywords if k.arg}
+                    label,
+                    plugin.value,
+                    {k.arg for k in call.keywords if k.arg},
+                    {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg},
                 )
             elif _is_cms_call(node.value, "Path"):
                 paths.add(label)
@@ -390,6 +395,14 @@ def test_cfg_parameters_match_cpp(analyzers, cfg, collection) -> None:
         f"cfg passes {sorted(module.parameters)}"
     )
     assert analyzer.described == analyzer.parameters
+
+
+def test_muons_and_genparticles_share_the_selection(cfg) -> None:
+    """muon_genpartidx indexes GenPart_* only if both analyzers select the same particles."""
+    modules = cfg[0]
+    muons = modules[schema.POET_COLLECTIONS["muon"].directory]
+    gen = modules[schema.POET_COLLECTIONS["genparticle"].directory]
+    assert muons.values["input_particle"] == gen.values["input_particle"]
 
 
 def test_cfg_writes_myoutput_root() -> None:
