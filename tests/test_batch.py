@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import sqlite3
@@ -193,3 +195,282 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
     finally:
         os.chdir(cwd)
     np.testing.assert_array_equal(again.data, ds.data)
+
+
+def test_features_shards_equal_single_process(client, inputs, tmp_path):
+    from poetml.datasets import hdf5
+    from poetml.features import FeatureSpec, feature_names
+
+    spec = FeatureSpec(event_quantities=("ht", "n_jet"))
+    out = tmp_path / "out"
+    res = batch.run(inputs[1:], out, "features", spec, step_size=40, client=client,
+                    progress=False)
+    assert res.ok and res.n_tasks == 3 + 2
+    ds = hdf5.load(out / "dataset.h5")
+    assert ds.kind == "features" and ds.labels is None
+    assert ds.feature_names == tuple(feature_names(spec))
+    for p in inputs[1:]:
+        sel = ds.source == ds.inputs.index(str(p))
+        want, want_index = reference("features", spec, p)
+        np.testing.assert_array_equal(ds.data[sel], want)
+        np.testing.assert_array_equal(ds.event_index[sel], want_index)
+
+
+def _corrupt_basket(src: Path, dst: Path, tree: str, branch: str, basket: int) -> None:
+    """Copy ``src`` to ``dst`` with the compressed payload of one basket scrambled."""
+    import uproot
+
+    with uproot.open(src) as f:
+        b = f[tree][branch]
+        seek = int(b.member("fBasketSeek")[basket])
+        nbytes = int(b.member("fBasketBytes")[basket])
+    data = bytearray(src.read_bytes())
+    for i in range(seek + nbytes - 40, seek + nbytes):
+        data[i] ^= 0x5A
+    dst.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, inputs):
+    """Two good files, a file of random bytes, a truncated file, and a file with one
+    scrambled basket (entries [100, 150) of the jet tree)."""
+    from conftest import make_poet_events, write_poet
+
+    d = tmp_path_factory.mktemp("bad")
+    partial_src = write_poet(d / "partial_src.root", make_poet_events(200, seed=7), chunk=50)
+    _corrupt_basket(partial_src, d / "partial.root", "myjets/Events", "jet_corrpt", 2)
+    partial_src.unlink()
+    junk = d / "junk.root"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    trunc = truncate(inputs[0], d / "truncated.root")
+    return {"good": inputs[1:], "junk": junk, "truncated": trunc, "partial": d / "partial.root"}
+
+
+def test_corrupt_files_fail_only_their_tasks_cli(client, bad_inputs, tmp_path, capsys):
+    from poetml.cli import main
+    from poetml.datasets import hdf5
+
+    out = tmp_path / "out"
+    files = [*bad_inputs["good"], bad_inputs["junk"], bad_inputs["truncated"],
+             bad_inputs["partial"]]
+    rc = main(["batch", "images", *map(str, files), "-o", str(out), "--step-size", "50",
+               "--scheduler", client.scheduler.address, "--retries", "1", "--no-progress",
+               "--config", str(_small_config(tmp_path))])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert "failed" in cap.err
+    # good files and the readable part of the damaged one are complete
+    st = batch.status(out)
+    by_file: dict[str, list] = {}
+    for t in st.tasks:
+        by_file.setdefault(Path(t.path).name, []).append(t)
+    assert {t.status for f in ("b.root", "c.root") for t in by_file[f]} == {"done"}
+    partial = {(t.entry_start, t.status) for t in by_file["partial.root"]}
+    assert partial == {(0, "done"), (50, "done"), (100, "failed"), (150, "done")}
+    [bad] = [t for t in by_file["partial.root"] if t.status == "failed"]
+    assert "partial.root" in bad.error and "decompress" in bad.error
+    assert bad.attempts == 1  # Dask's retries are internal to one submission
+    # the unreadable files fail before any task is planned, with their reason
+    failed = {Path(s["path"]).name: s["error"] for s in st.failed_sources}
+    assert set(failed) == {"junk.root", "truncated.root"}
+    assert all("ReadError" in e for e in failed.values())
+    for name in ("junk.root", "truncated.root", "partial.root", "[100, 150)"):
+        assert name in cap.out
+    # the dataset covers exactly the finished tasks and says it is incomplete
+    ds = hdf5.load(out / "dataset.h5")
+    assert len(ds) == 100 + 57 + 150
+    assert not ds.attrs["complete"]
+
+    rc = main(["batch", "status", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 1
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()[1:4]}
+    assert counts == {"done": 7, "failed": 1, "pending": 0}
+    assert "[100, 150)" in text and "junk.root" in text and "INCOMPLETE" in text
+    rc = main(["batch", "status", str(out), "--json"])
+    js = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert js["counts"]["failed"] == 1 and js["counts"]["files_failed"] == 2
+    assert js["counts"]["done"] == 2 + 2 + 3
+
+
+def _small_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("images:\n  n_eta: 8\n  n_phi: 8\n")
+    return cfg
+
+
+def test_resume_redoes_only_unfinished_tasks(client, inputs, tmp_path):
+    from poetml.datasets import hdf5
+
+    out = tmp_path / "out"
+    kw = {"step_size": 50, "client": client, "progress": False}
+    first = batch.run(inputs, out, "images", SMALL, **kw)
+    assert first.ok and first.n_tasks == 5 + 2 + 2
+    tasks = {(Path(t.path).name, t.entry_start): t for t in batch.status(out).tasks}
+    original = {k: read_shard(out / t.shard) for k, t in tasks.items()}
+
+    # a crash, simulated: a shard lost, a result never recorded, a manifest row lost,
+    # a shard damaged on disk, a half-written temporary left behind
+    lost, unrecorded, forgotten, damaged = (("a.root", 0), ("a.root", 150), ("b.root", 50),
+                                            ("c.root", 0))
+    (out / tasks[lost].shard).unlink()
+    with open(out / tasks[damaged].shard, "r+b") as fh:
+        fh.seek(-10, 2)
+        fh.write(b"\0" * 10)
+    db = sqlite3.connect(out / batch.MANIFEST_NAME)
+    ids = dict(db.execute("SELECT path, id FROM sources"))
+    db.execute("UPDATE tasks SET status = 'pending' WHERE source_id = ? AND entry_start = ?",
+               (ids[str(inputs[0])], 150))
+    db.execute("DELETE FROM tasks WHERE source_id = ? AND entry_start = ?",
+               (ids[str(inputs[1])], 50))
+    db.commit()
+    db.close()
+    (out / batch.SHARD_DIR / "src000000_000000000000-000000000050.h5.tmp").write_bytes(b"x")
+    before = final_shards(out)
+
+    st = batch.status(out)
+    assert not st.complete and len(st.pending) == 1 and len(st.tasks) == 8
+
+    again = batch.run(inputs, out, "images", SMALL, **kw)
+    assert again.ok, again.summary()
+    assert again.n_skipped == 9 - 4 and again.n_done == 9
+    after = final_shards(out)
+    redone = {tasks[k].shard.split("/")[-1] for k in (lost, unrecorded, forgotten, damaged)}
+    assert set(after) == {t.shard.split("/")[-1] for t in tasks.values()}  # temp file gone
+    for name, mtime in after.items():
+        if name in redone:
+            assert before.get(name) != mtime
+        else:
+            assert before[name] == mtime, f"{name} was rewritten"
+    for k, t in tasks.items():
+        got = read_shard(out / t.shard)
+        for key in original[k]:
+            np.testing.assert_array_equal(got[key], original[k][key])
+    ds = hdf5.load(out / "dataset.h5")
+    assert len(ds) == 387 and ds.attrs["complete"]
+    assert len(set(zip(ds.source.tolist(), ds.event_index.tolist()))) == 387
+
+
+def test_changed_spec_refused_unless_overwrite(client, inputs, tmp_path):
+    from poetml.datasets import hdf5
+
+    out = tmp_path / "out"
+    kw = {"step_size": 50, "client": client, "progress": False}
+    assert batch.run(inputs[2:], out, "images", SMALL, **kw).ok
+    with pytest.raises(batch.BatchError, match=r"spec n_eta: 8 -> 9.*--overwrite"):
+        batch.run(inputs[2:], out, "images", ImageSpec(n_eta=9, n_phi=8), **kw)
+    with pytest.raises(batch.BatchError, match=r"inputs 1 added"):
+        batch.run(inputs[1:], out, "images", SMALL, **kw)
+    with pytest.raises(batch.BatchError, match=r"kind 'images' -> 'features'"):
+        batch.run(inputs[2:], out, "features", None, **kw)
+    assert hdf5.load(out / "dataset.h5").data.shape[1:] == (8, 8, 4)  # untouched
+    res = batch.run(inputs[2:], out, "images", ImageSpec(n_eta=9, n_phi=8), overwrite=True, **kw)
+    assert res.ok and res.n_skipped == 0
+    assert hdf5.load(out / "dataset.h5").data.shape == (57, 9, 8, 4)
+    assert len(list((out / batch.SHARD_DIR).iterdir())) == 2
+
+
+def test_worker_killed_mid_task_is_retried(client, tmp_path, write_poet_file):
+    """SIGKILL the worker process that is running a task: Dask reschedules the task on
+    the other worker (its nanny restarts the dead one) and the batch completes intact."""
+    import signal
+    import threading
+    import time
+
+    from poetml.datasets import hdf5
+
+    src = write_poet_file(tmp_path / "big.root", 4000, seed=11)
+    out = tmp_path / "out"
+    spec = ImageSpec(n_eta=16, n_phi=16)
+    result: dict = {}
+
+    def work():
+        try:
+            result["r"] = batch.run([src], out, "images", spec, step_size=1000, client=client,
+                                    progress=False)
+        except BaseException as exc:  # pragma: no cover - reported below
+            result["exc"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        for addr, keys in client.processing().items():
+            if any(str(k).startswith("poetml-task") for k in keys):
+                pid = client.run(os.getpid, workers=[addr])[addr]
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.01)
+    thread.join(300)
+    assert killed is not None, "no task was seen running"
+    assert "exc" not in result, result.get("exc")
+    res = result["r"]
+    assert res.ok, res.summary()
+    assert res.n_done == 4 and res.n_events == 4000
+    ds = hdf5.load(out / "dataset.h5")
+    want, want_index = reference("images", spec, src)
+    np.testing.assert_array_equal(ds.data, want)
+    np.testing.assert_array_equal(ds.event_index, want_index)
+    assert sorted(final_shards(out)) == sorted(t.shard.split("/")[-1]
+                                               for t in batch.status(out).tasks)
+    client.wait_for_workers(2, timeout=120)
+    assert killed not in client.run(os.getpid).values()
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_only_complete_shards_and_resumes(tmp_path, write_poet_file):
+    """SIGINT to ``poetml batch`` mid-run: exit status 130, every shard under a final name
+    is complete and recorded; the same command then finishes only the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_poet_file(tmp_path / "in.root", 4000, seed=5)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "poetml", "batch", "images", str(src), "-o", str(out),
+           "--workers", "1", "--step-size", "250", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        n_done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / batch.MANIFEST_NAME).exists():
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db = sqlite3.connect(out / batch.MANIFEST_NAME, timeout=1)
+                    try:
+                        n_done = db.execute(
+                            "SELECT COUNT(*) FROM tasks WHERE status = 'done'").fetchone()[0]
+                    finally:
+                        db.close()
+            if n_done >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "interrupted" in stderr
+    st = batch.status(out)
+    done = {t.shard.split("/")[-1]: t for t in st.done}
+    assert 2 <= len(done) < 16
+    for name in final_shards(out):
+        if batch._SHARD_RE.fullmatch(name):
+            t = done.get(name)
+            if t is None:  # finished after the last record: complete but not yet recorded
+                read_shard(out / batch.SHARD_DIR / name)
+            else:
+                assert batch._sha256(out / t.shard) == t.sha256
+    rc = subprocess.run([*cmd[:-1]], capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 0, rc.stderr
+    assert f"({len(done)} already done before this run)" in rc.stdout
+    from poetml.datasets import hdf5
+
+    ds = hdf5.load(out / "dataset.h5")
+    np.testing.assert_array_equal(ds.data, reference("images", ImageSpec(), src)[0])

@@ -34,6 +34,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -41,6 +42,7 @@ import socket
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,7 +495,12 @@ def process_task(
             f"{path}: asked for entries [{entry_start}, {entry_stop}) ({want} events), "
             f"read {batch.n_events}; was the file truncated or rewritten?"
         )
-    Path(shard_path).parent.mkdir(parents=True, exist_ok=True)
+    final = Path(shard_path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # a private name first: should two attempts of this task ever run at once (a worker
+    # presumed dead but still running), each writes its own file and the last complete
+    # one is renamed onto the final name
+    part = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
     writer = None
     n_written = 0
     with contextlib.ExitStack() as stack:
@@ -503,7 +510,7 @@ def process_task(
             if writer is None:
                 writer = stack.enter_context(
                     hdf5.ShardWriter(
-                        shard_path,
+                        part,
                         kind,
                         item_shape=tuple(data.shape[1:]),
                         attrs={
@@ -522,10 +529,17 @@ def process_task(
             n_written += len(data)
     if writer is None:
         raise ReadError(f"{path}: entries [{entry_start}, {entry_stop}) hold no events")
+    try:
+        digest, nbytes = _sha256(part), os.path.getsize(part)
+        os.replace(part, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise
     return {
         "n_events": n_written,
-        "sha256": _sha256(shard_path),
-        "nbytes": os.path.getsize(shard_path),
+        "sha256": digest,
+        "nbytes": nbytes,
         "seconds": time.perf_counter() - t0,
         "peak_rss": _peak_rss(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
@@ -643,7 +657,7 @@ def _dask_client(
                 processes=True,
                 dashboard_address=None,
                 memory_limit=memory_limit or "auto",
-                silence_logs=40,
+                silence_logs=logging.CRITICAL,
             ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
