@@ -1,8 +1,10 @@
-// poetml._core: pybind11 bindings of the C++ core (cpp/include/poetml).
-#include <pybind11/pybind11.h>
-
-namespace py = pybind11;
+// poetml._core: pybind11 bindings of the C++ core (cpp/include/poetml), one bind_<topic>.cpp
+// per topic.  std::invalid_argument from the core becomes ValueError.
+#include "bind.hpp"
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "poetml C++ core: rasterize events into images, build feature vectors";
+    poetml_py::bind_columns(m);
+    poetml_py::bind_images(m);
+    poetml_py::bind_features(m);
 }

@@ -6,15 +6,29 @@ NumPy twin.  Conventions (DESIGN.md section 3): eta in [eta_min, eta_max), phi i
 ``iy = floor((phi + pi) / (2 pi) * n_phi)``, phi periodic, objects outside the eta range
 dropped (and counted), MET at eta = 0 in its own channel.  Output ``(N, n_eta, n_phi, C)``
 float32, channels last.
+
+The exact definitions (binning precision, the gaussian and glyph footprints, the order of
+saturation, log1p and normalisation) are in the docstring of :func:`rasterize` and in
+``cpp/include/poetml/rasterize.hpp``.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from .selection import Selection
+import numpy as np
 
-__all__ = ["IMAGE_MODES", "ImageSpec"]
+from .schema import OBJECT_COLLECTIONS
+from .selection import ElectronSelection, JetSelection, MuonSelection, ObjectSelection, Selection
+
+if TYPE_CHECKING:
+    from .jagged import Collection, EventBatch
+
+__all__ = ["IMAGE_MODES", "ImageSpec", "rasterize"]
 
 #: Rasterization modes.
 IMAGE_MODES = ("histogram", "gaussian", "glyph")
@@ -55,7 +69,248 @@ class ImageSpec:
     lsb_gev: float = 0.5
     selection: Selection = field(default_factory=Selection)
 
+    def __post_init__(self) -> None:
+        if self.mode not in IMAGE_MODES:
+            raise ValueError(f"unknown image mode {self.mode!r}; valid: {', '.join(IMAGE_MODES)}")
+        if self.n_eta <= 0 or self.n_phi <= 0:
+            raise ValueError(f"n_eta and n_phi must be positive, got {self.n_eta} x {self.n_phi}")
+        if not (math.isfinite(self.eta_min) and math.isfinite(self.eta_max)) or not (
+            self.eta_max > self.eta_min
+        ):
+            raise ValueError(
+                f"eta_max ({self.eta_max}) must be larger than eta_min ({self.eta_min}), both finite"
+            )
+        object.__setattr__(self, "channels", tuple(self.channels))
+        valid = (*OBJECT_COLLECTIONS, "met")
+        bad = [c for c in self.channels if c not in valid]
+        if bad or not self.channels:
+            raise ValueError(
+                f"image channels must be a non-empty list of {', '.join(valid)}; got {list(self.channels)}"
+            )
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"image channels repeat: {list(self.channels)}")
+        if not (0.0 < self.sigma <= 1000.0):
+            raise ValueError(f"sigma must be in (0, 1000] pixels, got {self.sigma}")
+        if not (0.0 <= self.glyph_width <= 1000.0 and 0.0 <= self.glyph_width_positive <= 1000.0):
+            raise ValueError("glyph_width and glyph_width_positive must be in [0, 1000] pixels")
+        if self.saturate_bits is not None and not (1 <= self.saturate_bits <= 31):
+            raise ValueError(f"saturate_bits must be in [1, 31] or None, got {self.saturate_bits}")
+        if not (self.lsb_gev > 0.0 and math.isfinite(self.lsb_gev)):
+            raise ValueError(f"lsb_gev must be positive, got {self.lsb_gev}")
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """Shape of one image: (n_eta, n_phi, n_channels)."""
         return (self.n_eta, self.n_phi, len(self.channels))
+
+
+# --------------------------------------------------------------------------------------
+# selection -> cuts (shared by images, features and the NumPy reference)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CutParams:
+    """The cuts one collection gets after checking which fields the batch has.
+
+    An object passes when ``pt >= min_pt``, ``|eta| <= max_abs_eta``, (``tight_id``)
+    ``tight_id > 0.5`` and (``max_iso`` not None) ``iso <= max_iso``.
+    """
+
+    min_pt: float = 0.0
+    max_abs_eta: float = math.inf
+    tight_id: bool = False
+    max_iso: float | None = None
+
+
+def resolve_cuts(selection: Selection, name: str, collection: Collection | None) -> CutParams:
+    """The cuts of ``selection`` for collection ``name``.  A cut whose field the batch lacks
+    is skipped with a UserWarning naming the field.  ``met`` has no cuts."""
+    if name == "met":
+        return CutParams()
+    sel: Any = getattr(selection, name, None)
+    if sel is None:
+        return CutParams()
+    tight = False
+    max_iso = None
+    if isinstance(sel, MuonSelection | ElectronSelection):
+        tight = bool(sel.tight_id)
+        max_iso = sel.max_iso
+        fields = collection.fields if collection is not None else {}
+        if tight and "tight_id" not in fields:
+            warnings.warn(
+                f"selection: {name} tight_id cut skipped: the batch has no {name} field 'tight_id'",
+                UserWarning,
+                stacklevel=3,
+            )
+            tight = False
+        if max_iso is not None and "iso" not in fields:
+            warnings.warn(
+                f"selection: {name} isolation cut (iso <= {max_iso}) skipped: the batch has no "
+                f"{name} field 'iso'",
+                UserWarning,
+                stacklevel=3,
+            )
+            max_iso = None
+    elif not isinstance(sel, JetSelection | ObjectSelection):
+        raise TypeError(f"selection.{name} is a {type(sel).__name__}, not a selection")
+    return CutParams(float(sel.min_pt), float(sel.max_abs_eta), tight, max_iso)
+
+
+def batch_collection(batch: EventBatch, name: str) -> Collection:
+    """``batch[name]`` with an error naming the collections the batch has."""
+    if name not in batch.collections:
+        raise ValueError(
+            f"the batch has no {name!r} collection (it has: "
+            f"{', '.join(batch.collections) or 'none'}; MET fields: {', '.join(batch.met) or 'none'})"
+        )
+    return batch.collections[name]
+
+
+def met_field(batch: EventBatch, field_name: str) -> np.ndarray:
+    """``batch.met[field_name]`` with an error naming the MET fields the batch has."""
+    if field_name not in batch.met:
+        raise ValueError(
+            f"the batch has no MET field {field_name!r} (it has: {', '.join(batch.met) or 'none'})"
+        )
+    return batch.met[field_name]
+
+
+def core_columns(
+    batch: EventBatch, name: str, cuts: CutParams, extra: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
+    """(``_core.Columns``, ``_core.Cuts``) for collection ``name`` of ``batch``."""
+    from . import _core
+
+    if name == "met":
+        cols = _core.Columns("met", None, met_field(batch, "pt"), met_field(batch, "phi"))
+        return cols, _core.Cuts()
+    coll = batch_collection(batch, name)
+    for f in ("pt", "eta", "phi"):
+        if f not in coll.fields:
+            raise ValueError(
+                f"the batch's {name!r} collection has no field {f!r} (it has: {', '.join(coll.fields)})"
+            )
+    wanted = set(extra)
+    if cuts.tight_id:
+        wanted.add("tight_id")
+    if cuts.max_iso is not None:
+        wanted.add("iso")
+    optional = {
+        f: coll.fields[f]
+        for f in ("charge", "mass", "tight_id", "iso", "btag")
+        if f in wanted and f in coll.fields
+    }
+    cols = _core.Columns(name, coll.offsets, coll["pt"], coll["phi"], eta=coll["eta"], **optional)
+    return cols, _core.Cuts(cuts.min_pt, cuts.max_abs_eta, cuts.tight_id, cuts.max_iso)
+
+
+def resolve_threads(n_threads: int | None) -> int:
+    """``None`` or 0: all cores (0 for the core); otherwise a positive int."""
+    if n_threads is None:
+        return 0
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int | np.integer) or n_threads < 0:
+        raise ValueError(f"n_threads must be None or an integer >= 0, got {n_threads!r}")
+    return int(n_threads)
+
+
+def spec_kwargs(spec: ImageSpec) -> Mapping[str, Any]:
+    """Keyword arguments of ``_core.rasterize`` for ``spec``."""
+    return {
+        "n_eta": spec.n_eta,
+        "n_phi": spec.n_phi,
+        "eta_min": float(spec.eta_min),
+        "eta_max": float(spec.eta_max),
+        "mode": spec.mode,
+        "sigma": float(spec.sigma),
+        "glyph_radius0": float(spec.glyph_radius0),
+        "glyph_radius_per_log": float(spec.glyph_radius_per_log),
+        "glyph_width": float(spec.glyph_width),
+        "glyph_width_positive": float(spec.glyph_width_positive),
+        "log1p": bool(spec.log1p),
+        "normalize": bool(spec.normalize),
+        "saturate_bits": int(spec.saturate_bits or 0),
+        "lsb_gev": float(spec.lsb_gev),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# rasterize
+# --------------------------------------------------------------------------------------
+
+
+@overload
+def rasterize(
+    batch: EventBatch,
+    spec: ImageSpec = ...,
+    *,
+    n_threads: int | None = ...,
+    return_dropped: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def rasterize(
+    batch: EventBatch,
+    spec: ImageSpec = ...,
+    *,
+    n_threads: int | None = ...,
+    return_dropped: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def rasterize(
+    batch: EventBatch,
+    spec: ImageSpec | None = None,
+    *,
+    n_threads: int | None = None,
+    return_dropped: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Event images of a whole batch, in one call to the C++ core.
+
+    Returns float32 ``(N, n_eta, n_phi, C)``, channels in the order of ``spec.channels``
+    (``met``: MET pT at eta = 0 from ``batch.met["pt"]`` / ``batch.met["phi"]``).  With
+    ``return_dropped=True`` also an int64 array ``(C,)``: selected objects per channel
+    that fell outside the eta range and were dropped.
+
+    Objects pass ``spec.selection`` first (see :class:`CutParams`; a cut whose field the
+    batch lacks is skipped with a UserWarning).  Binning, in float64 from the float32
+    inputs: ``u = (eta - eta_min) * (n_eta / (eta_max - eta_min))``, ``ix = floor(u)``,
+    dropped unless ``0 <= ix < n_eta``; ``v = (phi + pi) * (n_phi / (2 pi))``,
+    ``iy = floor(v)`` wrapped periodically into ``[0, n_phi)`` (so phi = +pi lands in pixel
+    0).  Deposits are summed in float32 in object order.
+
+    ``histogram``: the pixel gets pT.  ``gaussian``: pixels within 3 sigma of the object
+    (plus always its own pixel; phi wraps) get pT * w / sum(w), w = exp(-d^2 / (2 sigma^2))
+    with d the distance from the pixel centre in pixels; rows beyond the eta edges are cut
+    and the remaining weights renormalised, so each object deposits exactly its pT.
+    ``glyph``: a ring of radius ``r = max(0, glyph_radius0 + glyph_radius_per_log *
+    ln(pT / GeV))`` pixels, line width ``glyph_width_positive`` for charge > 0 else
+    ``glyph_width`` (objects without a charge field count as neutral): the pixels whose
+    centre lies within half the width of the circle each get pT / n_ring_pixels (those
+    beyond the eta edges are cut, the rest renormalised; a ring with no pixel centre on it
+    puts pT in the object's own pixel).  So in every mode an image sums to the selected,
+    in-acceptance pT.
+
+    Then per event, in this order: saturation (``saturate_bits``: ``min(floor(value /
+    lsb_gev), 2**bits - 1)``, integer-valued float32), ``log1p``, ``normalize`` (divide by
+    the event's sum over all pixels and channels; all-zero events stay zero).
+
+    ``n_threads``: None or 0 uses every core; the result does not depend on it.
+    """
+    from . import _core
+
+    spec = ImageSpec() if spec is None else spec
+    threads = resolve_threads(n_threads)
+    channels = []
+    for name in spec.channels:
+        coll = None if name == "met" else batch_collection(batch, name)
+        cuts = resolve_cuts(spec.selection, name, coll)
+        extra = ("charge",) if spec.mode == "glyph" else ()
+        channels.append(core_columns(batch, name, cuts, extra))
+    images, dropped = _core.rasterize(
+        channels, batch.n_events, **spec_kwargs(spec), n_threads=threads
+    )
+    if return_dropped:
+        return images, dropped
+    return images

@@ -1,0 +1,40 @@
+// Shared pieces of the poetml._core bindings: the Columns/Cuts wrappers and array checks.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "poetml/core.hpp"
+
+namespace poetml_py {
+
+namespace py = pybind11;
+
+using F32 = py::array_t<float, py::array::c_style>;
+using I64 = py::array_t<std::int64_t, py::array::c_style>;
+
+/// A collection's columns, held alive by this object; arrays are checked on construction
+/// (dtype and contiguity by noconvert, ndim and lengths here).  Values are validated
+/// (offsets, finiteness) by the kernels, each call, with the GIL held.
+struct PyColumns {
+    std::string name;
+    std::optional<I64> offsets;
+    F32 pt, phi;
+    std::optional<F32> eta, charge, mass, tight_id, iso, btag;
+
+    poetml::Objects objects() const;
+};
+
+/// Checks a 1-D float32 C-contiguous array handed over inside a container (where
+/// noconvert cannot apply); TypeError otherwise.  None gives nullptr.
+const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len);
+
+void bind_columns(py::module_& m);
+void bind_images(py::module_& m);
+void bind_features(py::module_& m);
+
+}  // namespace poetml_py

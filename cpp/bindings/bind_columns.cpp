@@ -1,0 +1,129 @@
+// Bindings: Columns (one collection's arrays) and Cuts (its selection).
+#include "bind.hpp"
+
+namespace poetml_py {
+
+namespace {
+
+void check_1d(const py::array& a, const std::string& coll, const char* field) {
+    if (a.ndim() != 1)
+        throw py::type_error("collection '" + coll + "', field '" + field + "': expected a 1-D array, got " +
+                             std::to_string(a.ndim()) + " dimensions");
+}
+
+void check_len(const std::optional<F32>& a, const std::string& coll, const char* field, py::ssize_t n) {
+    if (!a) return;
+    check_1d(*a, coll, field);
+    if (a->size() != n)
+        throw std::invalid_argument("collection '" + coll + "', field '" + field + "' has " +
+                                    std::to_string(a->size()) + " values, pt has " + std::to_string(n));
+}
+
+const float* ptr(const std::optional<F32>& a) { return a ? a->data() : nullptr; }
+
+}  // namespace
+
+poetml::Objects PyColumns::objects() const {
+    poetml::Objects o;
+    o.name = name;
+    o.n_objects = static_cast<std::int64_t>(pt.size());
+    o.n_events = offsets ? static_cast<std::int64_t>(offsets->size()) - 1 : o.n_objects;
+    o.offsets = offsets ? offsets->data() : nullptr;
+    o.pt = pt.data();
+    o.phi = phi.data();
+    o.eta = ptr(eta);
+    o.charge = ptr(charge);
+    o.mass = ptr(mass);
+    o.tight_id = ptr(tight_id);
+    o.iso = ptr(iso);
+    o.btag = ptr(btag);
+    return o;
+}
+
+const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<F32>(obj))
+        throw py::type_error(what + ": expected a C-contiguous float32 numpy array, got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) +
+                             (py::isinstance<py::array>(obj)
+                                  ? " of dtype " + std::string(py::str(obj.attr("dtype")))
+                                  : std::string()));
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    if (a.ndim() != 1) throw py::type_error(what + ": expected a 1-D array");
+    if (a.size() != expected_len)
+        throw std::invalid_argument(what + ": " + std::to_string(a.size()) + " values, expected " +
+                                    std::to_string(expected_len));
+    return static_cast<const float*>(a.data());
+}
+
+void bind_columns(py::module_& m) {
+    py::class_<PyColumns>(m, "Columns", R"doc(
+One collection's arrays for the kernels: float32 C-contiguous 1-D columns and int64
+offsets (n_events + 1), or offsets=None for exactly one value per event (MET).  Arrays of
+another dtype or layout raise TypeError (no silent copies); lengths are checked here,
+values (offsets, finiteness) by each kernel call.)doc")
+        .def(py::init([](std::string name, std::optional<I64> offsets, F32 pt, F32 phi,
+                         std::optional<F32> eta, std::optional<F32> charge, std::optional<F32> mass,
+                         std::optional<F32> tight_id, std::optional<F32> iso, std::optional<F32> btag) {
+                 check_1d(pt, name, "pt");
+                 const py::ssize_t n = pt.size();
+                 check_1d(phi, name, "phi");
+                 if (phi.size() != n)
+                     throw std::invalid_argument("collection '" + name + "', field 'phi' has " +
+                                                 std::to_string(phi.size()) + " values, pt has " +
+                                                 std::to_string(n));
+                 check_len(eta, name, "eta", n);
+                 check_len(charge, name, "charge", n);
+                 check_len(mass, name, "mass", n);
+                 check_len(tight_id, name, "tight_id", n);
+                 check_len(iso, name, "iso", n);
+                 check_len(btag, name, "btag", n);
+                 if (offsets) {
+                     if (offsets->ndim() != 1 || offsets->size() < 1)
+                         throw std::invalid_argument("collection '" + name +
+                                                     "': offsets must be 1-D with n_events + 1 values");
+                 }
+                 return PyColumns{std::move(name), std::move(offsets), std::move(pt), std::move(phi),
+                                  std::move(eta), std::move(charge), std::move(mass), std::move(tight_id),
+                                  std::move(iso), std::move(btag)};
+             }),
+             py::arg("name"), py::arg("offsets").noconvert().none(true), py::arg("pt").noconvert(),
+             py::arg("phi").noconvert(), py::kw_only(), py::arg("eta").noconvert().none(true) = py::none(),
+             py::arg("charge").noconvert().none(true) = py::none(),
+             py::arg("mass").noconvert().none(true) = py::none(),
+             py::arg("tight_id").noconvert().none(true) = py::none(),
+             py::arg("iso").noconvert().none(true) = py::none(),
+             py::arg("btag").noconvert().none(true) = py::none())
+        .def_readonly("name", &PyColumns::name)
+        .def_property_readonly("n_events", [](const PyColumns& c) { return c.objects().n_events; })
+        .def_property_readonly("n_objects", [](const PyColumns& c) { return c.objects().n_objects; })
+        .def("__repr__", [](const PyColumns& c) {
+            auto o = c.objects();
+            return "<poetml._core.Columns '" + c.name + "': " + std::to_string(o.n_events) + " events, " +
+                   std::to_string(o.n_objects) + " objects>";
+        });
+
+    py::class_<poetml::Cuts>(m, "Cuts", R"doc(
+Object selection: pt >= min_pt, |eta| <= max_abs_eta, tight_id > 0.5 when tight_id is
+True, iso <= max_iso when max_iso is not None (comparisons in double).)doc")
+        .def(py::init([](double min_pt, double max_abs_eta, bool tight_id, std::optional<double> max_iso) {
+                 poetml::Cuts c;
+                 c.min_pt = min_pt;
+                 c.max_abs_eta = max_abs_eta;
+                 c.tight_id = tight_id;
+                 c.use_max_iso = max_iso.has_value();
+                 c.max_iso = max_iso.value_or(0.0);
+                 return c;
+             }),
+             py::arg("min_pt") = 0.0, py::arg("max_abs_eta") = std::numeric_limits<double>::infinity(),
+             py::arg("tight_id") = false, py::arg("max_iso") = py::none())
+        .def_readonly("min_pt", &poetml::Cuts::min_pt)
+        .def_readonly("max_abs_eta", &poetml::Cuts::max_abs_eta)
+        .def_readonly("tight_id", &poetml::Cuts::tight_id)
+        .def_property_readonly("max_iso", [](const poetml::Cuts& c) -> std::optional<double> {
+            if (c.use_max_iso) return c.max_iso;
+            return std::nullopt;
+        });
+}
+
+}  // namespace poetml_py

@@ -1,0 +1,89 @@
+// Bindings: build_features.
+#include "bind.hpp"
+#include "poetml/features.hpp"
+
+namespace poetml_py {
+
+void bind_features(py::module_& m) {
+    m.def(
+        "build_features",
+        [](const std::vector<std::pair<const PyColumns*, poetml::Cuts>>& collections, std::int64_t n_events,
+           const std::vector<std::tuple<std::size_t, std::int64_t, py::list>>& slots,
+           const std::vector<std::string>& event_quantities, std::int64_t muon, std::int64_t electron,
+           std::int64_t jet, std::int64_t met, double btag_threshold, double muon_mass, int n_threads) {
+            if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores)");
+            if (n_events < 0) throw std::invalid_argument("n_events must be >= 0");
+            std::vector<poetml::FeatureCollection> colls;
+            colls.reserve(collections.size());
+            for (const auto& [cols, cuts] : collections) {
+                if (!cols) throw py::type_error("build_features: collection columns must not be None");
+                poetml::FeatureCollection fc{cols->objects(), cuts};
+                poetml::validate(fc.objects);  // offsets, finiteness: GIL held
+                colls.push_back(std::move(fc));
+            }
+            poetml::FeatureSpec spec;
+            for (const auto& [ci, count, columns] : slots) {
+                if (ci >= colls.size())
+                    throw std::invalid_argument("slot refers to collection " + std::to_string(ci) + " of " +
+                                                std::to_string(colls.size()));
+                poetml::FeatureSlot s;
+                s.collection = ci;
+                s.count = count;
+                std::size_t f = 0;
+                for (py::handle col : columns) {
+                    s.columns.push_back(column_ptr(col,
+                                                   "collection '" + colls[ci].objects.name + "', feature column " +
+                                                       std::to_string(f++),
+                                                   colls[ci].objects.n_objects));
+                }
+                spec.slots.push_back(std::move(s));
+            }
+            static const std::pair<const char*, poetml::EventQuantity> known[] = {
+                {"ht", poetml::EventQuantity::ht},
+                {"met", poetml::EventQuantity::met},
+                {"n_muon", poetml::EventQuantity::n_muon},
+                {"n_electron", poetml::EventQuantity::n_electron},
+                {"n_jet", poetml::EventQuantity::n_jet},
+                {"n_bjet", poetml::EventQuantity::n_bjet},
+                {"m_mumu", poetml::EventQuantity::m_mumu},
+                {"m_jj", poetml::EventQuantity::m_jj},
+            };
+            for (const auto& q : event_quantities) {
+                bool found = false;
+                for (const auto& [name, value] : known) {
+                    if (q == name) {
+                        spec.event_quantities.push_back(value);
+                        found = true;
+                    }
+                }
+                if (!found)
+                    throw std::invalid_argument("unknown event quantity '" + q +
+                                                "'; valid: ht, met, n_muon, n_electron, n_jet, n_bjet, m_mumu, m_jj");
+            }
+            spec.muon = muon;
+            spec.electron = electron;
+            spec.jet = jet;
+            spec.met = met;
+            spec.btag_threshold = btag_threshold;
+            spec.muon_mass = muon_mass;
+            const std::int64_t nf = poetml::n_features(spec);
+            py::array_t<float> features({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)});
+            float* out = features.mutable_data();
+            {
+                // Safe without the GIL: the kernel only reads the validated input buffers
+                // (kept alive by `collections` and `slots`) and writes the fresh output array.
+                py::gil_scoped_release release;
+                poetml::build_features(colls, n_events, spec, out, n_threads);
+            }
+            return features;
+        },
+        py::arg("collections"), py::arg("n_events"), py::arg("slots"), py::kw_only(),
+        py::arg("event_quantities") = std::vector<std::string>{}, py::arg("muon") = -1, py::arg("electron") = -1,
+        py::arg("jet") = -1, py::arg("met") = -1, py::arg("btag_threshold") = 0.8484,
+        py::arg("muon_mass") = 0.1056584, py::arg("n_threads") = 0,
+        R"doc(Build feature vectors: collections is a list of (Columns, Cuts); slots a list of
+(collection index, count, [float32 column or None per field]).  Returns float32
+(n_events, n_features).  See cpp/include/poetml/features.hpp for the exact definitions.)doc");
+}
+
+}  // namespace poetml_py

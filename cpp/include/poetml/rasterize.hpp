@@ -1,0 +1,280 @@
+// poetml C++ core: event images (eta-phi grids, one channel per object collection).
+#pragma once
+
+#include <cstring>
+
+#include "poetml/core.hpp"
+
+namespace poetml {
+
+/// How deposits are spread over pixels.
+enum class ImageMode {
+    histogram,  ///< pT summed in the object's pixel
+    gaussian,   ///< pT spread as a truncated, normalised Gaussian of `sigma` pixels
+    glyph,      ///< pT spread evenly over a ring whose radius grows with ln pT
+};
+
+/// Image geometry and options (mirrors poetml.ImageSpec).
+///
+/// Binning (identical in poetml._reference): with float32 inputs converted to double,
+///   u = (eta - eta_min) * (n_eta / (eta_max - eta_min)),  ix = floor(u),
+///   v = (phi + pi) * (n_phi / (2 pi)),                    iy = floor(v) wrapped into [0, n_phi).
+/// An object with ix outside [0, n_eta) is dropped and counted.  Pixel centres sit at
+/// (ix + 0.5, iy + 0.5) in these units.
+///
+/// Post-processing per event, in this order: (1) saturation (if saturate_bits > 0):
+/// value = min(floor(value / lsb_gev), 2^bits - 1), (2) log1p, (3) normalize: divide by the
+/// event's sum over all pixels and channels (events summing to 0 stay 0).
+struct ImageSpec {
+    std::int64_t n_eta = 32;
+    std::int64_t n_phi = 32;
+    double eta_min = -2.5;
+    double eta_max = 2.5;
+    ImageMode mode = ImageMode::histogram;
+    double sigma = 1.0;                  ///< gaussian: width in pixels
+    double glyph_radius0 = 0.5;          ///< glyph: radius at pT = 1 GeV [pixels]
+    double glyph_radius_per_log = 0.5;   ///< glyph: radius growth per unit ln(pT / GeV)
+    double glyph_width = 0.5;            ///< glyph: ring line width [pixels], charge <= 0
+    double glyph_width_positive = 1.0;   ///< glyph: ring line width [pixels], charge > 0
+    bool log1p = false;
+    bool normalize = false;
+    int saturate_bits = 0;               ///< 0: no saturation
+    double lsb_gev = 0.5;
+};
+
+/// One image channel: the objects drawn in it and their selection.
+struct Channel {
+    Objects objects;
+    Cuts cuts;
+};
+
+/// Throws std::invalid_argument when `spec` is not usable.
+inline void validate(const ImageSpec& spec) {
+    auto bad = [](const std::string& what) { throw std::invalid_argument("ImageSpec: " + what); };
+    if (spec.n_eta <= 0 || spec.n_phi <= 0) bad("n_eta and n_phi must be positive");
+    if (!(spec.eta_max > spec.eta_min) || !std::isfinite(spec.eta_min) || !std::isfinite(spec.eta_max))
+        bad("eta_max must be larger than eta_min (both finite)");
+    if (spec.mode == ImageMode::gaussian && !(spec.sigma > 0.0 && spec.sigma <= 1.0e3))
+        bad("sigma must be in (0, 1000] pixels, got " + std::to_string(spec.sigma));
+    if (spec.mode == ImageMode::glyph &&
+        !(spec.glyph_width >= 0.0 && spec.glyph_width_positive >= 0.0 &&
+          std::isfinite(spec.glyph_radius0) && std::isfinite(spec.glyph_radius_per_log) &&
+          spec.glyph_width <= 1.0e3 && spec.glyph_width_positive <= 1.0e3))
+        bad("glyph widths must be in [0, 1000] and radii finite");
+    if (spec.saturate_bits < 0 || spec.saturate_bits > 31)
+        bad("saturate_bits must be in [1, 31] (0: off), got " + std::to_string(spec.saturate_bits));
+    if (spec.saturate_bits > 0 && !(spec.lsb_gev > 0.0 && std::isfinite(spec.lsb_gev)))
+        bad("lsb_gev must be positive");
+}
+
+namespace detail {
+
+/// Binning of one object: own pixel and fractional position inside it.
+struct Bin {
+    std::int64_t ix, iy;  ///< own pixel
+    double fu, fv;        ///< position inside the pixel, in [0, 1)
+};
+
+struct Binner {
+    double eta_min, eta_scale, phi_scale, n_phi_d;
+    std::int64_t n_eta, n_phi;
+
+    explicit Binner(const ImageSpec& s)
+        : eta_min(s.eta_min),
+          eta_scale(static_cast<double>(s.n_eta) / (s.eta_max - s.eta_min)),
+          phi_scale(static_cast<double>(s.n_phi) / (2.0 * kPi)),
+          n_phi_d(static_cast<double>(s.n_phi)),
+          n_eta(s.n_eta),
+          n_phi(s.n_phi) {}
+
+    /// False when the object falls outside [0, n_eta) in eta.
+    bool bin(float eta, float phi, Bin& b) const {
+        const double u = (static_cast<double>(eta) - eta_min) * eta_scale;
+        if (!(u >= 0.0 && u < static_cast<double>(n_eta))) return false;
+        const double fu = std::floor(u);
+        const double v = (static_cast<double>(phi) + kPi) * phi_scale;
+        double fy = std::floor(v);
+        b.fu = u - fu;
+        b.fv = v - fy;
+        if (!(fy >= 0.0 && fy < n_phi_d)) fy -= n_phi_d * std::floor(fy / n_phi_d);
+        b.ix = static_cast<std::int64_t>(fu);
+        b.iy = static_cast<std::int64_t>(fy);
+        if (b.iy >= n_phi || b.iy < 0) b.iy = 0;  // unreachable for |phi| < 1e15
+        return true;
+    }
+
+    std::int64_t wrap_phi(std::int64_t j) const {
+        j %= n_phi;
+        return j < 0 ? j + n_phi : j;
+    }
+};
+
+/// Candidate pixels around an object: rows ix-R..ix+R inside the image, columns iy+dj for
+/// dj in [lo, hi] wrapped in phi; each pixel at most once.
+struct Window {
+    std::int64_t di_lo, di_hi, dj_lo, dj_hi;
+};
+
+inline Window window(const Bin& b, std::int64_t R, std::int64_t n_eta, std::int64_t n_phi) {
+    Window w{};
+    w.di_lo = std::max<std::int64_t>(-R, -b.ix);
+    w.di_hi = std::min<std::int64_t>(R, n_eta - 1 - b.ix);
+    if (2 * R + 1 < n_phi) {
+        w.dj_lo = -R;
+        w.dj_hi = R;
+    } else {
+        w.dj_lo = -(n_phi / 2);
+        w.dj_hi = w.dj_lo + n_phi - 1;
+    }
+    return w;
+}
+
+struct Scratch {
+    std::vector<std::int64_t> pix;
+    std::vector<double> w;
+};
+
+}  // namespace detail
+
+/// Rasterize a batch of events into `out`, shape (n_events, n_eta, n_phi, n_channels),
+/// float32, channels last.  `out` is fully overwritten (zero-filled first, by the worker
+/// that owns each event range).  `dropped` (n_channels values) receives the number of
+/// selected objects per channel that fell outside the eta range.
+///
+/// Modes (pT below is the object's pT, accumulated in float32 in object order):
+///  - histogram: pixel (ix, iy) += pT.
+///  - gaussian: R = ceil(3 sigma); candidate pixels (ix+di, iy+dj), |di|, |dj| <= R (rows
+///    outside the image are cut, columns wrap in phi, each pixel once); offsets from the
+///    object du = di + 0.5 - fu, dv = dj + 0.5 - fv, d2 = du^2 + dv^2; a pixel is kept if
+///    d2 <= (3 sigma)^2 or it is the object's own pixel; weight exp(-(d2 - d2_own)/(2 sigma^2));
+///    each kept pixel += pT * w / sum(w).  Rows cut at the eta edges are renormalised
+///    away, so every accepted object deposits exactly its pT.
+///  - glyph: ring radius r = max(0, glyph_radius0 + glyph_radius_per_log * ln(pT / GeV))
+///    (r = 0 for pT = 0), line width W = glyph_width_positive if charge > 0 else
+///    glyph_width; a candidate pixel (R = ceil(r + W/2) + 1) is on the ring when
+///    |sqrt(d2) - r| <= W / 2.  The ring's n pixels inside the image each get pT / n; a ring
+///    with no pixel inside the image puts pT in the object's own pixel.  So in every mode an
+///    accepted object deposits its pT.
+inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_events,
+                      const ImageSpec& spec, float* out, std::int64_t* dropped, int n_threads) {
+    validate(spec);
+    for (const auto& ch : channels) {
+        if (ch.objects.n_events != n_events)
+            throw std::invalid_argument("collection '" + ch.objects.name + "' has " +
+                                        std::to_string(ch.objects.n_events) + " events, expected " +
+                                        std::to_string(n_events));
+        validate_cuts(ch.objects, ch.cuts);
+    }
+    const std::int64_t n_ch = static_cast<std::int64_t>(channels.size());
+    for (std::int64_t c = 0; c < n_ch; ++c) dropped[c] = 0;
+    const std::int64_t row = spec.n_phi * n_ch;               // floats per eta row
+    const std::int64_t per_event = spec.n_eta * row;          // floats per event
+    const detail::Binner binner(spec);
+    const unsigned threads = resolve_threads(n_threads);
+    const std::int64_t workers = n_workers(n_events, threads);
+    std::vector<std::int64_t> drops(static_cast<std::size_t>(workers * n_ch), 0);
+    const double sat_max = spec.saturate_bits > 0 ? std::ldexp(1.0, spec.saturate_bits) - 1.0 : 0.0;
+    const bool post = spec.saturate_bits > 0 || spec.log1p || spec.normalize;
+
+    parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t worker) {
+        if (ev1 <= ev0) return;
+        // first touch of this range's output pages happens here, in the worker
+        std::memset(out + ev0 * per_event, 0,
+                    static_cast<std::size_t>((ev1 - ev0) * per_event) * sizeof(float));
+        std::int64_t* my_drops = drops.data() + worker * n_ch;
+        detail::Scratch scratch;
+        detail::Bin b{};
+        for (std::int64_t ev = ev0; ev < ev1; ++ev) {
+            float* img = out + ev * per_event;
+            for (std::int64_t c = 0; c < n_ch; ++c) {
+                const Objects& o = channels[static_cast<std::size_t>(c)].objects;
+                const Cuts& cuts = channels[static_cast<std::size_t>(c)].cuts;
+                float* base = img + c;
+                const std::int64_t k1 = o.end(ev);
+                for (std::int64_t k = o.begin(ev); k < k1; ++k) {
+                    if (!passes(o, cuts, k)) continue;
+                    if (!binner.bin(o.eta_of(k), o.phi[k], b)) {
+                        ++my_drops[c];
+                        continue;
+                    }
+                    const float pt = o.pt[k];
+                    if (spec.mode == ImageMode::histogram) {
+                        base[b.ix * row + b.iy * n_ch] += pt;
+                        continue;
+                    }
+                    scratch.pix.clear();
+                    scratch.w.clear();
+                    if (spec.mode == ImageMode::gaussian) {
+                        const double s = spec.sigma;
+                        const auto R = static_cast<std::int64_t>(std::ceil(3.0 * s));
+                        const double cut2 = 9.0 * s * s;
+                        const double inv2s2 = 1.0 / (2.0 * s * s);
+                        const double d2own = (0.5 - b.fu) * (0.5 - b.fu) + (0.5 - b.fv) * (0.5 - b.fv);
+                        const detail::Window w = detail::window(b, R, spec.n_eta, spec.n_phi);
+                        double total = 0.0;
+                        for (std::int64_t di = w.di_lo; di <= w.di_hi; ++di) {
+                            const double du = static_cast<double>(di) + 0.5 - b.fu;
+                            for (std::int64_t dj = w.dj_lo; dj <= w.dj_hi; ++dj) {
+                                const double dv = static_cast<double>(dj) + 0.5 - b.fv;
+                                const double d2 = du * du + dv * dv;
+                                if (!(d2 <= cut2 || (di == 0 && dj == 0))) continue;
+                                const double wt = std::exp(-(d2 - d2own) * inv2s2);
+                                total += wt;
+                                scratch.w.push_back(wt);
+                                scratch.pix.push_back((b.ix + di) * row + binner.wrap_phi(b.iy + dj) * n_ch);
+                            }
+                        }
+                        const double ptd = static_cast<double>(pt);
+                        for (std::size_t q = 0; q < scratch.pix.size(); ++q)
+                            base[scratch.pix[q]] += static_cast<float>(ptd * scratch.w[q] / total);
+                    } else {  // glyph
+                        const double ptd = static_cast<double>(pt);
+                        double r = 0.0;
+                        if (ptd > 0.0)
+                            r = std::max(0.0, spec.glyph_radius0 + spec.glyph_radius_per_log * std::log(ptd));
+                        const bool positive = o.charge && o.charge[k] > 0.0f;
+                        const double half = 0.5 * (positive ? spec.glyph_width_positive : spec.glyph_width);
+                        const auto R = static_cast<std::int64_t>(std::ceil(r + half)) + 1;
+                        const detail::Window w = detail::window(b, R, spec.n_eta, spec.n_phi);
+                        for (std::int64_t di = w.di_lo; di <= w.di_hi; ++di) {
+                            const double du = static_cast<double>(di) + 0.5 - b.fu;
+                            for (std::int64_t dj = w.dj_lo; dj <= w.dj_hi; ++dj) {
+                                const double dv = static_cast<double>(dj) + 0.5 - b.fv;
+                                const double d = std::sqrt(du * du + dv * dv);
+                                if (std::fabs(d - r) <= half)
+                                    scratch.pix.push_back((b.ix + di) * row + binner.wrap_phi(b.iy + dj) * n_ch);
+                            }
+                        }
+                        if (scratch.pix.empty()) {
+                            base[b.ix * row + b.iy * n_ch] += pt;
+                        } else {
+                            const float share = static_cast<float>(ptd / static_cast<double>(scratch.pix.size()));
+                            for (std::int64_t p : scratch.pix) base[p] += share;
+                        }
+                    }
+                }
+            }
+            if (!post) continue;
+            if (spec.saturate_bits > 0) {
+                for (std::int64_t p = 0; p < per_event; ++p)
+                    img[p] = static_cast<float>(
+                        std::min(std::floor(static_cast<double>(img[p]) / spec.lsb_gev), sat_max));
+            }
+            if (spec.log1p) {
+                for (std::int64_t p = 0; p < per_event; ++p) img[p] = std::log1p(img[p]);
+            }
+            if (spec.normalize) {
+                double sum = 0.0;
+                for (std::int64_t p = 0; p < per_event; ++p) sum += static_cast<double>(img[p]);
+                if (sum != 0.0) {
+                    for (std::int64_t p = 0; p < per_event; ++p)
+                        img[p] = static_cast<float>(static_cast<double>(img[p]) / sum);
+                }
+            }
+        }
+    });
+    for (std::int64_t w = 0; w < workers; ++w)
+        for (std::int64_t c = 0; c < n_ch; ++c) dropped[c] += drops[static_cast<std::size_t>(w * n_ch + c)];
+}
+
+}  // namespace poetml

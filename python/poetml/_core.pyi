@@ -1,0 +1,90 @@
+"""Type stub of poetml._core, the pybind11 module built from cpp/bindings (see
+cpp/include/poetml/*.hpp for the exact definitions of the kernels)."""
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+F32: TypeAlias = npt.NDArray[np.float32]
+I64: TypeAlias = npt.NDArray[np.int64]
+
+class Columns:
+    """One collection's float32 C-contiguous 1-D columns + int64 offsets (None: one value
+    per event).  Wrong dtype or layout: TypeError; length mismatch: ValueError."""
+
+    def __init__(
+        self,
+        name: str,
+        offsets: I64 | None,
+        pt: F32,
+        phi: F32,
+        *,
+        eta: F32 | None = None,
+        charge: F32 | None = None,
+        mass: F32 | None = None,
+        tight_id: F32 | None = None,
+        iso: F32 | None = None,
+        btag: F32 | None = None,
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def n_events(self) -> int: ...
+    @property
+    def n_objects(self) -> int: ...
+
+class Cuts:
+    """pt >= min_pt, |eta| <= max_abs_eta, tight_id > 0.5 (if tight_id), iso <= max_iso (if set)."""
+
+    def __init__(
+        self,
+        min_pt: float = 0.0,
+        max_abs_eta: float = ...,
+        tight_id: bool = False,
+        max_iso: float | None = None,
+    ) -> None: ...
+    @property
+    def min_pt(self) -> float: ...
+    @property
+    def max_abs_eta(self) -> float: ...
+    @property
+    def tight_id(self) -> bool: ...
+    @property
+    def max_iso(self) -> float | None: ...
+
+def rasterize(
+    channels: Sequence[tuple[Columns, Cuts]],
+    n_events: int,
+    *,
+    n_eta: int,
+    n_phi: int,
+    eta_min: float,
+    eta_max: float,
+    mode: str = "histogram",
+    sigma: float = 1.0,
+    glyph_radius0: float = 0.5,
+    glyph_radius_per_log: float = 0.5,
+    glyph_width: float = 0.5,
+    glyph_width_positive: float = 1.0,
+    log1p: bool = False,
+    normalize: bool = False,
+    saturate_bits: int = 0,
+    lsb_gev: float = 0.5,
+    n_threads: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def build_features(
+    collections: Sequence[tuple[Columns, Cuts]],
+    n_events: int,
+    slots: Sequence[tuple[int, int, Sequence[F32 | None]]],
+    *,
+    event_quantities: Sequence[str] = ...,
+    muon: int = -1,
+    electron: int = -1,
+    jet: int = -1,
+    met: int = -1,
+    btag_threshold: float = 0.8484,
+    muon_mass: float = 0.1056584,
+    n_threads: int = 0,
+) -> npt.NDArray[np.float32]: ...

@@ -1,0 +1,260 @@
+"""Property tests: the C++ core (poetml._core via poetml.rasterize / build_features) against
+its plain NumPy twin (poetml._reference) on random jagged batches, plus invariances.
+
+Batches include empty events, empty batches, objects exactly on pixel edges and at
+phi = +-pi (float32), objects outside the eta range and beyond +-pi in phi.  Bins are
+computed with the same float64 expressions on both sides, so pixel indices agree exactly;
+histogram images without post-processing must be bit-identical, other modes agree to
+float32 rounding (exp / log1p / normalisation sums may differ in the last bit).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import poetml
+from poetml import _reference
+from poetml.features import EVENT_QUANTITIES, FeatureSpec
+from poetml.images import ImageSpec
+from poetml.jagged import Collection, EventBatch, concatenate
+from poetml.selection import Selection
+
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+)
+
+F32_PI = float(np.float32(math.pi))
+
+
+@st.composite
+def etas(draw, n_eta: int = 32, lo: float = -2.5, hi: float = 2.5) -> float:
+    kind = draw(st.sampled_from(["uniform", "edge", "limit", "outside"]))
+    if kind == "uniform":
+        return draw(st.floats(-3.0, 3.0, width=32))
+    if kind == "edge":  # a pixel edge of the default or the drawn geometry
+        k = draw(st.integers(0, n_eta))
+        return float(np.float32(lo + k * (hi - lo) / n_eta))
+    if kind == "limit":
+        return draw(
+            st.sampled_from([lo, hi, -2.4, 2.4, 0.0, float(np.nextafter(np.float32(hi), 0))])
+        )
+    return draw(st.sampled_from([-2.6, 2.6, 5.0, -10.0]))
+
+
+@st.composite
+def phis(draw, n_phi: int = 32) -> float:
+    kind = draw(st.sampled_from(["uniform", "edge", "pi", "beyond"]))
+    if kind == "uniform":
+        return draw(st.floats(-F32_PI, F32_PI, width=32))
+    if kind == "edge":
+        k = draw(st.integers(0, n_phi))
+        return float(np.float32(-math.pi + k * 2 * math.pi / n_phi))
+    if kind == "pi":
+        return draw(st.sampled_from([math.pi, -math.pi, F32_PI, -F32_PI, 0.0]))
+    return draw(st.sampled_from([3.2, -3.2, 6.5, -7.0]))
+
+
+@st.composite
+def collections(draw, n_events: int, n_eta: int, n_phi: int, max_per_event: int = 4) -> Collection:
+    counts = draw(st.lists(st.integers(0, max_per_event), min_size=n_events, max_size=n_events))
+    n = sum(counts)
+    pts = st.one_of(st.floats(0.0, 200.0, width=32), st.sampled_from([0.0, 1.0, 25.0, 30.0]))
+    fields = {
+        "pt": draw(st.lists(pts, min_size=n, max_size=n)),
+        "eta": draw(st.lists(etas(n_eta), min_size=n, max_size=n)),
+        "phi": draw(st.lists(phis(n_phi), min_size=n, max_size=n)),
+        "charge": draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=n, max_size=n)),
+        "tight_id": draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n)),
+        "iso": draw(st.lists(st.floats(0.0, 0.375, width=32), min_size=n, max_size=n)),
+        "btag": draw(st.lists(st.floats(0.0, 1.0, width=32), min_size=n, max_size=n)),
+        "mass": draw(st.lists(st.floats(0.0, 20.0, width=32), min_size=n, max_size=n)),
+    }
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Collection(offsets, {k: np.asarray(v, dtype=np.float32) for k, v in fields.items()})
+
+
+@st.composite
+def batches(draw, n_eta: int = 32, n_phi: int = 32, max_events: int = 6) -> EventBatch:
+    n = draw(st.integers(0, max_events))
+    colls = {c: draw(collections(n, n_eta, n_phi)) for c in ("muon", "electron", "jet", "photon")}
+    met = {
+        "pt": np.asarray(
+            draw(st.lists(st.floats(0.0, 300.0, width=32), min_size=n, max_size=n)), np.float32
+        ),
+        "phi": np.asarray(draw(st.lists(phis(n_phi), min_size=n, max_size=n)), np.float32),
+    }
+    return EventBatch(n, colls, met)
+
+
+@st.composite
+def specs(draw) -> ImageSpec:
+    n_eta = draw(st.sampled_from([1, 3, 8, 32]))
+    n_phi = draw(st.sampled_from([1, 2, 5, 16, 32]))
+    lo = draw(st.sampled_from([-2.5, -1.0, -3.0]))
+    hi = draw(st.sampled_from([2.5, 1.3, 3.0]))
+    mode = draw(st.sampled_from(["histogram", "gaussian", "glyph"]))
+    return ImageSpec(
+        n_eta=n_eta,
+        n_phi=n_phi,
+        eta_min=lo,
+        eta_max=hi,
+        channels=tuple(
+            draw(st.permutations(["muon", "electron", "jet", "photon", "met"]))[
+                : draw(st.integers(1, 5))
+            ]
+        ),
+        mode=mode,
+        sigma=draw(st.sampled_from([0.2, 0.7, 1.0, 2.5])),
+        glyph_radius0=draw(st.sampled_from([0.0, 0.5, 2.0])),
+        glyph_radius_per_log=draw(st.sampled_from([0.0, 0.5, 1.0])),
+        glyph_width=draw(st.sampled_from([0.0, 0.5, 1.0])),
+        glyph_width_positive=draw(st.sampled_from([0.5, 1.0, 2.0])),
+        log1p=draw(st.booleans()),
+        normalize=draw(st.booleans()),
+        saturate_bits=draw(st.sampled_from([None, None, 1, 4, 10])),
+        lsb_gev=draw(st.sampled_from([0.25, 0.5, 2.0])),
+        selection=draw(st.sampled_from([Selection(), Selection.none()])),
+    )
+
+
+def _plain(spec: ImageSpec) -> bool:
+    return spec.mode == "histogram" and not (spec.log1p or spec.normalize or spec.saturate_bits)
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_rasterize_matches_reference(data, spec: ImageSpec) -> None:
+    batch = data.draw(batches(spec.n_eta, spec.n_phi))
+    images, dropped = poetml.rasterize(batch, spec, return_dropped=True, n_threads=2)
+    ref_images, ref_dropped = _reference.rasterize(batch, spec, return_dropped=True)
+    assert images.shape == (batch.n_events, *spec.shape)
+    assert images.dtype == np.float32
+    assert dropped.dtype == np.int64
+    np.testing.assert_array_equal(dropped, ref_dropped)
+    if _plain(spec):
+        np.testing.assert_array_equal(images, ref_images)
+    else:
+        np.testing.assert_allclose(images, ref_images, rtol=2e-6, atol=1e-7)
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_permuting_objects_leaves_images_unchanged(data, spec: ImageSpec) -> None:
+    batch = data.draw(batches(spec.n_eta, spec.n_phi))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    permuted = {}
+    for name, coll in batch.collections.items():
+        order = np.concatenate(
+            [
+                lo + rng.permutation(hi - lo)
+                for lo, hi in zip(coll.offsets[:-1], coll.offsets[1:], strict=False)
+            ]
+            + [np.zeros(0, dtype=np.int64)]
+        ).astype(np.int64)
+        permuted[name] = Collection(coll.offsets, {k: v[order] for k, v in coll.fields.items()})
+    shuffled = EventBatch(batch.n_events, permuted, batch.met)
+    np.testing.assert_allclose(
+        poetml.rasterize(shuffled, spec), poetml.rasterize(batch, spec), rtol=1e-5, atol=1e-5
+    )
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_splitting_batch_changes_nothing(data, spec: ImageSpec) -> None:
+    batch = data.draw(batches(spec.n_eta, spec.n_phi))
+    k = data.draw(st.integers(0, batch.n_events))
+    parts = [batch.slice(0, k), batch.slice(k, batch.n_events)]
+    joined = np.concatenate([poetml.rasterize(p, spec) for p in parts])
+    np.testing.assert_array_equal(joined, poetml.rasterize(batch, spec))
+    # and concatenating the batches back gives the same images too
+    np.testing.assert_array_equal(
+        poetml.rasterize(concatenate(parts), spec), poetml.rasterize(batch, spec)
+    )
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_image_sums_equal_selected_in_acceptance_pt(data, spec: ImageSpec) -> None:
+    spec = ImageSpec(**{**spec.__dict__, "log1p": False, "normalize": False, "saturate_bits": None})
+    batch = data.draw(batches(spec.n_eta, spec.n_phi))
+    images = poetml.rasterize(batch, spec)
+    for c, name in enumerate(spec.channels):
+        if name == "met":
+            pt, eta = batch.met["pt"], np.zeros(batch.n_events, np.float32)
+            event = np.arange(batch.n_events)
+            keep = np.ones(batch.n_events, bool)
+        else:
+            coll = batch[name]
+            pt, eta = coll["pt"], coll["eta"]
+            event = np.repeat(np.arange(batch.n_events), coll.counts)
+            sel = getattr(spec.selection, name)
+            keep = (pt >= sel.min_pt) & (np.abs(eta.astype(np.float64)) <= sel.max_abs_eta)
+            if getattr(sel, "tight_id", False):
+                keep &= coll["tight_id"] > 0.5
+            if getattr(sel, "max_iso", None) is not None:
+                keep &= coll["iso"].astype(np.float64) <= sel.max_iso
+        u = (eta.astype(np.float64) - spec.eta_min) * (spec.n_eta / (spec.eta_max - spec.eta_min))
+        keep &= (u >= 0) & (u < spec.n_eta)
+        expected = np.bincount(event[keep], weights=pt[keep], minlength=batch.n_events)
+        np.testing.assert_allclose(
+            images[..., c].sum(axis=(1, 2), dtype=np.float64), expected, rtol=1e-5, atol=1e-4
+        )
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_threads_give_identical_images(data, spec: ImageSpec) -> None:
+    batch = data.draw(batches(spec.n_eta, spec.n_phi, max_events=9))
+    one, d1 = poetml.rasterize(batch, spec, n_threads=1, return_dropped=True)
+    two, d2 = poetml.rasterize(batch, spec, n_threads=2, return_dropped=True)
+    four = poetml.rasterize(batch, spec, n_threads=4)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, four)
+    np.testing.assert_array_equal(d1, d2)
+
+
+@st.composite
+def feature_specs(draw) -> FeatureSpec:
+    colls = draw(st.permutations(["met", "muon", "electron", "jet", "photon"]))[
+        : draw(st.integers(1, 5))
+    ]
+    slots = tuple((c, 1 if c == "met" else draw(st.integers(0, 5))) for c in colls)
+    fields = tuple(
+        draw(st.permutations(["pt", "eta", "phi", "charge", "mass", "btag"]))[
+            : draw(st.integers(1, 6))
+        ]
+    )
+    quantities = tuple(draw(st.permutations(list(EVENT_QUANTITIES)))[: draw(st.integers(0, 8))])
+    selection = draw(st.sampled_from([Selection(), Selection.none()]))
+    return FeatureSpec(slots=slots, fields=fields, event_quantities=quantities, selection=selection)
+
+
+@SETTINGS
+@given(data=st.data(), spec=feature_specs())
+def test_build_features_matches_reference(data, spec: FeatureSpec) -> None:
+    batch = data.draw(batches(max_events=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        feats, names = poetml.build_features(batch, spec, n_threads=2)
+        ref, ref_names = _reference.build_features(batch, spec)
+    assert names == ref_names
+    assert feats.shape == (batch.n_events, len(names)) == ref.shape
+    assert feats.dtype == np.float32
+    np.testing.assert_allclose(feats, ref, rtol=1e-6, atol=1e-6)
+    # slot values are copies of the inputs: exactly equal
+    n_slots = sum(n for _, n in spec.slots) * len(spec.fields)
+    np.testing.assert_array_equal(feats[:, :n_slots], ref[:, :n_slots])
+    np.testing.assert_array_equal(poetml.build_features(batch, spec, n_threads=1)[0], feats)
+    k = data.draw(st.integers(0, batch.n_events))
+    parts = np.concatenate(
+        [
+            poetml.build_features(batch.slice(0, k), spec)[0],
+            poetml.build_features(batch.slice(k, batch.n_events), spec)[0],
+        ]
+    )
+    np.testing.assert_array_equal(parts, feats)
