@@ -221,3 +221,13 @@ def test_default_dataset_manifest_and_reuse(tmp_path):
     assert m3["processes"]["ttbar"]["events"] == 11
     with uproot.open(tmp_path / "ttbar.root") as fh:
         assert fh["myjets/Events"].num_entries == 11
+
+
+@pytest.mark.parametrize(("process", "n"), [("dy", 1), ("dy", 3), ("jpsi", 4)])
+def test_tiny_chunks_without_some_objects(tmp_path, process, n):
+    """Chunks with no electrons / jets / muons at all still give well-typed columns."""
+    s = generate(process, n, tmp_path / "t.root", seed=5, mpi=False, workers=1, progress=False)
+    with uproot.open(s["path"]) as f:
+        assert f["myelectrons/Events"].num_entries == n
+        iso = f["myelectrons/Events"]["electron_iso"].array()
+        assert str(iso.type).endswith("float32")

@@ -210,6 +210,11 @@ def _first_other_ancestor(parts: Particles, idx: np.ndarray, steps: int = 40) ->
     return parts.mother1[cur]
 
 
+def _wsum(x: np.ndarray, weights: np.ndarray, minlength: int) -> np.ndarray:
+    """Weighted bincount that is float64 even when empty (np.bincount gives int64 then)."""
+    return np.bincount(x, weights=weights, minlength=minlength).astype(np.float64, copy=False)
+
+
 def _counts(ev: np.ndarray, n_events: int) -> np.ndarray:
     return np.bincount(ev, minlength=n_events).astype(np.int32)
 
@@ -239,7 +244,7 @@ def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):  # typ
     dr2 = (lep_eta[ia] - vis["eta"][jb]) ** 2 + _dphi(lep_phi[ia], vis["phi"][jb]) ** 2
     for k, cone in enumerate(cones):
         sel = not_self & (dr2 < cone * cone)
-        sums[k] = np.bincount(ia[sel], weights=vis["pt"][jb][sel], minlength=len(lep_ev))
+        sums[k] = _wsum(ia[sel], weights=vis["pt"][jb][sel], minlength=len(lep_ev))
     return sums
 
 
@@ -474,24 +479,24 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
 
     # ---------------- MET
     vin = np.abs(vis["eta"]) < 5.0
-    sx = np.bincount(vis["event"][vin], weights=vis["px"][vin], minlength=n_ev)
-    sy = np.bincount(vis["event"][vin], weights=vis["py"][vin], minlength=n_ev)
-    sumet_true = np.bincount(vis["event"][vin], weights=vis["pt"][vin], minlength=n_ev)
+    sx = _wsum(vis["event"][vin], weights=vis["px"][vin], minlength=n_ev)
+    sy = _wsum(vis["event"][vin], weights=vis["py"][vin], minlength=n_ev)
+    sumet_true = _wsum(vis["event"][vin], weights=vis["pt"][vin], minlength=n_ev)
     # replace true objects by reconstructed ones: corrected jets, iso leptons
     cfac = corr / np.maximum(jpt, 1e-9) - 1.0
-    dx = np.bincount(j_ev, weights=j["px"] * cfac, minlength=n_ev)
-    dy = np.bincount(j_ev, weights=j["py"] * cfac, minlength=n_ev)
-    dsum = np.bincount(j_ev, weights=corr - jpt, minlength=n_ev)
-    clustered = np.bincount(j_ev, weights=jpt, minlength=n_ev)
+    dx = _wsum(j_ev, weights=j["px"] * cfac, minlength=n_ev)
+    dy = _wsum(j_ev, weights=j["py"] * cfac, minlength=n_ev)
+    dsum = _wsum(j_ev, weights=corr - jpt, minlength=n_ev)
+    clustered = _wsum(j_ev, weights=jpt, minlength=n_ev)
     for idx, rpt in ((midx, mpt), (eidx, ept)):
         isol = np.isin(idx, np.concatenate([iso_mu, iso_el]))
         ii, rr = idx[isol], rpt[isol]
         f = rr / pt[ii] - 1.0
         ev = parts.event[ii]
-        dx += np.bincount(ev, weights=parts.px[ii] * f, minlength=n_ev)
-        dy += np.bincount(ev, weights=parts.py[ii] * f, minlength=n_ev)
-        dsum += np.bincount(ev, weights=rr - pt[ii], minlength=n_ev)
-        clustered += np.bincount(ev, weights=pt[ii], minlength=n_ev)
+        dx += _wsum(ev, weights=parts.px[ii] * f, minlength=n_ev)
+        dy += _wsum(ev, weights=parts.py[ii] * f, minlength=n_ev)
+        dsum += _wsum(ev, weights=rr - pt[ii], minlength=n_ev)
+        clustered += _wsum(ev, weights=pt[ii], minlength=n_ev)
     unclustered = np.maximum(sumet_true - clustered, 0.0)
     sig_u = cfg.met_unclustered_k * np.sqrt(unclustered)
     metx = -(sx + dx) + sig_u * rng.normal(0.0, 1.0, n_ev)
@@ -500,17 +505,17 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     # significance: met^T V^-1 met with V = unclustered + jet resolution terms
     cj, sj = np.cos(jphi), np.sin(jphi)
     var_j = (jsig * corr) ** 2
-    vxx = sig_u**2 + np.bincount(j_ev, weights=var_j * cj * cj, minlength=n_ev) + 1e-6
-    vyy = sig_u**2 + np.bincount(j_ev, weights=var_j * sj * sj, minlength=n_ev) + 1e-6
-    vxy = np.bincount(j_ev, weights=var_j * cj * sj, minlength=n_ev)
+    vxx = sig_u**2 + _wsum(j_ev, weights=var_j * cj * cj, minlength=n_ev) + 1e-6
+    vyy = sig_u**2 + _wsum(j_ev, weights=var_j * sj * sj, minlength=n_ev) + 1e-6
+    vxy = _wsum(j_ev, weights=var_j * cj * sj, minlength=n_ev)
     det = vxx * vyy - vxy**2
     signif = (metx**2 * vyy - 2 * metx * mety * vxy + mety**2 * vxx) / det
     met_pt = np.hypot(metx, mety)
 
     # ---------------- generator truth
     nu = np.flatnonzero(final & np.isin(apid, _NEUTRINOS))
-    gmx = np.bincount(parts.event[nu], weights=parts.px[nu], minlength=n_ev)
-    gmy = np.bincount(parts.event[nu], weights=parts.py[nu], minlength=n_ev)
+    gmx = _wsum(parts.event[nu], weights=parts.px[nu], minlength=n_ev)
+    gmy = _wsum(parts.event[nu], weights=parts.py[nu], minlength=n_ev)
     astat = np.abs(parts.status)
     d1 = parts.daughter1
     last_copy = (parts.status > 0) | (d1 < 0) | (pid[np.maximum(d1, 0)] != pid)
