@@ -1,0 +1,139 @@
+"""poetml.report: Markdown/HTML reports with the models side by side, image links and
+warnings, written atomically; bad sections are errors naming what is wrong."""
+
+from __future__ import annotations
+
+import html.parser
+import warnings
+
+import numpy as np
+import pytest
+
+from poetml import evaluation as ev
+from poetml.report import (
+    Image,
+    Section,
+    Table,
+    anomaly_section,
+    classification_section,
+    format_value,
+    write_report,
+)
+
+NAMES = ["DY", "W+jets", "ttbar"]
+
+
+def _png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    return path
+
+
+@pytest.fixture(scope="module")
+def results():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 500)
+    out = {}
+    for m, s in (("float", 2.0), ("quantized", 1.9)):
+        logits = rng.normal(0, 1, (500, 3))
+        logits[np.arange(500), y] += s
+        out[m] = ev.classification_metrics(y, logits, NAMES)
+    bkg = rng.normal(0, 1, 5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ev.SmallSampleWarning)
+        an = {
+            m: ev.anomaly_metrics(bkg * k, {"A->4l": rng.normal(3, 1, 300)}, (1e-3, 1e-5))
+            for m, k in (("float", 1.0), ("pruned", 1.05))
+        }
+    return out, an
+
+
+def test_report_tables_links_and_warnings(tmp_path, results):
+    clf, an = results
+    roc = _png(tmp_path / "plots" / "roc.png")
+    outside = _png(tmp_path.parent / f"{tmp_path.name}_elsewhere" / "cm.png")
+    sections = [
+        classification_section(
+            clf, images=[Image(roc, "One-vs-rest ROC"), "plots/roc.png"], relative_to="float"
+        ),
+        anomaly_section(an, images=[{"path": str(outside), "caption": "outside"}]),
+        {
+            "title": "Firmware",
+            "text": "Latency | II",
+            "tables": [{"rows": [["metric", "value"], ["latency", 12]], "caption": "hls4ml"}],
+        },
+    ]
+    md = write_report(tmp_path, "DTW test", sections, intro="Default dataset.")
+    text = md.read_text()
+    assert md == tmp_path / "report.md"
+    # comparison table: header with the models side by side and the relative column
+    assert "| metric | float | quantized | quantized vs float [%] |" in text
+    acc = clf["float"]["accuracy"]
+    assert f"| accuracy | {format_value(acc)} |" in text
+    assert "Confusion matrix, quantized" in text
+    assert "A->4l efficiency at FPR=0.001" in text
+    # links relative to the report directory, captions shown
+    assert "![One-vs-rest ROC](plots/roc.png)" in text
+    assert f"](../{outside.parent.name}/cm.png)" in text
+    # small-sample warning collected at the top and in its section
+    assert text.index("**Warnings**") < text.index("## Classification")
+    assert "FPR=1e-05: background sample too small" in text
+    assert "## Firmware" in text
+    assert "| latency | 12 |" in text
+    # html: same content, well-formed enough to parse, images linked
+    h = (tmp_path / "report.html").read_text()
+    parser = html.parser.HTMLParser()
+    parser.feed(h)
+    assert '<img src="plots/roc.png"' in h
+    assert "<th>quantized vs float [%]</th>" in h
+    assert "Latency | II" in h
+    assert "&gt;" in h
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots", "report.html", "report.md"]
+
+
+def test_report_rewrites_atomically_and_without_html(tmp_path):
+    write_report(tmp_path, "t", [Section("s", tables=[Table([["a", "b"], [1, 2.5]])])], html=False)
+    assert not (tmp_path / "report.html").exists()
+    first = (tmp_path / "report.md").read_text()
+    write_report(tmp_path, "t2", [Section("s")], timestamp=False)
+    second = (tmp_path / "report.md").read_text()
+    assert first != second
+    assert second.startswith("# t2\n")
+    assert "Written" not in second
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("section", "exc", "match"),
+    [
+        ({"title": "x", "plots": []}, ValueError, r"unknown key\(s\) \['plots'\]; valid"),
+        ({"text": "no title"}, ValueError, "needs a 'title'"),
+        (
+            Section("x", tables=[[["a", "b"], [1]]]),
+            ValueError,
+            "row 1 has 1 cells, the header has 2",
+        ),
+        (
+            Section("x", images=["missing.png"]),
+            FileNotFoundError,
+            "image .*missing.png does not exist",
+        ),
+        ("x", TypeError, "Section or a dict"),
+    ],
+)
+def test_report_bad_sections(tmp_path, section, exc, match):
+    with pytest.raises(exc, match=match):
+        write_report(tmp_path, "t", [section])
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_format_value():
+    assert format_value(None) == "–"
+    assert format_value(float("nan")) == "–"
+    assert format_value(3) == "3"
+    assert format_value(np.float32(0.5)) == "0.5"
+    assert format_value(0.912345) == "0.9123"
+    assert format_value(12.3456) == "12.35"
+    assert format_value(2.5e-5) == "2.5e-05"
+    assert format_value(1.5e7) == "1.5e+07"
+    assert format_value("0.9 +0.01/-0.01") == "0.9 +0.01/-0.01"
