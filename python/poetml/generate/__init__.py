@@ -141,6 +141,107 @@ def _check_output(output: str | os.PathLike[str]) -> Path:
     return path
 
 
+@dataclass
+class _Task:
+    """One output file: its validated arguments and its chunks."""
+
+    proc: Process
+    path: Path
+    layout: str
+    jobs: list[_Job]
+    seed: int
+    mpi: bool
+    pileup: float
+
+
+def _prepare(process: str, events: int, output: str | os.PathLike[str], *, seed: int,
+             layout: str, workers: int | None, mpi: bool, pileup: float,
+             pthat_min: float | None, extra_settings: Sequence[str], chunk_size: int,
+             detector: DetectorConfig | None) -> _Task:
+    """Check every argument (before any work) and split the run into chunks."""
+    proc = get_process(process)
+    if isinstance(events, bool) or not isinstance(events, (int, np.integer)) or events <= 0:
+        raise ValueError(f"events must be a positive integer, got {events!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    if isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    if not pileup >= 0 or not np.isfinite(pileup):
+        raise ValueError(f"pileup must be a finite mean >= 0, got {pileup!r}")
+    if pthat_min is not None:
+        pythia_settings(proc, seed=1, pthat_min=pthat_min)  # raises the explanatory error
+    path = _check_output(output)
+    det = detector or DetectorConfig()
+    n_chunks = -(-int(events) // chunk_size)
+    jobs = [
+        _Job(proc.name, k, min(chunk_size, int(events) - k * chunk_size), int(seed), bool(mpi),
+             float(pileup), pthat_min, tuple(extra_settings), det)
+        for k in range(n_chunks)
+    ]
+    return _Task(proc, path, layout, jobs, int(seed), bool(mpi), float(pileup))
+
+
+def _execute(tasks: list[_Task], workers: int | None, progress: bool,
+             desc: str | None = None) -> list[dict[str, Any]]:
+    """Run the chunks of all tasks on one pool (all queued at once, so no core idles between
+    files) and write each file's chunks in order.  Returns one summary per task."""
+    from tqdm.auto import tqdm
+
+    from .._optional import require
+
+    require("pythia8mc", "event generation")
+    require("fastjet", "jet clustering in poetml.generate")
+    n_jobs = sum(len(t.jobs) for t in tasks)
+    nproc = max(1, min(workers or _available_cores(), n_jobs))
+    total = sum(j.n for t in tasks for j in t.jobs)
+    name = desc or f"generate {tasks[0].proc.name}"
+    bar = tqdm(total=total, desc=name, unit="ev", disable=not progress)
+    summaries = []
+    pool = None
+    try:
+        if nproc > 1:
+            import multiprocessing as mp
+
+            # spawn, not fork: the caller may hold threads (TensorFlow, tqdm) that fork breaks
+            pool = ProcessPoolExecutor(nproc, mp_context=mp.get_context("spawn"))
+            futures = [[pool.submit(_run_chunk, j) for j in t.jobs] for t in tasks]
+        for ti, task in enumerate(tasks):
+            t0 = time.perf_counter()
+            results = (f.result() for f in futures[ti]) if pool else map(_run_chunk, task.jobs)
+            sigmas = []
+            if len(tasks) > 1:
+                bar.set_postfix_str(task.proc.name)
+            with NtupleWriter(task.path, task.layout) as writer:
+                for job, (out, sigma) in zip(task.jobs, results):
+                    writer.write(out)
+                    sigmas.append((job.n, sigma))
+                    bar.update(job.n)
+            dt = time.perf_counter() - t0
+            w = np.array([n for n, _ in sigmas], float)
+            sg = np.array([x for _, x in sigmas], float)
+            events = int(w.sum())
+            summaries.append({
+                "path": str(task.path),
+                "process": task.proc.name,
+                "events": events,
+                "layout": task.layout,
+                "seed": task.seed,
+                "workers": nproc,
+                "mpi": task.mpi,
+                "pileup": task.pileup,
+                "seconds": dt,
+                "events_per_second": events / dt if dt > 0 else float("inf"),
+                "sigma_pb": float((w * sg).sum() / w.sum()),
+            })
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return summaries
+
+
 def generate(
     process: str,
     events: int,
@@ -163,79 +264,17 @@ def generate(
     (one ``events`` tree).  ``workers``: processes (default: all available cores).
     ``mpi``: multi-parton interactions.  ``pileup``: mean number of overlaid minimum-bias
     events (Poisson), 0 for none.  ``pthat_min``: ``PhaseSpace:pTHatMin`` for processes
-    that take one (``qcd``, ``jpsi``).  All arguments are checked before any work.
+    that take one (``qcd``, ``jpsi``).  ``chunk_size`` is part of the seed's identity: the
+    same seed and chunk size give the same file for any number of workers.  All arguments
+    are checked before any work.
 
     Returns a summary: path, process, events, seconds, events per second and the cross
     section Pythia measured (pb, times forced branching ratios).
     """
-    from tqdm.auto import tqdm
-
-    proc = get_process(process)
-    if isinstance(events, bool) or not isinstance(events, (int, np.integer)) or events <= 0:
-        raise ValueError(f"events must be a positive integer, got {events!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
-    if not pileup >= 0 or not np.isfinite(pileup):
-        raise ValueError(f"pileup must be a finite mean >= 0, got {pileup!r}")
-    if pthat_min is not None and proc.pthat_min is None:
-        pythia_settings(proc, seed=1, pthat_min=pthat_min)  # raises the explanatory error
-    path = _check_output(output)
-    from .._optional import require
-
-    require("pythia8mc", "event generation")
-    require("fastjet", "jet clustering in poetml.generate")
-
-    det = detector or DetectorConfig()
-    n_chunks = -(-int(events) // chunk_size)
-    jobs = [
-        _Job(proc.name, k, min(chunk_size, int(events) - k * chunk_size), int(seed), bool(mpi),
-             float(pileup), pthat_min, tuple(extra_settings), det)
-        for k in range(n_chunks)
-    ]
-    nproc = min(workers or _available_cores(), n_chunks)
-    t0 = time.perf_counter()
-    sigmas = []
-    bar = tqdm(total=int(events), desc=f"generate {proc.name}", unit="ev", disable=not progress)
-    try:
-        with NtupleWriter(path, layout) as writer:
-            if nproc <= 1:
-                results = map(_run_chunk, jobs)
-                pool = None
-            else:
-                import multiprocessing as mp
-
-                pool = ProcessPoolExecutor(nproc, mp_context=mp.get_context("spawn"))
-                results = pool.map(_run_chunk, jobs)
-            try:
-                for job, (out, sigma) in zip(jobs, results):
-                    writer.write(out)
-                    sigmas.append((job.n, sigma))
-                    bar.update(job.n)
-            finally:
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        bar.close()
-    dt = time.perf_counter() - t0
-    w = np.array([n for n, _ in sigmas], float)
-    s = np.array([x for _, x in sigmas], float)
-    return {
-        "path": str(path),
-        "process": proc.name,
-        "events": int(events),
-        "layout": layout,
-        "seed": int(seed),
-        "workers": nproc,
-        "mpi": bool(mpi),
-        "pileup": float(pileup),
-        "seconds": dt,
-        "events_per_second": int(events) / dt if dt > 0 else float("inf"),
-        "sigma_pb": float((w * s).sum() / w.sum()),
-    }
+    task = _prepare(process, events, output, seed=seed, layout=layout, workers=workers,
+                    mpi=mpi, pileup=pileup, pthat_min=pthat_min, extra_settings=extra_settings,
+                    chunk_size=chunk_size, detector=detector)
+    return _execute([task], workers, progress)[0]
 
 
 def measure_cross_section(process: str, events: int = 2000, *, seed: int = 1, mpi: bool = False,
@@ -344,21 +383,23 @@ def generate_default(
         "labels": {name: i for i, name in enumerate(counts)},
         "processes": {},
     }
-    for i, (name, n) in enumerate(counts.items()):
-        fname = f"{name}.root"
-        summary = generate(name, n, directory / fname, seed=int(seed) + 1000 * i, layout="poet",
-                           workers=workers, mpi=mpi, pileup=pileup, chunk_size=chunk_size,
-                           detector=det, progress=progress)
+    tasks = [
+        _prepare(name, n, directory / f"{name}.root", seed=int(seed) + 1000 * i, layout="poet",
+                 workers=workers, mpi=mpi, pileup=pileup, pthat_min=None, extra_settings=(),
+                 chunk_size=chunk_size, detector=det)
+        for i, (name, n) in enumerate(counts.items())
+    ]
+    summaries = _execute(tasks, workers, progress, desc="default dataset")
+    for i, ((name, n), summary) in enumerate(zip(counts.items(), summaries)):
         proc = get_process(name)
         manifest["processes"][name] = {
-            "file": fname,
+            "file": f"{name}.root",
             "label": i,
             "kind": proc.kind,
             "title": proc.title,
             "events": n,
             "settings": list(proc.settings),
             "sigma_pb": summary["sigma_pb"],
-            "seconds": summary["seconds"],
         }
     tmp = mpath.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
     text = json.dumps(manifest, indent=2, sort_keys=False)
