@@ -158,7 +158,7 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
         np.testing.assert_array_equal(np.concatenate([g["images"] for g in got]), want)
         np.testing.assert_array_equal(np.concatenate([g["event_index"] for g in got]),
                                       want_index)
-        for g, t in zip(got, tasks):
+        for g, t in zip(got, tasks, strict=True):
             assert set(np.unique(g["source"])) == {0}  # a shard numbers its one input 0
             assert set(np.unique(g["labels"])) == {3}
             ds = hdf5.load(out / t.shard)
@@ -171,8 +171,10 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
 
     ds = hdf5.load(out / "dataset.h5")
     assert ds.data.shape == (387, 8, 8, 4)
-    assert ds.kind == "images" and ds.channels == SMALL.channels
-    assert ds.attrs["complete"] and ds.attrs["spec"]["n_eta"] == 8
+    assert ds.kind == "images"
+    assert ds.channels == SMALL.channels
+    assert ds.attrs["complete"]
+    assert ds.attrs["spec"]["n_eta"] == 8
     assert ds.inputs == tuple(str(p) for p in inputs)
     assert set(np.unique(ds.labels)) == {3}
     for p in inputs:  # source indexes inputs
@@ -180,9 +182,11 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
         want, want_index = reference("images", SMALL, p)
         np.testing.assert_array_equal(ds.data[sel], want)
         np.testing.assert_array_equal(ds.event_index[sel], want_index)
-    pairs = list(zip(np.asarray(ds.source).tolist(), np.asarray(ds.event_index).tolist()))
+    pairs = list(zip(ds.source.tolist(), ds.event_index.tolist(), strict=True))
     assert len(pairs) == len(set(pairs)) == 387
-    expected = {(ids[str(p)], i) for p, n in zip(inputs, (230, 100, 57)) for i in range(n)}
+    expected = {
+        (ids[str(p)], i) for p, n in zip(inputs, (230, 100, 57), strict=True) for i in range(n)
+    }
     assert set(pairs) == expected
     # the virtual dataset holds no copy of the data, and follows the folder when moved
     assert (out / "dataset.h5").stat().st_size < 100_000
@@ -204,10 +208,12 @@ def test_features_shards_equal_single_process(client, inputs, tmp_path):
     spec = FeatureSpec(event_quantities=("ht", "n_jet"))
     out = tmp_path / "out"
     res = batch.run(inputs[1:], out, "features", spec, step_size=40, client=client,
-                    progress=False)
-    assert res.ok and res.n_tasks == 3 + 2
+                    progress=False, compression="lzf")
+    assert res.ok
+    assert res.n_tasks == 3 + 2
     ds = hdf5.load(out / "dataset.h5")
-    assert ds.kind == "features" and ds.labels is None
+    assert ds.kind == "features"
+    assert ds.labels is None
     assert ds.feature_names == tuple(feature_names(spec))
     for p in inputs[1:]:
         sel = ds.source == ds.inputs.index(str(p))
@@ -268,7 +274,8 @@ def test_corrupt_files_fail_only_their_tasks_cli(client, bad_inputs, tmp_path, c
     partial = {(t.entry_start, t.status) for t in by_file["partial.root"]}
     assert partial == {(0, "done"), (50, "done"), (100, "failed"), (150, "done")}
     [bad] = [t for t in by_file["partial.root"] if t.status == "failed"]
-    assert "partial.root" in bad.error and "decompress" in bad.error
+    assert "partial.root" in bad.error
+    assert "decompress" in bad.error
     assert bad.attempts == 1  # Dask's retries are internal to one submission
     # the unreadable files fail before any task is planned, with their reason
     failed = {Path(s["path"]).name: s["error"] for s in st.failed_sources}
@@ -286,11 +293,14 @@ def test_corrupt_files_fail_only_their_tasks_cli(client, bad_inputs, tmp_path, c
     assert rc == 1
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()[1:4]}
     assert counts == {"done": 7, "failed": 1, "pending": 0}
-    assert "[100, 150)" in text and "junk.root" in text and "INCOMPLETE" in text
+    assert "[100, 150)" in text
+    assert "junk.root" in text
+    assert "INCOMPLETE" in text
     rc = main(["batch", "status", str(out), "--json"])
     js = json.loads(capsys.readouterr().out)
     assert rc == 1
-    assert js["counts"]["failed"] == 1 and js["counts"]["files_failed"] == 2
+    assert js["counts"]["failed"] == 1
+    assert js["counts"]["files_failed"] == 2
     assert js["counts"]["done"] == 2 + 2 + 3
 
 
@@ -306,7 +316,8 @@ def test_resume_redoes_only_unfinished_tasks(client, inputs, tmp_path):
     out = tmp_path / "out"
     kw = {"step_size": 50, "client": client, "progress": False}
     first = batch.run(inputs, out, "images", SMALL, **kw)
-    assert first.ok and first.n_tasks == 5 + 2 + 2
+    assert first.ok
+    assert first.n_tasks == 5 + 2 + 2
     tasks = {(Path(t.path).name, t.entry_start): t for t in batch.status(out).tasks}
     original = {k: read_shard(out / t.shard) for k, t in tasks.items()}
 
@@ -330,11 +341,14 @@ def test_resume_redoes_only_unfinished_tasks(client, inputs, tmp_path):
     before = final_shards(out)
 
     st = batch.status(out)
-    assert not st.complete and len(st.pending) == 1 and len(st.tasks) == 8
+    assert not st.complete
+    assert len(st.pending) == 1
+    assert len(st.tasks) == 8
 
     again = batch.run(inputs, out, "images", SMALL, **kw)
     assert again.ok, again.summary()
-    assert again.n_skipped == 9 - 4 and again.n_done == 9
+    assert again.n_skipped == 9 - 4
+    assert again.n_done == 9
     after = final_shards(out)
     redone = {tasks[k].shard.split("/")[-1] for k in (lost, unrecorded, forgotten, damaged)}
     assert set(after) == {t.shard.split("/")[-1] for t in tasks.values()}  # temp file gone
@@ -348,8 +362,9 @@ def test_resume_redoes_only_unfinished_tasks(client, inputs, tmp_path):
         for key in original[k]:
             np.testing.assert_array_equal(got[key], original[k][key])
     ds = hdf5.load(out / "dataset.h5")
-    assert len(ds) == 387 and ds.attrs["complete"]
-    assert len(set(zip(ds.source.tolist(), ds.event_index.tolist()))) == 387
+    assert len(ds) == 387
+    assert ds.attrs["complete"]
+    assert len(set(zip(ds.source.tolist(), ds.event_index.tolist(), strict=True))) == 387
 
 
 def test_changed_spec_refused_unless_overwrite(client, inputs, tmp_path):
@@ -366,7 +381,8 @@ def test_changed_spec_refused_unless_overwrite(client, inputs, tmp_path):
         batch.run(inputs[2:], out, "features", None, **kw)
     assert hdf5.load(out / "dataset.h5").data.shape[1:] == (8, 8, 4)  # untouched
     res = batch.run(inputs[2:], out, "images", ImageSpec(n_eta=9, n_phi=8), overwrite=True, **kw)
-    assert res.ok and res.n_skipped == 0
+    assert res.ok
+    assert res.n_skipped == 0
     assert hdf5.load(out / "dataset.h5").data.shape == (57, 9, 8, 4)
     assert len(list((out / batch.SHARD_DIR).iterdir())) == 2
 
@@ -389,7 +405,7 @@ def test_worker_killed_mid_task_is_retried(client, tmp_path, write_poet_file):
         try:
             result["r"] = batch.run([src], out, "images", spec, step_size=1000, client=client,
                                     progress=False)
-        except BaseException as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001  (reported by the assertions below)
             result["exc"] = exc
 
     thread = threading.Thread(target=work)
@@ -409,7 +425,8 @@ def test_worker_killed_mid_task_is_retried(client, tmp_path, write_poet_file):
     assert "exc" not in result, result.get("exc")
     res = result["r"]
     assert res.ok, res.summary()
-    assert res.n_done == 4 and res.n_events == 4000
+    assert res.n_done == 4
+    assert res.n_events == 4000
     ds = hdf5.load(out / "dataset.h5")
     want, want_index = reference("images", spec, src)
     np.testing.assert_array_equal(ds.data, want)
@@ -467,7 +484,7 @@ def test_ctrl_c_leaves_only_complete_shards_and_resumes(tmp_path, write_poet_fil
                 read_shard(out / batch.SHARD_DIR / name)
             else:
                 assert batch._sha256(out / t.shard) == t.sha256
-    rc = subprocess.run([*cmd[:-1]], capture_output=True, text=True, timeout=300)
+    rc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr
     assert f"({len(done)} already done before this run)" in rc.stdout
     from poetml.datasets import hdf5

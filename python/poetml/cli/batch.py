@@ -2,7 +2,8 @@
 
 ::
 
-    poetml batch images  "ntuples/*.root" -o out/ [--config FILE] [--workers 2 | --scheduler tcp://host:8786] [--step-size 100000]
+    poetml batch images  "ntuples/*.root" -o out/ [--config FILE]
+                         [--workers 2 | --scheduler tcp://host:8786] [--step-size 100000]
     poetml batch features ...
     poetml batch status out/ [--json] [--all]
 """
@@ -52,6 +53,8 @@ def register(subparsers: Any) -> None:
         q.add_argument("--retries", type=int, default=2,
                        help="retries of a task that fails or whose worker dies (default 2)")
         q.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GB")
+        q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
+                       help="shard compression (default gzip; lzf writes faster, bigger)")
         q.add_argument("--overwrite", action="store_true",
                        help="discard an earlier output made with different settings")
         q.add_argument("--no-verify", action="store_true",
@@ -93,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         n_threads=args.n_threads,
         retries=args.retries,
         memory_limit=args.memory_limit,
+        compression=args.compression,
         overwrite=args.overwrite,
         verify=not args.no_verify,
         progress=not args.no_progress,
