@@ -251,6 +251,9 @@ def test_efficiency_at_fpr_known_distributions():
     assert r["efficiency_err_low"] == pytest.approx(sigma, rel=0.05)
     assert r["efficiency_err_high"] == pytest.approx(sigma, rel=0.05)
     assert r["warning"] is None
+    band = r["efficiency_fpr_band"]  # efficiency at the FPR interval ends brackets it
+    assert band[0] <= r["efficiency"] <= band[1]
+    assert band[1] - band[0] < 0.05
     json.dumps(ev.to_jsonable(r), allow_nan=False)
 
 

@@ -137,3 +137,47 @@ def test_format_value():
     assert format_value(2.5e-5) == "2.5e-05"
     assert format_value(1.5e7) == "1.5e+07"
     assert format_value("0.9 +0.01/-0.01") == "0.9 +0.01/-0.01"
+
+
+def test_evaluate_classifier_and_anomaly_end_to_end(tmp_path):
+    import json
+
+    from poetml.report import evaluate_anomaly, evaluate_classifier
+
+    rng = np.random.default_rng(3)
+    n = 400
+    y = rng.integers(0, 3, n)
+    probs = {}
+    for m, s in (("float", 2.5), ("quantized", 2.3)):
+        logits = rng.normal(0, 1, (n, 3))
+        logits[np.arange(n), y] += s
+        probs[m] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mass = np.where(y == 0, 91.19 + rng.normal(0, 2, n), rng.uniform(20, 200, n))
+    metrics, sec = evaluate_classifier(tmp_path, y, probs, NAMES, dimuon_mass=mass)
+    assert metrics["float"]["accuracy"] > metrics["float"]["macro"]["f1"] - 0.05
+    saved = json.loads((tmp_path / "metrics_classification.json").read_text())
+    assert saved["quantized"]["accuracy"] == metrics["quantized"]["accuracy"]
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == [
+        "confusion_counts.png",
+        "confusion_normalized.png",
+        "dimuon_mass.png",
+        "roc.png",
+    ]
+
+    bkg = {m: rng.exponential(1.0, 20_000) * k for m, k in (("float", 1.0), ("pruned", 1.02))}
+    sig = {m: {"A->4l": rng.exponential(4.0, 400)} for m in bkg}
+    with pytest.warns(ev.SmallSampleWarning):
+        am, asec = evaluate_anomaly(tmp_path, bkg, sig, fpr_targets=(1e-3, 1e-5), rate_khz=40.0)
+    assert am["float"]["working_points"][2]["fpr"] == pytest.approx(1e-3)
+    assert len(asec.warnings) == 2  # FPR=1e-5 too small for 20k events, for each model
+    md = write_report(tmp_path, "run", [sec, asec]).read_text()
+    assert "| metric | float | quantized | quantized vs float [%] |" in md
+    assert "| metric | float | pruned | pruned vs float [%] |" in md
+    assert (
+        "![Leading opposite-sign dimuon mass of events selected as DY](plots/dimuon_mass.png)" in md
+    )
+    assert "plots/efficiency_vs_rate.png" in md
+    assert "Signal efficiencies and their uncertainties" in md
+    with pytest.raises(ValueError, match="same models"):
+        evaluate_anomaly(tmp_path, bkg, sig["float"])

@@ -394,6 +394,12 @@ def efficiency_at_fpr(
     (``cl`` coverage, ``method`` as in :func:`binomial_interval`), ``efficiency_err_low``/
     ``efficiency_err_high`` (distances to the interval ends) and ``warning`` (``None`` or
     the text of the small-sample warning; see the module docstring for the rule).
+
+    ``efficiency_interval`` is the statistical uncertainty of the *signal* sample at the
+    chosen threshold.  The finite *background* sample makes the threshold itself uncertain:
+    ``efficiency_fpr_band`` gives the efficiencies at the thresholds whose background FPR are
+    the ends of ``fpr_interval`` (``[at the lower FPR, at the higher FPR]``), a measure of
+    how much the efficiency at this rate could move with more background events.
     """
     b = _scores(bkg_scores, "bkg_scores")
     s = _scores(sig_scores, "sig_scores")
@@ -407,6 +413,10 @@ def efficiency_at_fpr(
     lo, hi = binomial_interval(k_s, n_s, cl, method)
     flo, fhi = binomial_interval(k_b, n_b, cl, method)
     expected = float(fpr) * n_b
+    band = [
+        float(np.count_nonzero(s > threshold_at_fpr(b, f_end))) / n_s if f_end > 0 else eff
+        for f_end in (flo, fhi)
+    ]
     warning = None
     if expected < min_bkg_events:
         warning = (
@@ -435,6 +445,7 @@ def efficiency_at_fpr(
         "efficiency_interval": [lo, hi],
         "efficiency_err_low": eff - lo,
         "efficiency_err_high": hi - eff,
+        "efficiency_fpr_band": band,
         "interval_method": method,
         "cl": cl,
         "warning": warning,
