@@ -100,7 +100,7 @@ def _cluster(workers: int):
     import distributed
 
     cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=40,
     )
     return cluster, distributed.Client(cluster, set_as_default=False)

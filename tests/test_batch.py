@@ -65,7 +65,7 @@ SMALL = ImageSpec(n_eta=8, n_phi=8)
 def client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=40,
     ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c

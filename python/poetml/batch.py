@@ -669,7 +669,7 @@ def _dask_client(
                 n_workers=n,
                 threads_per_worker=threads_per_worker,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port (a busy 8787 only warns)
                 memory_limit=memory_limit or "auto",
                 silence_logs=logging.CRITICAL,
             ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
@@ -845,6 +845,7 @@ def _execute(
                                retries=retries, pure=False)
         pending[f] = ("count", sid)
         futures.append(f)
+    path_of = {i: p for p, i in ids.items()}
     bar = _progress(0, progress, f"poetml batch {kind}")
     n_skipped = 0
     queue = as_completed(futures, loop=dask_client.loop)
@@ -853,7 +854,7 @@ def _execute(
             what, ident = pending.pop(future)
             if what == "count":
                 sid = ident
-                path = next(p for p, i in ids.items() if i == sid)
+                path = path_of[sid]
                 if future.status != "finished":
                     man.set_source(sid, status="failed", error=_error_text(_exception(future)))
                     continue
@@ -881,7 +882,7 @@ def _execute(
                         man.set_task(sid, t.entry_start, status="pending",
                                      error="shard missing or checksum changed; redone")
                     todo.append(t)
-                bar.total += len(todo) + (len(ranges) - len(todo))
+                bar.total += len(ranges)
                 bar.update(len(ranges) - len(todo))
                 for t in todo:
                     shard = shard_name(sid, t.entry_start, t.entry_stop)
