@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 Z_MASS = 91.1876
+WP_COLORS = ("red", "black", "darkviolet", "saddlebrown")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
 _PLOT_POINTS = 1500  # points kept per ROC curve for drawing
 
@@ -196,6 +197,18 @@ def _roc_points(bkg: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return f, t, area
 
 
+def _low_stat_band(ax: Any, lo: float, hi: float, min_bkg_events: float) -> None:
+    if hi > lo:
+        ax.axvspan(
+            lo,
+            hi,
+            color="grey",
+            alpha=0.15,
+            lw=0,
+            label=f"< {min_bkg_events:g} background events pass",
+        )
+
+
 # --------------------------------------------------------------------------------------
 # ROC curves
 # --------------------------------------------------------------------------------------
@@ -259,6 +272,7 @@ def plot_anomaly_roc(
     *,
     working_fpr: float | Sequence[float] | None = 1e-5,
     collision_rate_mhz: float = 40.0,
+    min_bkg_events: float = 10.0,
     label: str = "Simulation",
     com: float | None = None,
 ) -> Path:
@@ -266,7 +280,8 @@ def plot_anomaly_roc(
     working point (labelled with its trigger rate).
 
     ``bkg_scores``: array, ``signal_scores``: ``{signal: array}``; or, to overlay models,
-    ``{model: array}`` and ``{model: {signal: array}}``.
+    ``{model: array}`` and ``{model: {signal: array}}``.  The grey band marks FPRs where
+    fewer than ``min_bkg_events`` background events pass (statistically unreliable).
     """
     data = _anomaly_inputs(bkg_scores, signal_scores)
     with _figure(path) as (_, axes):
@@ -288,15 +303,16 @@ def plot_anomaly_roc(
                     label=_tag(m, f"{s}, AUC = {area:.3f}"),
                 )
         wps = [] if working_fpr is None else np.atleast_1d(working_fpr).tolist()
-        for w in wps:
+        for k, w in enumerate(wps):
             ax.axvline(
                 w,
-                color="red",
+                color=WP_COLORS[k % len(WP_COLORS)],
                 ls="--",
                 lw=1.5,
                 label=f"FPR = {w:.2g} ({fpr_to_rate(w, collision_rate_mhz):.3g} kHz)",
             )
         lo = min([1.0 / max(n_bkg, 1), *[w / 3 for w in wps]])
+        _low_stat_band(ax, lo, min_bkg_events / max(n_bkg, 1), min_bkg_events)
         ax.set_xscale("log")
         ax.set_xlim(lo, 1)
         ax.set_ylim(0, 1.05)
@@ -315,12 +331,13 @@ def plot_efficiency_vs_rate(
     collision_rate_mhz: float = 40.0,
     rate_khz: float | Sequence[float] | None = None,
     log_efficiency: bool = False,
+    min_bkg_events: float = 10.0,
     label: str = "Simulation",
     com: float | None = None,
 ) -> Path:
     """Signal efficiency against trigger rate (``rate = FPR x collision rate``, kHz, log
     axis), per signal, models overlaid as in :func:`plot_anomaly_roc`; vertical lines at the
-    rates in ``rate_khz``."""
+    rates in ``rate_khz``; grey band: fewer than ``min_bkg_events`` background events pass."""
     data = _anomaly_inputs(bkg_scores, signal_scores)
     with _figure(path) as (_, axes):
         ax = axes[0, 0]
@@ -341,13 +358,14 @@ def plot_efficiency_vs_rate(
                     label=_tag(m, s),
                 )
         rates = [] if rate_khz is None else np.atleast_1d(rate_khz).tolist()
-        for r in rates:
-            ax.axvline(r, color="red", ls="--", lw=1.5, label=f"{r:g} kHz")
+        for k, r in enumerate(rates):
+            ax.axvline(r, color=WP_COLORS[k % len(WP_COLORS)], ls="--", lw=1.5, label=f"{r:g} kHz")
         ax.set_xscale("log")
-        ax.set_xlim(
-            min([collision_rate_mhz * 1e3 / max(n_bkg, 1), *[r / 3 for r in rates]]),
-            collision_rate_mhz * 1e3,
+        lo = min([collision_rate_mhz * 1e3 / max(n_bkg, 1), *[r / 3 for r in rates]])
+        _low_stat_band(
+            ax, lo, min_bkg_events * collision_rate_mhz * 1e3 / max(n_bkg, 1), min_bkg_events
         )
+        ax.set_xlim(lo, collision_rate_mhz * 1e3)
         if log_efficiency:
             ax.set_yscale("log")
         else:
@@ -461,6 +479,7 @@ def plot_learning_curves(
                             label=_tag(m, what),
                         )
             ax.set_xlabel("Epoch")
+            ax.xaxis.set_major_locator(require("matplotlib").ticker.MaxNLocator(integer=True))
             ax.set_ylabel(metric.replace("_", " "))
             if log_loss and "loss" in metric:
                 ax.set_yscale("log")
