@@ -492,3 +492,55 @@ def test_evaluation_and_report_imports_stay_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+
+# --------------------------------------------------------------------------------------
+# real CMS data
+# --------------------------------------------------------------------------------------
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _shared(name):
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"real CMS test file {path} is missing (see shared/data/README.md)")
+    return path
+
+
+def test_dimuon_mass_matches_cms_2010_zmumu_file():
+    uproot = pytest.importorskip("uproot")
+    path = _shared("uproot-Zmumu.root")
+    a = uproot.open(path)["events"].arrays(library="np")
+    n = len(a["M"])
+    # the file's M and E come from (px, py, pz) (its pt/eta/phi columns use another track
+    # fit for some rows), so feed dimuon_mass the pt/eta/phi of those momenta
+    cols: dict[str, list[np.ndarray]] = {"pt": [], "eta": [], "phi": [], "q": []}
+    for i in ("1", "2"):
+        px, py, pz = a[f"px{i}"], a[f"py{i}"], a[f"pz{i}"]
+        pt = np.hypot(px, py)
+        cols["pt"].append(pt)
+        cols["eta"].append(np.arcsinh(pz / pt))
+        cols["phi"].append(np.arctan2(py, px))
+        cols["q"].append(a[f"Q{i}"])
+    flat = {k: np.stack(v, axis=1).ravel() for k, v in cols.items()}
+    offsets = np.arange(0, 2 * n + 1, 2)
+    m = ev.dimuon_mass(flat["pt"], flat["eta"], flat["phi"], flat["q"], offsets)
+    os_pair = a["Q1"] * a["Q2"] < 0
+    assert os_pair.sum() > 2000
+    assert np.all(np.isnan(m[~os_pair]))
+    np.testing.assert_allclose(m[os_pair], a["M"][os_pair], rtol=1e-5)
+    z = m[(m > 81) & (m < 101)]
+    assert abs(np.median(z) - 90.8) < 0.5  # shared/data/README.md: peak 90.72 +- 0.14 GeV
+
+
+def test_dimuon_mass_z_and_jpsi_peaks_in_cms_2012_nanoaod():
+    reading = pytest.importorskip("poetml.reading")
+    batch = reading.read(_shared("Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"))
+    m = ev.dimuon_mass(batch)
+    z = m[(m > 81) & (m < 101)]
+    jpsi = m[(m > 2.9) & (m < 3.3)]
+    assert len(z) > 50
+    assert len(jpsi) > 30
+    assert abs(np.median(z) - 90.94) < 0.5  # shared/data/README.md reference
+    assert abs(np.median(jpsi) - 3.095) < 0.01
