@@ -318,3 +318,27 @@ def test_reads_fixture_file(poet_file) -> None:
         images = poetml.rasterize(b)
         np.testing.assert_array_equal(images, _reference.rasterize(b))
         assert images.shape == (b.n_events, 32, 32, 4)
+
+
+def test_large_output_matches_reference() -> None:
+    # >= 4 MiB of output: the binding hands the kernel fresh mmap'd (already zero) memory
+    rng = np.random.default_rng(7)
+    n = 400
+    events = [
+        [
+            (float(rng.exponential(30)), float(rng.uniform(-3, 3)), float(rng.uniform(-4, 4)), 1.0)
+            for _ in range(rng.poisson(3))
+        ]
+        for _ in range(n)
+    ]
+    batch = make_batch(
+        muon=events, jet=events, met_pt=rng.exponential(20, n), met_phi=rng.uniform(-3, 3, n)
+    )
+    for mode in ("histogram", "gaussian"):
+        spec = ImageSpec(mode=mode, selection=NO_CUTS)
+        images = poetml.rasterize(batch, spec, n_threads=2)
+        assert images.nbytes >= 4 << 20
+        np.testing.assert_allclose(images, _reference.rasterize(batch, spec), rtol=2e-6, atol=1e-7)
+        again = poetml.rasterize(batch, spec, n_threads=1)
+        del images
+        np.testing.assert_array_equal(again, poetml.rasterize(batch, spec, n_threads=2))

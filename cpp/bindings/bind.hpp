@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "poetml/core.hpp"
 
@@ -32,6 +33,13 @@ struct PyColumns {
 /// Checks a 1-D float32 C-contiguous array handed over inside a container (where
 /// noconvert cannot apply); TypeError otherwise.  None gives nullptr.
 const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len);
+
+/// A fresh C-contiguous float32 output array of `shape`.  On Linux, outputs of 4 MiB or
+/// more are anonymous mmap memory (guaranteed zero, 2 MiB aligned, advised for huge
+/// pages) owned by the array: `zeroed` is set and the kernel can skip its memset, the OS
+/// zeroes each page when a worker thread first touches it.  Otherwise a plain numpy
+/// allocation, `zeroed` false (the kernel zero-fills it).  Call with the GIL held.
+py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
 
 void bind_columns(py::module_& m);
 void bind_images(py::module_& m);

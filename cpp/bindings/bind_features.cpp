@@ -67,13 +67,14 @@ void bind_features(py::module_& m) {
             spec.btag_threshold = btag_threshold;
             spec.muon_mass = muon_mass;
             const std::int64_t nf = poetml::n_features(spec);
-            py::array_t<float> features({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)});
+            bool zeroed = false;
+            auto features = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)}, zeroed);
             float* out = features.mutable_data();
             {
                 // Safe without the GIL: the kernel only reads the validated input buffers
                 // (kept alive by `collections` and `slots`) and writes the fresh output array.
                 py::gil_scoped_release release;
-                poetml::build_features(colls, n_events, spec, out, n_threads);
+                poetml::build_features(colls, n_events, spec, out, n_threads, zeroed);
             }
             return features;
         },

@@ -42,8 +42,10 @@ void bind_images(py::module_& m) {
                 chans.push_back(std::move(ch));
             }
             const auto n_ch = static_cast<py::ssize_t>(chans.size());
-            py::array_t<float> images({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(n_eta),
-                                       static_cast<py::ssize_t>(n_phi), n_ch});
+            bool zeroed = false;
+            auto images = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(n_eta),
+                                     static_cast<py::ssize_t>(n_phi), n_ch},
+                                     zeroed);
             py::array_t<std::int64_t> dropped(n_ch);
             float* out = images.mutable_data();
             std::int64_t* drop = dropped.mutable_data();
@@ -51,7 +53,7 @@ void bind_images(py::module_& m) {
                 // Safe without the GIL: the kernel only reads the validated input buffers
                 // (kept alive by `channels`) and writes the two fresh output arrays.
                 py::gil_scoped_release release;
-                poetml::rasterize(chans, n_events, spec, out, drop, n_threads);
+                poetml::rasterize(chans, n_events, spec, out, drop, n_threads, zeroed);
             }
             return py::make_tuple(images, dropped);
         },

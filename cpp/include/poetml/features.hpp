@@ -101,9 +101,10 @@ inline double pair_mass(const Objects& o, std::int64_t a, std::int64_t b, double
 /// quantities in the order given.  m_mumu takes the first opposite-charge pair (i < j) in
 /// pT order; jets without a mass column count as massless in m_jj.  Events are split into
 /// contiguous ranges over `n_threads` threads (<= 0: all cores); the result does not
-/// depend on the number of threads.
+/// depend on the number of threads.  `out` is zero-filled first unless `out_is_zeroed`
+/// says it already holds zeros.
 inline void build_features(const std::vector<FeatureCollection>& collections, std::int64_t n_events,
-                           const FeatureSpec& spec, float* out, int n_threads) {
+                           const FeatureSpec& spec, float* out, int n_threads, bool out_is_zeroed = false) {
     const auto n_coll = static_cast<std::int64_t>(collections.size());
     for (const auto& fc : collections) {
         if (fc.objects.n_events != n_events)
@@ -147,7 +148,8 @@ inline void build_features(const std::vector<FeatureCollection>& collections, st
     const unsigned threads = resolve_threads(n_threads);
     parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t) {
         if (ev1 <= ev0) return;
-        std::memset(out + ev0 * nf, 0, static_cast<std::size_t>((ev1 - ev0) * nf) * sizeof(float));
+        if (!out_is_zeroed)
+            std::memset(out + ev0 * nf, 0, static_cast<std::size_t>((ev1 - ev0) * nf) * sizeof(float));
         std::vector<std::int64_t> idx;
         idx.reserve(64);
         for (std::int64_t ev = ev0; ev < ev1; ++ev) {

@@ -137,8 +137,10 @@ struct Scratch {
 }  // namespace detail
 
 /// Rasterize a batch of events into `out`, shape (n_events, n_eta, n_phi, n_channels),
-/// float32, channels last.  `out` is fully overwritten (zero-filled first, by the worker
-/// that owns each event range).  `dropped` (n_channels values) receives the number of
+/// float32, channels last.  `out` is zero-filled first by the worker that owns each event
+/// range, unless `out_is_zeroed` says the caller's buffer already holds zeros (fresh
+/// calloc'd memory: its pages are then first touched, and zeroed by the OS, in the
+/// workers, and pages without deposits are never touched at all).  `dropped` (n_channels values) receives the number of
 /// selected objects per channel that fell outside the eta range.
 ///
 /// Modes (pT below is the object's pT, accumulated in float32 in object order):
@@ -156,7 +158,8 @@ struct Scratch {
 ///    with no pixel inside the image puts pT in the object's own pixel.  So in every mode an
 ///    accepted object deposits its pT.
 inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_events,
-                      const ImageSpec& spec, float* out, std::int64_t* dropped, int n_threads) {
+                      const ImageSpec& spec, float* out, std::int64_t* dropped, int n_threads,
+                      bool out_is_zeroed = false) {
     validate(spec);
     for (const auto& ch : channels) {
         if (ch.objects.n_events != n_events)
@@ -179,8 +182,9 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
     parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t worker) {
         if (ev1 <= ev0) return;
         // first touch of this range's output pages happens here, in the worker
-        std::memset(out + ev0 * per_event, 0,
-                    static_cast<std::size_t>((ev1 - ev0) * per_event) * sizeof(float));
+        if (!out_is_zeroed)
+            std::memset(out + ev0 * per_event, 0,
+                        static_cast<std::size_t>((ev1 - ev0) * per_event) * sizeof(float));
         std::int64_t* my_drops = drops.data() + worker * n_ch;
         detail::Scratch scratch;
         detail::Bin b{};

@@ -1,0 +1,229 @@
+"""Benchmarks of the C++ kernels against baselines measured in the same run.
+
+Synthetic batch: 200k events, Poisson(2) muons, Poisson(0.5) electrons, Poisson(4) jets per
+event (eta uniform in [-2.6, 2.6], phi uniform, pT exponential) and MET.  Each timing is the
+median of ``--repeats`` runs.  Printed ratios (targets from issue 2, part 5):
+
+1. ``histogram`` 32 x 32 x 4 images (channels muon, electron, jet, met; no selection), one
+   thread, against a plain NumPy scatter of the same pixels: bins computed with the same
+   vectorised formula, then ``np.bincount(flat_index, weights=pt, minlength=N*4096)`` over
+   the whole batch, cast to float32 (target: core >= 3x faster);
+2. the same against the bare cost of producing the output tensor: ``np.zeros`` of the
+   same shape followed by one pass over it, ``out.fill(0)`` (writing every page once, which
+   is all the core must do besides the scatter; ``out += 0``, a read and a write, is printed
+   too) (target: core >= 0.8 of that speed);
+3. the core on 2 threads against 1 thread (target >= 1.6x);
+4. ``build_features`` (default 57 slots, default selection, 1 thread) against the awkward
+   way of filling the same slots: per collection mask the selected objects,
+   ``ak.argsort(pt, ascending=False, stable=True)``, ``ak.pad_none(..., clip=True)``,
+   ``ak.fill_none(..., 0)`` and ``ak.to_numpy`` per field, then interleave (target >= 10x).
+   The two results are checked equal before timing.
+
+Images of 200k events are 3.3 GB of float32 (and the NumPy baseline holds a float64 copy),
+so the image parts process the 200k events in chunks of ``--chunk`` events (50k by default,
+the size ``poetml.iterate`` streams), for every method alike; the time is the sum over the
+chunks.  Run from the repository root::
+
+    python bench/bench_core.py                       # everything
+    python bench/bench_core.py --events 50000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import poetml
+from poetml.features import FeatureSpec
+from poetml.images import ImageSpec
+from poetml.jagged import Collection, EventBatch
+from poetml.selection import Selection
+
+
+def synthetic_batch(n_events: int, seed: int = 0) -> EventBatch:
+    rng = np.random.default_rng(seed)
+    colls = {}
+    for name, mean, scale in (("muon", 2.0, 25.0), ("electron", 0.5, 20.0), ("jet", 4.0, 40.0)):
+        counts = rng.poisson(mean, n_events)
+        offsets = np.zeros(n_events + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        n = int(offsets[-1])
+        fields = {
+            "pt": rng.exponential(scale, n) + 1.0,
+            "eta": rng.uniform(-2.6, 2.6, n),
+            "phi": rng.uniform(-math.pi, math.pi, n),
+            "charge": rng.choice([-1.0, 1.0], n),
+            "mass": np.full(n, 0.105 if name == "muon" else 5.0),
+        }
+        if name != "jet":
+            fields["tight_id"] = (rng.uniform(size=n) < 0.8).astype(np.float32)
+            fields["iso"] = rng.exponential(0.1, n)
+        else:
+            fields["btag"] = rng.uniform(size=n)
+        colls[name] = Collection(offsets, fields)
+    met = {"pt": rng.exponential(30.0, n_events), "phi": rng.uniform(-math.pi, math.pi, n_events)}
+    return EventBatch(n_events, colls, met)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def numpy_bincount_images(batch: EventBatch, spec: ImageSpec) -> np.ndarray:
+    """Histogram images with vectorised NumPy: flat pixel index + one np.bincount."""
+    n = batch.n_events
+    n_ch = len(spec.channels)
+    per_event = spec.n_eta * spec.n_phi * n_ch
+    flats, weights = [], []
+    for c, name in enumerate(spec.channels):
+        if name == "met":
+            pt, eta, phi = batch.met["pt"], np.zeros(n, np.float32), batch.met["phi"]
+            event = np.arange(n)
+        else:
+            coll = batch[name]
+            pt, eta, phi = coll["pt"], coll["eta"], coll["phi"]
+            event = np.repeat(np.arange(n), coll.counts)
+        u = (eta.astype(np.float64) - spec.eta_min) * (spec.n_eta / (spec.eta_max - spec.eta_min))
+        inside = (u >= 0) & (u < spec.n_eta)
+        ix = u[inside].astype(np.int64)
+        iy = np.floor((phi[inside].astype(np.float64) + math.pi) * (spec.n_phi / (2 * math.pi)))
+        iy = iy.astype(np.int64) % spec.n_phi
+        flats.append(((event[inside] * spec.n_eta + ix) * spec.n_phi + iy) * n_ch + c)
+        weights.append(pt[inside])
+    hist = np.bincount(
+        np.concatenate(flats), weights=np.concatenate(weights), minlength=n * per_event
+    )
+    return hist.astype(np.float32).reshape(n, spec.n_eta, spec.n_phi, n_ch)
+
+
+def awkward_features(
+    arrays: dict, met_pt: np.ndarray, met_phi: np.ndarray, spec: FeatureSpec
+) -> np.ndarray:
+    """The same slots with awkward: mask, sort, pad_none, fill_none, to_numpy."""
+    import awkward as ak
+
+    blocks = []
+    for name, count in spec.slots:
+        if name == "met":
+            blocks.append(np.stack([met_pt, np.zeros_like(met_pt), met_phi], axis=1))
+            continue
+        a = arrays[name]
+        sel = getattr(spec.selection, name)
+        mask = (a.pt >= sel.min_pt) & (abs(a.eta) <= sel.max_abs_eta)
+        if getattr(sel, "tight_id", False):
+            mask = mask & (a.tight_id > 0.5)
+        if getattr(sel, "max_iso", None) is not None:
+            mask = mask & (a.iso <= sel.max_iso)
+        a = a[mask]
+        a = a[ak.argsort(a.pt, ascending=False, stable=True)]
+        cols = [
+            ak.to_numpy(ak.fill_none(ak.pad_none(a[f], count, clip=True), 0.0)) for f in spec.fields
+        ]
+        blocks.append(np.stack(cols, axis=2).reshape(len(met_pt), count * len(spec.fields)))
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--chunk", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    batch = synthetic_batch(args.events)
+    chunks = [batch.slice(i, i + args.chunk) for i in range(0, args.events, args.chunk)]
+    spec = ImageSpec(selection=Selection.none())
+    n_obj = sum(batch[c].n_objects for c in ("muon", "electron", "jet"))
+    print(
+        f"{args.events} events ({n_obj} objects + MET), images {spec.shape} float32, "
+        f"chunks of {args.chunk}, median of {args.repeats}; {os.cpu_count()} cores"
+    )
+
+    # correctness first: the baseline and the core agree
+    np.testing.assert_allclose(
+        numpy_bincount_images(chunks[0], spec),
+        poetml.rasterize(chunks[0], spec),
+        rtol=1e-6,
+        atol=1e-5,
+    )
+
+    def run_core(threads: int) -> Callable[[], None]:
+        return lambda: [poetml.rasterize(c, spec, n_threads=threads) for c in chunks]
+
+    def run_bincount() -> None:
+        for c in chunks:
+            numpy_bincount_images(c, spec)
+
+    def run_fill() -> None:
+        for c in chunks:
+            out = np.zeros((c.n_events, *spec.shape), np.float32)
+            out.fill(0)
+
+    def run_add() -> None:
+        for c in chunks:
+            out = np.zeros((c.n_events, *spec.shape), np.float32)
+            out += 0
+
+    t_core1 = median_time(run_core(1), args.repeats)
+    t_core2 = median_time(run_core(2), args.repeats)
+    t_bincount = median_time(run_bincount, args.repeats)
+    t_fill = median_time(run_fill, args.repeats)
+    t_add = median_time(run_add, args.repeats)
+    rate = args.events / t_core1
+    print(f"rasterize histogram, 1 thread : {t_core1:8.3f} s  ({rate / 1e6:.2f} M events/s)")
+    print(f"rasterize histogram, 2 threads: {t_core2:8.3f} s")
+    print(f"numpy bincount scatter        : {t_bincount:8.3f} s")
+    print(f"np.zeros + out.fill(0)        : {t_fill:8.3f} s")
+    print(f"np.zeros + out += 0           : {t_add:8.3f} s")
+    print(
+        f"RATIO core(1 thread) vs numpy bincount      : {t_bincount / t_core1:6.2f}x  (target >= 3)"
+    )
+    print(
+        f"RATIO core(1 thread) vs np.zeros+fill(0)     : {t_fill / t_core1:6.2f}   (target >= 0.8)"
+    )
+    print(f"RATIO core(1 thread) vs np.zeros+(out += 0)  : {t_add / t_core1:6.2f}")
+    print(
+        f"RATIO core 2 threads vs 1 thread            : {t_core1 / t_core2:6.2f}x  (target >= 1.6)"
+    )
+
+    # features
+    import awkward as ak
+
+    from poetml.jagged import unflatten
+
+    fspec = FeatureSpec()
+    arrays = {}
+    for name in ("muon", "electron", "jet"):
+        coll = batch[name]
+        counts = coll.counts
+        arrays[name] = ak.zip({f: ak.unflatten(v, counts) for f, v in coll.fields.items()})
+    del unflatten
+    feats, _ = poetml.build_features(batch, fspec, n_threads=1)
+    ref = awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec)
+    np.testing.assert_array_equal(feats, ref)
+    t_feat = median_time(lambda: poetml.build_features(batch, fspec, n_threads=1), args.repeats)
+    t_feat2 = median_time(lambda: poetml.build_features(batch, fspec, n_threads=2), args.repeats)
+    t_ak = median_time(
+        lambda: awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec), args.repeats
+    )
+    print(
+        f"build_features 57 slots, 1 thread : {t_feat:8.3f} s  ({args.events / t_feat / 1e6:.2f} M events/s)"
+    )
+    print(f"build_features 57 slots, 2 threads: {t_feat2:8.3f} s")
+    print(f"awkward pad_none/fill_none/sort   : {t_ak:8.3f} s")
+    print(f"RATIO build_features(1 thread) vs awkward: {t_ak / t_feat:6.1f}x  (target >= 10)")
+
+
+if __name__ == "__main__":
+    main()
