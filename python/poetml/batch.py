@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import glob
 import hashlib
 import json
@@ -495,6 +496,24 @@ def process_task(
     The shard is a self-contained poetml dataset: its ``inputs`` attribute is ``[path]`` and
     its ``source`` column 0; the batch-wide file id is the attribute ``batch_source_id``.
     """
+    try:
+        return _process_task(
+            path, entry_start, entry_stop, source_id=source_id, kind=kind, spec=spec,
+            shard_path=shard_path, layout=layout, n_threads=n_threads, label=label,
+            compression=compression, kernel_chunk=kernel_chunk,
+        )
+    finally:
+        # uproot's file and awkward objects form reference cycles that only the cyclic
+        # collector frees, and it runs by allocation counts, not bytes: without this a
+        # worker's memory grows task after task (measured: +20 MB per 100k-event task)
+        gc.collect()
+
+
+def _process_task(
+    path: str, entry_start: int, entry_stop: int, *, source_id: int, kind: str, spec: Any,
+    shard_path: str, layout: str, n_threads: int | None, label: int | None,
+    compression: str, kernel_chunk: int,
+) -> dict[str, Any]:
     import numpy as np
 
     from . import reading
