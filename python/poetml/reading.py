@@ -133,13 +133,19 @@ def _trees(f: Any, path: str) -> dict[str, str]:
     return out
 
 
-def _get(f: Any, path: str, tree: str, trees: Mapping[str, str]) -> Any:
-    if tree not in trees:
+def _get(f: Any, path: str, tree: str, trees: Mapping[str, str] | None = None) -> Any:
+    """Tree ``tree`` of open file ``f``, deserialized once per open file (uproot does not
+    cache it, and reading a TTree's branch metadata is a good part of opening a file)."""
+    if trees is not None and tree not in trees:
         raise ReadError(
             f"{path}: no tree {tree!r}; trees in the file: {', '.join(trees) or 'none'}"
         )
+    cache = f.__dict__.setdefault("_poetml_trees", {})
+    if tree in cache:
+        return cache[tree]
     try:
-        return f[tree]
+        cache[tree] = f[tree]
+        return cache[tree]
     except Exception as exc:
         raise ReadError(
             f"{path}: cannot read tree {tree!r} (truncated or corrupt?): "
@@ -445,11 +451,8 @@ def _plan(
 
     counts = {t: _entries(_get(f, path, t, trees), path, t) for t in tree_branches}
     if layout == "poet":
-        # every analyzer tree in the file must have the same entries, read or not
-        for pc in schema.POET_COLLECTIONS.values():
-            t = f"{pc.directory}/{schema.POET_TREE}"
-            if t in trees and t not in counts:
-                counts[t] = _entries(_get(f, path, t, trees), path, t)
+        # the trees read are joined entry by entry: they must have the same entries
+        # (num_entries checks every analyzer tree; here unread ones are not even opened)
         items = list(counts.items())
         for t, n in items[1:]:
             if n != items[0][1]:
@@ -573,7 +576,7 @@ def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> It
     iters = {}
     for tree, branches in plan.trees.items():
         try:
-            iters[tree] = f[tree].iterate(
+            iters[tree] = _get(f, plan.path, tree).iterate(
                 branches,
                 step_size=step_size,
                 entry_start=start,
@@ -715,7 +718,7 @@ def read(
         chunk = {}
         for tree, branches in plan.trees.items():
             try:
-                chunk[tree] = f[tree].arrays(
+                chunk[tree] = _get(f, path, tree).arrays(
                     branches, entry_start=start, entry_stop=stop, library="ak", how=dict
                 )
             except Exception as exc:

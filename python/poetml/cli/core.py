@@ -20,9 +20,11 @@ import sys
 import time
 from typing import Any
 
-#: bound on the memory of one kernel call's output (images are big: 16 KiB an event at
-#: 32 x 32 x 4), so a 100k-event chunk is processed in slices of this many bytes.
-_KERNEL_BYTES = 256 << 20
+#: bytes of output per kernel call: a chunk of events is processed in slices this big
+#: (1024 events of 32 x 32 x 4 images).  Buffers of this size are reused by malloc from one
+#: call to the next; much bigger ones are fresh mmaps whose page faults cost several times
+#: the kernel itself (see bench/bench_read.py).
+_KERNEL_BYTES = 16 << 20
 
 
 def register(subparsers: Any) -> None:
@@ -230,14 +232,18 @@ def _convert(args: argparse.Namespace) -> int:
                 sub = batch if (lo == 0 and step >= batch.n_events) else batch.slice(lo, lo + step)
                 data, names = _kernel(kind, sub, spec, args.threads)
                 if writer is None:
-                    writer = _writer(out, kind, data, names, spec, attrs, files, args.compression)
+                    writer = _writer(
+                        out, kind, data, names, spec, attrs, files, args.compression, args.threads
+                    )
                 writer.append(data, sub.event_index, source_id[batch.source], labels=args.label)
                 bar.update(sub.n_events)
         if writer is None:  # no events at all: still write a valid, empty file
             empty = EventBatch(0, {c: Collection.empty(0) for c in collections if c != "met"},
                                {"pt": np.zeros(0), "phi": np.zeros(0)} if "met" in collections else {})  # fmt: skip
             data, names = _kernel(kind, empty, spec, args.threads)
-            writer = _writer(out, kind, data, names, spec, attrs, files, args.compression)
+            writer = _writer(
+                out, kind, data, names, spec, attrs, files, args.compression, args.threads
+            )
             writer.append(data, np.zeros(0, np.int64), 0, labels=args.label)
         writer.close()
     except BaseException:
@@ -267,7 +273,7 @@ def _item_bytes(kind: str, spec: Any) -> int:
 
 
 def _writer(out: str, kind: str, data: Any, names: Any, spec: Any, attrs: dict[str, Any],
-            files: list[str], compression: str) -> Any:  # fmt: skip
+            files: list[str], compression: str, threads: int | None) -> Any:  # fmt: skip
     from ..datasets.hdf5 import ShardWriter
 
     return ShardWriter(
@@ -279,4 +285,5 @@ def _writer(out: str, kind: str, data: Any, names: Any, spec: Any, attrs: dict[s
         channels=tuple(spec.channels) if kind == "images" else None,
         inputs=[os.path.abspath(f) if "://" not in f else f for f in files],
         compression=compression,
+        threads=threads,
     )
