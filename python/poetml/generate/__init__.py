@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: events per chunk (one Pythia instance and one seed per chunk)
-DEFAULT_CHUNK_SIZE = 500
+DEFAULT_CHUNK_SIZE = 1000
 #: settings of the minimum-bias events overlaid as pile-up
 PILEUP_SETTINGS = ("SoftQCD:inelastic = on",)
 

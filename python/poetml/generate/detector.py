@@ -102,39 +102,24 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
     import awkward as ak
 
     prt = batch["prt"]
-    counts = ak.to_numpy(ak.num(prt)).astype(np.int64)
+    fields = _record_columns(prt)
+    counts = fields.pop("counts")
     offsets = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    n = int(offsets[-1])
     event = np.repeat(np.arange(len(counts)), counts)
     base = offsets[:-1][event]
-
-    def col(arr, dtype):  # type: ignore[no-untyped-def]
-        return np.asarray(ak.to_numpy(ak.flatten(arr)), dtype=dtype) if n else np.zeros(0, dtype)
-
-    mother1 = col(prt.mother1, np.int64)
-    daughter1 = col(prt.daughter1, np.int64)
+    mother1 = fields["mother1"].astype(np.int64)
+    daughter1 = fields["daughter1"].astype(np.int64)
     mother1 = np.where(mother1 > 0, mother1 + base, -1)
     daughter1 = np.where(daughter1 > 0, daughter1 + base, -1)
-    p = prt.p
-    v = prt.vProd
-    vx = col(ak.fill_none(v.px, 0.0), np.float64) if n else np.zeros(0)
-    vy = col(ak.fill_none(v.py, 0.0), np.float64) if n else np.zeros(0)
-    vz = col(ak.fill_none(v.pz, 0.0), np.float64) if n else np.zeros(0)
     parts = Particles(
         offsets=offsets,
-        id=col(prt.id, np.int64),
-        status=col(prt.status, np.int64),
+        id=fields["id"].astype(np.int64),
+        status=fields["status"].astype(np.int64),
         mother1=mother1,
         daughter1=daughter1,
-        px=col(p.px, np.float64),
-        py=col(p.py, np.float64),
-        pz=col(p.pz, np.float64),
-        e=col(p.e, np.float64),
-        m=col(prt.m, np.float64),
-        vx=vx,
-        vy=vy,
-        vz=vz,
+        px=fields["px"], py=fields["py"], pz=fields["pz"], e=fields["e"], m=fields["m"],
+        vx=fields["vx"], vy=fields["vy"], vz=fields["vz"],
         event=event,
     )
     if pileup is not None and pileup_counts is not None:
@@ -152,6 +137,39 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
         flat["event"] = pev
         parts.pu = flat
     return parts
+
+
+def _record_columns(prt) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Flat NumPy columns of the particle records (zero-copy from the awkward layout when it
+    is the ListOffsetArray of records ``nextBatch`` builds; ``ak.flatten`` otherwise)."""
+    import awkward as ak
+
+    names = ("id", "status", "mother1", "daughter1", "m")
+    lay = ak.to_layout(prt)
+    try:
+        off = np.asarray(lay.offsets.data)
+        rec = lay.content
+        lo, hi = int(off[0]), int(off[-1])
+        out = {k: np.asarray(rec.content(k).data)[lo:hi] for k in names}
+        p = rec.content("p")
+        for k in ("px", "py", "pz", "e"):
+            out[k] = np.asarray(p.content(k).data, np.float64)[lo:hi]
+        v = rec.content("vProd")
+        idx = np.asarray(v.index.data)[lo:hi]
+        for k, name in (("vx", "px"), ("vy", "py"), ("vz", "pz")):
+            data = np.asarray(v.content.content(name).data, np.float64)
+            out[k] = np.where(idx >= 0, data[np.maximum(idx, 0)] if len(data) else 0.0, 0.0)
+        out["counts"] = np.diff(off).astype(np.int64)
+        return out
+    except (AttributeError, TypeError):  # another layout: the generic (slower) path
+        out = {k: np.asarray(ak.to_numpy(ak.flatten(prt[k]))) for k in names}
+        for k in ("px", "py", "pz", "e"):
+            out[k] = np.asarray(ak.to_numpy(ak.flatten(prt.p[k])), np.float64)
+        for k, name in (("vx", "px"), ("vy", "py"), ("vz", "pz")):
+            out[k] = np.asarray(ak.to_numpy(ak.flatten(ak.fill_none(prt.vProd[name], 0.0))),
+                                np.float64)
+        out["counts"] = ak.to_numpy(ak.num(prt)).astype(np.int64)
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -306,9 +324,20 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     n_ev = parts.n_events
     pid = parts.id
     apid = np.abs(pid)
-    pt, eta, phi = _pt_eta_phi(parts.px, parts.py, parts.pz)
     final = parts.status > 0
-    visible = final & ~np.isin(apid, _NEUTRINOS)
+    astat = np.abs(parts.status)
+    # kinematics only of what is used: final state, hard process, heavy hadrons, taus
+    need = final | ((astat >= 21) & (astat <= 29)) | (apid == 15) | ((apid > 400) & (apid < 6000))
+    pt = np.zeros(len(pid))
+    eta = np.zeros(len(pid))
+    phi = np.zeros(len(pid))
+    nidx = np.flatnonzero(need)
+    pt[nidx], eta[nidx], phi[nidx] = _pt_eta_phi(parts.px[nidx], parts.py[nidx], parts.pz[nidx])
+    charged_all = _charged(pid)
+    # detector thresholds of particle-flow candidates: tracks pT > 0.3 GeV in the tracker
+    # (|eta| < 2.5), calorimeter deposits E > 1 GeV elsewhere / for neutrals, |eta| < 5
+    seen = np.where(charged_all & (np.abs(eta) < 2.5), pt > 0.3, parts.e > 1.0) & (np.abs(eta) < 5.0)
+    visible = final & ~np.isin(apid, _NEUTRINOS) & seen
 
     # ---------------- visible particles for isolation / jets / MET (hard + pile-up)
     vidx = np.flatnonzero(visible)
@@ -317,9 +346,12 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
         "px": parts.px[vidx], "py": parts.py[vidx], "pz": parts.pz[vidx], "e": parts.e[vidx],
         "id": pid[vidx], "gidx": vidx, "pu": np.zeros(len(vidx), bool),
     }
+    vis["pt"], vis["eta"], vis["phi"] = pt[vidx], eta[vidx], phi[vidx]
     if parts.pu:
         pu = parts.pu
-        keep = ~np.isin(np.abs(pu["id"]), _NEUTRINOS)
+        upt, ueta, uphi = _pt_eta_phi(pu["px"], pu["py"], pu["pz"])
+        useen = np.where(_charged(pu["id"]) & (np.abs(ueta) < 2.5), upt > 0.3, pu["e"] > 1.0)
+        keep = ~np.isin(np.abs(pu["id"]), _NEUTRINOS) & useen & (np.abs(ueta) < 5.0)
         merged = {
             "event": np.concatenate([vis["event"], pu["event"][keep]]),
             "px": np.concatenate([vis["px"], pu["px"][keep]]),
@@ -329,10 +361,12 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
             "id": np.concatenate([vis["id"], pu["id"][keep]]),
             "gidx": np.concatenate([vis["gidx"], np.full(int(keep.sum()), -1, np.int64)]),
             "pu": np.concatenate([vis["pu"], np.ones(int(keep.sum()), bool)]),
+            "pt": np.concatenate([vis["pt"], upt[keep]]),
+            "eta": np.concatenate([vis["eta"], ueta[keep]]),
+            "phi": np.concatenate([vis["phi"], uphi[keep]]),
         }
         order = np.argsort(merged["event"], kind="stable")
         vis = {k: v[order] for k, v in merged.items()}
-    vis["pt"], vis["eta"], vis["phi"] = _pt_eta_phi(vis["px"], vis["py"], vis["pz"])
     charged = _charged(vis["id"])
     iso_in = (np.abs(vis["eta"]) < cfg.iso_max_eta) & (
         vis["pt"] > np.where(charged, cfg.iso_min_pt, 2 * cfg.iso_min_pt)
@@ -456,8 +490,9 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
 
     # hadron flavour: B (then C) hadrons with pT > 5 GeV within R of the jet axis
     hflav = np.zeros(len(jpt), np.int32)
+    hard5 = nidx[(pt[nidx] > 5.0) & (apid[nidx] > 400)]
     for q in (4, 5):
-        hid = np.flatnonzero(_has_quark(pid, q) & (pt > 5.0))
+        hid = hard5[_has_quark(pid[hard5], q)]
         if len(hid) and len(jpt):
             ia, jb = _pairs(j_ev, parts.event[hid], n_ev)
             dr2 = (jeta[ia] - eta[hid][jb]) ** 2 + _dphi(jphi[ia], phi[hid][jb]) ** 2
@@ -516,15 +551,16 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     nu = np.flatnonzero(final & np.isin(apid, _NEUTRINOS))
     gmx = _wsum(parts.event[nu], weights=parts.px[nu], minlength=n_ev)
     gmy = _wsum(parts.event[nu], weights=parts.py[nu], minlength=n_ev)
-    astat = np.abs(parts.status)
     d1 = parts.daughter1
     last_copy = (parts.status > 0) | (d1 < 0) | (pid[np.maximum(d1, 0)] != pid)
+    bhad = np.zeros(len(pid), bool)
+    bhad[nidx] = _has_quark(pid[nidx], 5)
     keep_gen = (
         ((astat >= 21) & (astat <= 29))
         | (final & np.isin(apid, (11, 13)) & (pt > 1.0))
         | (final & np.isin(apid, _NEUTRINOS) & (pt > 1.0))
         | ((apid == 15) & last_copy & (parts.status < 0))
-        | ((_has_quark(pid, 5)) & last_copy)
+        | (bhad & last_copy)
     )
     gidx = np.flatnonzero(keep_gen)
     g_ev = parts.event[gidx]
