@@ -203,7 +203,7 @@ def roc_curve(
     )
     if len(w) != len(s):
         raise ValueError(f"sample_weight has {len(w)} entries but scores has {len(s)}")
-    order = np.argsort(-s, kind="mergesort")
+    order = np.argsort(-s)  # order inside a group of ties is irrelevant: groups are merged
     s, y, w = s[order], y[order], w[order]
     # last index of each group of equal scores
     distinct = np.flatnonzero(np.diff(s)) if len(s) else np.zeros(0, dtype=np.int64)
@@ -353,6 +353,25 @@ def fpr_to_rate(fpr: float, collision_rate_mhz: float = 40.0) -> float:
     return fpr * float(collision_rate_mhz) * 1e3
 
 
+def _k_allowed(fpr: float, n: int) -> int:
+    fpr = float(fpr)
+    if not 0.0 < fpr <= 1.0:
+        raise ValueError(f"fpr must be in (0, 1], got {fpr}")
+    return math.floor(fpr * n * (1 + 1e-12))  # guard against fpr*n = 2.9999999
+
+
+def _threshold_sorted(b_sorted: np.ndarray, fpr: float) -> float:
+    """threshold_at_fpr on background scores sorted in ascending order."""
+    n = len(b_sorted)
+    k = _k_allowed(fpr, n)
+    return -math.inf if k >= n else float(b_sorted[n - 1 - k])
+
+
+def _n_above(sorted_scores: np.ndarray, threshold: float) -> int:
+    """Number of entries of an ascending array strictly above ``threshold``."""
+    return len(sorted_scores) - int(np.searchsorted(sorted_scores, threshold, side="right"))
+
+
 def threshold_at_fpr(bkg_scores: Any, fpr: float) -> float:
     """Score threshold selecting (``score > threshold``) at most a fraction ``fpr`` of the
     background: the ``(k+1)``-th highest background score with ``k = floor(fpr N)``.
@@ -363,15 +382,72 @@ def threshold_at_fpr(bkg_scores: Any, fpr: float) -> float:
     b = _scores(bkg_scores, "bkg_scores")
     if len(b) == 0:
         raise ValueError("bkg_scores is empty: a threshold needs background events")
-    fpr = float(fpr)
-    if not 0.0 < fpr <= 1.0:
-        raise ValueError(f"fpr must be in (0, 1], got {fpr}")
     n = len(b)
-    k = math.floor(fpr * n * (1 + 1e-12))  # guard against fpr*n = 2.9999999
+    k = _k_allowed(fpr, n)
     if k >= n:
         return -math.inf
     # (k+1)-th largest = element n-1-k of the ascending order
     return float(np.partition(b, n - 1 - k)[n - 1 - k])
+
+
+def _small_sample_warning(
+    name: str, fpr: float, n_b: int, min_bkg_events: float, collision_rate_mhz: float
+) -> str | None:
+    expected = float(fpr) * n_b
+    if expected >= min_bkg_events:
+        return None
+    return (
+        f"{name}: background sample too small for FPR {float(fpr):.3g} "
+        f"(rate {fpr_to_rate(fpr, collision_rate_mhz):.3g} kHz at {collision_rate_mhz:g} MHz): "
+        f"{n_b} background events give {expected:.3g} expected above threshold (rule: at "
+        f"least {min_bkg_events:g}, i.e. a relative rate uncertainty below "
+        f"~{100 / math.sqrt(min_bkg_events):.0f}%); need at least "
+        f"{math.ceil(min_bkg_events / float(fpr)):,} background events"
+    )
+
+
+def _efficiency_sorted(
+    b_sorted: np.ndarray,
+    s_sorted: np.ndarray,
+    fpr: float,
+    cl: float,
+    method: str,
+    min_bkg_events: float,
+    collision_rate_mhz: float,
+    name: str,
+) -> dict[str, Any]:
+    n_b, n_s = len(b_sorted), len(s_sorted)
+    thr = _threshold_sorted(b_sorted, fpr)
+    k_b = _n_above(b_sorted, thr)
+    k_s = _n_above(s_sorted, thr)
+    eff = k_s / n_s
+    lo, hi = binomial_interval(k_s, n_s, cl, method)
+    flo, fhi = binomial_interval(k_b, n_b, cl, method)
+    band = [
+        _n_above(s_sorted, _threshold_sorted(b_sorted, f_end)) / n_s if f_end > 0 else eff
+        for f_end in (flo, fhi)
+    ]
+    return {
+        "target_fpr": float(fpr),
+        "target_rate_khz": fpr_to_rate(fpr, collision_rate_mhz),
+        "threshold": thr,
+        "n_background": n_b,
+        "n_background_selected": k_b,
+        "expected_background_selected": float(fpr) * n_b,
+        "achieved_fpr": k_b / n_b,
+        "fpr_interval": [flo, fhi],
+        "achieved_rate_khz": fpr_to_rate(k_b / n_b, collision_rate_mhz),
+        "n_signal": n_s,
+        "n_signal_selected": k_s,
+        "efficiency": eff,
+        "efficiency_interval": [lo, hi],
+        "efficiency_err_low": eff - lo,
+        "efficiency_err_high": hi - eff,
+        "efficiency_fpr_band": band,
+        "interval_method": method,
+        "cl": cl,
+        "warning": _small_sample_warning(name, fpr, n_b, min_bkg_events, collision_rate_mhz),
+    }
 
 
 def efficiency_at_fpr(
@@ -403,53 +479,35 @@ def efficiency_at_fpr(
     """
     b = _scores(bkg_scores, "bkg_scores")
     s = _scores(sig_scores, "sig_scores")
+    if len(b) == 0:
+        raise ValueError("bkg_scores is empty: a threshold needs background events")
     if len(s) == 0:
         raise ValueError("sig_scores is empty: an efficiency needs signal events")
-    thr = threshold_at_fpr(b, fpr)
-    n_b, n_s = len(b), len(s)
-    k_b = int(np.count_nonzero(b > thr))
-    k_s = int(np.count_nonzero(s > thr))
-    eff = k_s / n_s
-    lo, hi = binomial_interval(k_s, n_s, cl, method)
-    flo, fhi = binomial_interval(k_b, n_b, cl, method)
-    expected = float(fpr) * n_b
-    band = [
-        float(np.count_nonzero(s > threshold_at_fpr(b, f_end))) / n_s if f_end > 0 else eff
-        for f_end in (flo, fhi)
-    ]
-    warning = None
-    if expected < min_bkg_events:
-        warning = (
-            f"background sample too small for FPR {float(fpr):.3g} "
-            f"(rate {fpr_to_rate(fpr, collision_rate_mhz):.3g} kHz at "
-            f"{collision_rate_mhz:g} MHz): {n_b} background events give {expected:.3g} "
-            f"expected above threshold (rule: at least {min_bkg_events:g}, i.e. a relative "
-            f"rate uncertainty below ~{100 / math.sqrt(min_bkg_events):.0f}%); need at least "
-            f"{math.ceil(min_bkg_events / float(fpr)):,} background events"
-        )
-        if warn:
-            warnings.warn(warning, SmallSampleWarning, stacklevel=2)
-    return {
-        "target_fpr": float(fpr),
-        "target_rate_khz": fpr_to_rate(fpr, collision_rate_mhz),
-        "threshold": thr,
-        "n_background": n_b,
-        "n_background_selected": k_b,
-        "expected_background_selected": expected,
-        "achieved_fpr": k_b / n_b,
-        "fpr_interval": [flo, fhi],
-        "achieved_rate_khz": fpr_to_rate(k_b / n_b, collision_rate_mhz),
-        "n_signal": n_s,
-        "n_signal_selected": k_s,
-        "efficiency": eff,
-        "efficiency_interval": [lo, hi],
-        "efficiency_err_low": eff - lo,
-        "efficiency_err_high": hi - eff,
-        "efficiency_fpr_band": band,
-        "interval_method": method,
-        "cl": cl,
-        "warning": warning,
-    }
+    r = _efficiency_sorted(
+        np.sort(b),
+        np.sort(s),
+        fpr,
+        cl,
+        method,
+        min_bkg_events,
+        collision_rate_mhz,
+        f"FPR={float(fpr):.3g}",
+    )
+    if r["warning"] and warn:
+        warnings.warn(r["warning"], SmallSampleWarning, stacklevel=2)
+    return r
+
+
+def _roc_sorted(b_sorted: np.ndarray, s_sorted: np.ndarray) -> tuple[np.ndarray, ...]:
+    """roc_curve(labels, scores) for background/signal scores each sorted ascending."""
+    thr = np.unique(np.concatenate([b_sorted, s_sorted]))[::-1]
+    fps = len(b_sorted) - np.searchsorted(b_sorted, thr, side="left")
+    tps = len(s_sorted) - np.searchsorted(s_sorted, thr, side="left")
+    return (
+        np.r_[0.0, fps / len(b_sorted)],
+        np.r_[0.0, tps / len(s_sorted)],
+        np.r_[np.inf, thr],
+    )
 
 
 def _roc_dict(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray, max_points: int) -> dict:
@@ -506,21 +564,15 @@ def anomaly_metrics(
     if not wps:
         raise ValueError("no working point: give fpr_targets and/or rate_khz")
 
+    b_sorted = np.sort(b)
     out_wps = []
     warn_list: list[str] = []
     for name, f, r in wps:
-        thr = threshold_at_fpr(b, f)
-        k_b = int(np.count_nonzero(b > thr))
+        thr = _threshold_sorted(b_sorted, f)
+        k_b = _n_above(b_sorted, thr)
         flo, fhi = binomial_interval(k_b, len(b), cl, method)
-        expected = f * len(b)
-        warning = None
-        if expected < min_bkg_events:
-            warning = (
-                f"{name}: background sample too small ({len(b)} events give {expected:.3g} "
-                f"expected above threshold; rule: at least {min_bkg_events:g}, i.e. a relative "
-                f"rate uncertainty below ~{100 / math.sqrt(min_bkg_events):.0f}%); need at least "
-                f"{math.ceil(min_bkg_events / f):,} background events"
-            )
+        warning = _small_sample_warning(name, f, len(b), min_bkg_events, collision_rate_mhz)
+        if warning:
             warn_list.append(warning)
             warnings.warn(warning, SmallSampleWarning, stacklevel=2)
         out_wps.append(
@@ -529,7 +581,7 @@ def anomaly_metrics(
                 "fpr": f,
                 "rate_khz": r if r is not None else fpr_to_rate(f, collision_rate_mhz),
                 "threshold": thr,
-                "expected_background_selected": expected,
+                "expected_background_selected": f * len(b),
                 "n_background_selected": k_b,
                 "achieved_fpr": k_b / len(b),
                 "fpr_interval": [flo, fhi],
@@ -539,25 +591,18 @@ def anomaly_metrics(
 
     signals: dict[str, Any] = {}
     for sname, sc in signal_scores.items():
-        s = _scores(sc, f"signal_scores[{sname!r}]")
-        if len(s) == 0:
+        s_sorted = np.sort(_scores(sc, f"signal_scores[{sname!r}]"))
+        if len(s_sorted) == 0:
             raise ValueError(f"signal_scores[{sname!r}] is empty")
-        labels = np.r_[np.zeros(len(b), dtype=np.int8), np.ones(len(s), dtype=np.int8)]
-        fpr, tpr, thr = roc_curve(labels, np.r_[b, s])
-        effs = {}
-        for name, f, _ in wps:
-            effs[name] = efficiency_at_fpr(
-                b,
-                s,
-                f,
-                cl=cl,
-                method=method,
-                min_bkg_events=min_bkg_events,
-                collision_rate_mhz=collision_rate_mhz,
-                warn=False,
+        fpr, tpr, thr = _roc_sorted(b_sorted, s_sorted)
+        effs = {
+            name: _efficiency_sorted(
+                b_sorted, s_sorted, f, cl, method, min_bkg_events, collision_rate_mhz, name
             )
+            for name, f, _ in wps
+        }
         signals[str(sname)] = {
-            "n_events": len(s),
+            "n_events": len(s_sorted),
             "auc": auc(fpr, tpr),
             "roc": _roc_dict(fpr, tpr, thr, max_roc_points),
             "efficiency": effs,
@@ -915,44 +960,49 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def kmeans(
-    x: Any, k: int, seed: int = 0, *, n_init: int = 4, max_iter: int = 300, tol: float = 1e-8
+    x: Any, k: int, seed: int = 0, *, n_init: int = 4, max_iter: int = 300, tol: float = 1e-4
 ) -> KMeansResult:
     """k-means clustering (Lloyd's algorithm, k-means++ initialisation) in NumPy.
 
     Runs ``n_init`` initialisations from ``numpy.random.default_rng(seed)`` and keeps the one
-    with the lowest inertia.  Stops when the centres move by less than ``tol`` times the
-    data variance (squared) or after ``max_iter`` iterations.  An empty cluster is re-seeded
-    with the point farthest from its centre.
+    with the lowest inertia.  Each run stops when no point changes cluster, when the centres
+    move (sum of squared shifts) by less than ``tol`` times the mean feature variance (the
+    scikit-learn convention), or after ``max_iter`` iterations.  An empty cluster is
+    re-seeded with the point farthest from its centre.
     """
     arr = _matrix(x)
-    n = len(arr)
+    n, d = arr.shape
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..N = {n}, got {k}")
     rng = np.random.default_rng(seed)
-    scale = float(arr.var(axis=0).sum()) or 1.0
+    scale = float(arr.var(axis=0).mean()) or 1.0
     best: KMeansResult | None = None
+    rows = np.arange(n)
     for _ in range(max(1, n_init)):
         centers = _kmeans_pp(arr, k, rng)
+        labels = np.full(n, -1, dtype=np.int64)
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007 (it is reported as n_iter)
-            d = _sqdist(arr, centers)
-            labels = d.argmin(axis=1)
-            new = np.empty_like(centers)
-            counts = np.bincount(labels, minlength=k)
-            for j in range(k):
-                if counts[j]:
-                    new[j] = arr[labels == j].mean(axis=0)
-                else:
-                    far = int(d[np.arange(n), labels].argmax())
-                    new[j] = arr[far]
-                    labels[far] = j
+            dist = _sqdist(arr, centers)
+            new_labels = dist.argmin(axis=1)
+            counts = np.bincount(new_labels, minlength=k)
+            for j in np.flatnonzero(counts == 0):  # re-seed empty clusters
+                far = int(dist[rows, new_labels].argmax())
+                new_labels[far] = j
+                counts = np.bincount(new_labels, minlength=k)
+            sums = np.stack(
+                [np.bincount(new_labels, weights=arr[:, c], minlength=k) for c in range(d)], axis=1
+            )
+            new = sums / counts[:, None]
             shift = float(((new - centers) ** 2).sum())
             centers = new
-            if shift <= tol * scale:
+            unchanged = bool(np.array_equal(new_labels, labels))
+            labels = new_labels
+            if unchanged or shift <= tol * scale:
                 break
-        d = _sqdist(arr, centers)
-        labels = d.argmin(axis=1)
-        inertia = float(d[np.arange(n), labels].sum())
+        dist = _sqdist(arr, centers)
+        labels = dist.argmin(axis=1)
+        inertia = float(dist[rows, labels].sum())
         if best is None or inertia < best.inertia:
             best = KMeansResult(centers, labels.astype(np.int64), inertia, it)
     assert best is not None

@@ -190,8 +190,11 @@ def _anomaly_inputs(bkg_scores: Any, signal_scores: Any) -> dict[str, tuple[np.n
 
 
 def _roc_points(bkg: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    labels = np.r_[np.zeros(len(bkg), np.int8), np.ones(len(sig), np.int8)]
-    fpr, tpr, _ = roc_curve(labels, np.r_[bkg, sig])
+    from .evaluation import _roc_sorted, _scores
+
+    fpr, tpr, _ = _roc_sorted(
+        np.sort(_scores(bkg, "background scores")), np.sort(_scores(sig, "signal scores"))
+    )
     area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     f, t = thin_curve(fpr, tpr, max_points=_PLOT_POINTS, min_fpr=1e-8)
     return f, t, area

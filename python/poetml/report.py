@@ -477,6 +477,19 @@ def _models_dict(x: Any, what: str) -> dict[str, Any]:
     return {"model": x}
 
 
+def _kmeans_fit_predict(x: np.ndarray, k: int, max_fit_points: int = 20_000) -> Any:
+    """k-means fitted on at most ``max_fit_points`` random points (seed 0), labels for all."""
+    from dataclasses import replace
+
+    from . import evaluation as ev
+
+    if len(x) <= max_fit_points:
+        return ev.kmeans(x, k, seed=0)
+    rng = np.random.default_rng(0)
+    fit = ev.kmeans(x[rng.choice(len(x), max_fit_points, replace=False)], k, seed=0)
+    return replace(fit, labels=fit.predict(x))
+
+
 def evaluate_classifier(
     outdir: str | os.PathLike[str],
     y_true: Any,
@@ -505,7 +518,8 @@ def evaluate_classifier(
     example images per class); ``dimuon_mass`` ``(N,)`` (NaN without a pair) to histogram
     for the events each model predicts as ``selected_class`` (default: the first class),
     over the true events of that class; ``latent`` ``(N, D)`` features or embeddings
-    (PCA to 2-D and k-means with ``C`` clusters, coloured by class and by cluster).
+    (PCA to 2-D and k-means with ``C`` clusters, fitted on at most 20 000 random events,
+    coloured by class and by cluster).
 
     Writes the plots under ``outdir/plots_dir`` and the metrics ``{model: dict}`` as
     ``outdir/metrics_file`` (skipped when ``None``).  Returns ``(metrics, section)``; pass
@@ -586,7 +600,7 @@ def evaluate_classifier(
     if latent is not None:
         x = np.asarray(latent, dtype=np.float64).reshape(len(y), -1)
         fit = ev.pca(x, 2)
-        km = ev.kmeans(fit.scores if x.shape[1] > 50 else x, len(names), seed=0)
+        km = _kmeans_fit_predict(fit.scores if x.shape[1] > 50 else x, len(names))
         add(
             plots.plot_latent_space(
                 fit.scores,
@@ -735,7 +749,7 @@ def evaluate_anomaly(
         lab = ev._int_labels(latent_labels, "latent_labels", len(latent_class_names))
         k = n_clusters or len(latent_class_names)
         fit = ev.pca(x, 2)
-        km = ev.kmeans(x, k, seed=0)
+        km = _kmeans_fit_predict(x, k)
         add(
             plots.plot_latent_space(
                 fit.scores,
