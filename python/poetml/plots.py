@@ -828,7 +828,7 @@ def plot_dimuon_mass(
                 lw=2,
                 color=colors[j % len(colors)],
                 ls=LINESTYLES[j % len(LINESTYLES)],
-                label=_tag(m, f"{selection_name} ({len(a)} with a pair)"),
+                label=f"{m + ': ' if m else ''}{selection_name} ({len(a)} with a pair)",
             )
         ax.axvline(Z_MASS, color="red", ls=":", lw=1.5, label=r"$m_Z$ = 91.19 GeV")
         ax.set_xlim(edges[0], edges[-1])

@@ -346,6 +346,19 @@ def write_report(
 # --------------------------------------------------------------------------------------
 
 
+def _signed_percent(rows: list[list[Any]]) -> list[list[Any]]:
+    """Cells of the ``... [%]`` columns as signed text with two decimals (``+0.86``)."""
+    cols = [i for i, h in enumerate(rows[0]) if str(h).endswith("[%]")]
+    out = [list(rows[0])]
+    for r in rows[1:]:
+        r = list(r)
+        for i in cols:
+            if isinstance(r[i], (int, float)):
+                r[i] = f"{r[i]:+.2f}"
+        out.append(r)
+    return out
+
+
 def classification_section(
     results_by_model: Mapping[str, Mapping[str, Any]],
     *,
@@ -360,7 +373,7 @@ def classification_section(
 
     tables: list[Table] = [
         Table(
-            compare_models(results_by_model, relative_to=relative_to),
+            _signed_percent(compare_models(results_by_model, relative_to=relative_to)),
             caption="Test-set metrics, models side by side",
         )
     ]
@@ -397,7 +410,7 @@ def anomaly_section(
 
     tables: list[Table] = [
         Table(
-            compare_models(results_by_model, relative_to=relative_to),
+            _signed_percent(compare_models(results_by_model, relative_to=relative_to)),
             caption="Per-signal AUC and efficiency (68% CL Clopper-Pearson), models side by side",
         )
     ]
