@@ -20,7 +20,11 @@ Conventions
   ``score > threshold``, where the threshold is chosen on the background sample so that the
   selected background fraction does not exceed the target false-positive rate (FPR).  A
   trigger rate is ``rate = FPR x collision rate`` (40 MHz, the LHC bunch-crossing clock, by
-  default; configurable).
+  default, as in the CMS Level-1 anomaly-detection studies; the rate of *filled* bunch
+  crossings is lower, about 30 MHz, and can be passed as ``collision_rate_mhz``).
+* **Uncertainties**: binomial intervals at one-sigma coverage (68.27 %), Clopper-Pearson by
+  default (exact, as ROOT's ``TEfficiency``; uses SciPy, installed with scikit-learn in the
+  ``learn`` extra) or Wilson (NumPy only).
 * **Small background samples**: at a target FPR ``f`` with ``N`` background events, about
   ``f N`` background events pass the threshold, and the relative statistical uncertainty on
   the achieved FPR is about ``1/sqrt(f N)``.  When ``f N < min_bkg_events`` (10 by default,
@@ -53,6 +57,7 @@ __all__ = [
     "classification_metrics",
     "cluster_table",
     "compare_models",
+    "confusion_matrix",
     "dimuon_mass",
     "dimuon_mass_from_features",
     "efficiency_at_fpr",
