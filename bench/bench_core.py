@@ -2,7 +2,8 @@
 
 Synthetic batch: 200k events, Poisson(2) muons, Poisson(0.5) electrons, Poisson(4) jets per
 event (eta uniform in [-2.6, 2.6], phi uniform, pT exponential) and MET.  Each timing is the
-median of ``--repeats`` runs.  Printed ratios (targets from issue 2, part 5):
+median of ``--repeats`` runs, methods interleaved repeat by repeat; wall-clock and
+process CPU time (user + system) are both printed, as the machine may be shared.  Printed ratios (targets from issue 2, part 5):
 
 1. ``histogram`` 32 x 32 x 4 images (channels muon, electron, jet, met; no selection), one
    thread, against a plain NumPy scatter of the same pixels: bins computed with the same
@@ -71,13 +72,20 @@ def synthetic_batch(n_events: int, seed: int = 0) -> EventBatch:
     return EventBatch(n_events, colls, met)
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def measure(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall seconds, process CPU seconds) of each function.  The functions are
+    interleaved repeat by repeat, so a change in machine load hits all of them alike; CPU
+    time (user + system, all threads of this process) is what each method costs whatever
+    else runs on the machine."""
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
 def numpy_bincount_images(batch: EventBatch, spec: ImageSpec) -> np.ndarray:
@@ -175,32 +183,40 @@ def main() -> None:
             out = np.zeros((c.n_events, *spec.shape), np.float32)
             out += 0
 
-    t_core1 = median_time(run_core(1), args.repeats)
-    t_core2 = median_time(run_core(2), args.repeats)
-    t_bincount = median_time(run_bincount, args.repeats)
-    t_fill = median_time(run_fill, args.repeats)
-    t_add = median_time(run_add, args.repeats)
-    rate = args.events / t_core1
-    print(f"rasterize histogram, 1 thread : {t_core1:8.3f} s  ({rate / 1e6:.2f} M events/s)")
-    print(f"rasterize histogram, 2 threads: {t_core2:8.3f} s")
-    print(f"numpy bincount scatter        : {t_bincount:8.3f} s")
-    print(f"np.zeros + out.fill(0)        : {t_fill:8.3f} s")
-    print(f"np.zeros + out += 0           : {t_add:8.3f} s")
-    print(
-        f"RATIO core(1 thread) vs numpy bincount      : {t_bincount / t_core1:6.2f}x  (target >= 3)"
+    times = measure(
+        {
+            "core1": run_core(1),
+            "core2": run_core(2),
+            "bincount": run_bincount,
+            "fill": run_fill,
+            "add": run_add,
+        },
+        args.repeats,
     )
-    print(
-        f"RATIO core(1 thread) vs np.zeros+fill(0)     : {t_fill / t_core1:6.2f}   (target >= 0.8)"
-    )
-    print(f"RATIO core(1 thread) vs np.zeros+(out += 0)  : {t_add / t_core1:6.2f}")
-    print(
-        f"RATIO core 2 threads vs 1 thread            : {t_core1 / t_core2:6.2f}x  (target >= 1.6)"
-    )
+    labels = {
+        "core1": "rasterize histogram, 1 thread ",
+        "core2": "rasterize histogram, 2 threads",
+        "bincount": "numpy bincount scatter        ",
+        "fill": "np.zeros + out.fill(0)        ",
+        "add": "np.zeros + out += 0           ",
+    }
+    print("                                   wall [s]   CPU [s]")
+    for k, label in labels.items():
+        print(f"{label}   {times[k][0]:8.3f}  {times[k][1]:8.3f}")
+    (w1, c1), (w2, _) = times["core1"], times["core2"]
+    for k, text, target in (
+        ("bincount", "core(1 thread) vs numpy bincount    ", "(target >= 3x)"),
+        ("fill", "core(1 thread) vs np.zeros+fill(0)   ", "(target >= 0.8)"),
+        ("add", "core(1 thread) vs np.zeros+(out += 0)", ""),
+    ):
+        print(
+            f"RATIO {text}: wall {times[k][0] / w1:6.2f}x  CPU {times[k][1] / c1:6.2f}x  {target}"
+        )
+    print(f"RATIO core 2 threads vs 1 thread (wall)    : {w1 / w2:6.2f}x  (target >= 1.6x)")
+    print(f"      rasterize: {args.events / w1 / 1e6:.2f} M events/s on 1 thread (wall)")
 
     # features
     import awkward as ak
-
-    from poetml.jagged import unflatten
 
     fspec = FeatureSpec()
     arrays = {}
@@ -208,21 +224,26 @@ def main() -> None:
         coll = batch[name]
         counts = coll.counts
         arrays[name] = ak.zip({f: ak.unflatten(v, counts) for f, v in coll.fields.items()})
-    del unflatten
     feats, _ = poetml.build_features(batch, fspec, n_threads=1)
     ref = awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec)
     np.testing.assert_array_equal(feats, ref)
-    t_feat = median_time(lambda: poetml.build_features(batch, fspec, n_threads=1), args.repeats)
-    t_feat2 = median_time(lambda: poetml.build_features(batch, fspec, n_threads=2), args.repeats)
-    t_ak = median_time(
-        lambda: awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec), args.repeats
+    ft = measure(
+        {
+            "feat1": lambda: poetml.build_features(batch, fspec, n_threads=1),
+            "feat2": lambda: poetml.build_features(batch, fspec, n_threads=2),
+            "awkward": lambda: awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec),
+        },
+        args.repeats,
     )
+    print("                                   wall [s]   CPU [s]")
+    print(f"build_features 57 slots, 1 thread   {ft['feat1'][0]:8.3f}  {ft['feat1'][1]:8.3f}")
+    print(f"build_features 57 slots, 2 threads  {ft['feat2'][0]:8.3f}  {ft['feat2'][1]:8.3f}")
+    print(f"awkward mask/sort/pad_none/fill_none {ft['awkward'][0]:7.3f}  {ft['awkward'][1]:8.3f}")
     print(
-        f"build_features 57 slots, 1 thread : {t_feat:8.3f} s  ({args.events / t_feat / 1e6:.2f} M events/s)"
+        f"RATIO build_features(1 thread) vs awkward: wall {ft['awkward'][0] / ft['feat1'][0]:6.1f}x  "
+        f"CPU {ft['awkward'][1] / ft['feat1'][1]:6.1f}x  (target >= 10x)"
     )
-    print(f"build_features 57 slots, 2 threads: {t_feat2:8.3f} s")
-    print(f"awkward pad_none/fill_none/sort   : {t_ak:8.3f} s")
-    print(f"RATIO build_features(1 thread) vs awkward: {t_ak / t_feat:6.1f}x  (target >= 10)")
+    print(f"load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
