@@ -1,0 +1,106 @@
+"""``poetml run | train | evaluate | score``: the learning stages from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "run", help="whole task end to end: data, training, evaluation, report",
+        description="Generate the default dataset if missing, build images/features, train "
+        "the float and quantized (and pruned) models, evaluate them and write models, "
+        "metrics, plots and a report into one output directory. Finished stages are reused.",
+    )
+    _common(p)
+    p.set_defaults(func=_run)
+
+    p = subparsers.add_parser("train", help="prepare the data and train the models of CONFIG")
+    _common(p)
+    p.add_argument("--variant", action="append", default=None,
+                   help="train only this variant (repeatable): float, quantized, pruned, "
+                   "quantized_pruned")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate the trained models of CONFIG")
+    _common(p)
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "score", help="per-event scores of a trained model as a ROOT friend tree",
+        description="Score every entry of the INPUT ntuples with MODEL (a model directory "
+        "written by poetml train/run) and write a TTree aligned entry by entry with the "
+        "inputs (chained in the order given), so it can be added as a friend.",
+    )
+    p.add_argument("model", help="model directory, e.g. out/dtw_cnn/models/float")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT ntuples (POET or NanoAOD)")
+    p.add_argument("-o", "--output", required=True, help="output ROOT file")
+    p.add_argument("--tree", default="scores", help="tree name (default scores)")
+    p.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_score)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML run configuration, e.g. configs/dtw_cnn.yaml")
+    p.add_argument("-o", "--output", default=None,
+                   help="output directory (default: run.output or out/<config name>)")
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .. import config
+
+    return config.load(args.config)
+
+
+def _out(args: argparse.Namespace, cfg) -> Path:  # type: ignore[no-untyped-def]
+    from ..pipeline import output_dir
+
+    return Path(args.output) if args.output else output_dir(cfg)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    cfg = _load(args)
+    ctx = pipeline.run(cfg, _out(args, cfg))
+    print(f"poetml run: done in {ctx.timings.get('total', 0):.0f} s; outputs in {ctx.outdir}")
+    if (ctx.outdir / "report.md").exists():
+        print(f"poetml run: report {ctx.outdir / 'report.md'}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    cfg = _load(args)
+    out = _out(args, cfg)
+    prep = pipeline.prepare_data(cfg, out)
+    dirs = pipeline.train(cfg, prep, out, variants=args.variant)
+    for v, d in dirs.items():
+        print(f"{v}: {d}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .. import pipeline, report
+
+    cfg = _load(args)
+    out = _out(args, cfg)
+    prep = pipeline.prepare_data(cfg, out)
+    metrics, section = pipeline.evaluate(cfg, prep, None, out)
+    report.write_report(out, f"poetml evaluate: {Path(args.config).name}", [section])
+    print(json.dumps({"report": os.fspath(out / "report.md")}))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    path = pipeline.score(args.model, args.inputs, args.output, tree=args.tree,
+                          step_size=args.step_size, progress=not args.quiet)
+    print(f"poetml score: wrote tree {args.tree!r} to {path}")
+    return 0

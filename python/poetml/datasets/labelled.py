@@ -1,0 +1,345 @@
+"""Labelled datasets: processes -> ntuple files -> class labels -> images or features.
+
+A :class:`DatasetConfig` lists processes; each names its files (or, with none, takes its
+file from the default dataset that :func:`poetml.generate.generate_default` writes), the
+class it belongs to (``label``; processes with the same label form one class) and its
+``role``: ``train`` processes make the classes a classifier learns (or the background an
+autoencoder learns), ``signal`` processes are kept apart for evaluating anomaly detection.
+
+:func:`build` streams the files through :func:`poetml.iterate` and the C++ core
+(:func:`poetml.rasterize` or :func:`poetml.build_features`) and returns a
+:class:`LabelledData`; :func:`save`/:func:`load` store it as one HDF5 file (DESIGN.md
+section 3) whose ``labels`` are the *process* index of each event and whose attributes hold
+the process table, so the same file serves classifiers and autoencoders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..exceptions import ConfigError, ReadError
+
+__all__ = [
+    "DatasetConfig",
+    "LabelledData",
+    "ProcessConfig",
+    "build",
+    "load",
+    "resolve_files",
+    "save",
+]
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """One physics process: ``files`` (paths or globs; empty = the default dataset's file of
+    process ``name``), its class ``label`` (default: ``name``), ``role`` (``train`` or
+    ``signal``) and an optional cap ``max_events``."""
+
+    name: str
+    files: tuple[str, ...] = ()
+    label: str | None = None
+    role: Literal["train", "signal"] = "train"
+    max_events: int | None = None
+
+    @property
+    def class_name(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How the labelled dataset is made.
+
+    kind
+        ``images`` (the ``images:`` section's ImageSpec) or ``features`` (``features:``).
+    processes
+        list of :class:`ProcessConfig`.
+    default_dir, default_scale
+        where the default dataset is generated (when a process has no files) and the
+        factor on its per-process event counts.
+    split, seed
+        train/validation/test fractions (stratified) and the seed of the shuffle.
+    balance
+        ``weights`` (class weights in the loss), ``resample`` (oversample the training
+        split) or ``none``.
+    quantile, log1p_energy
+        scaler options (see :mod:`poetml.datasets.scalers`).
+    """
+
+    kind: Literal["images", "features"] = "images"
+    processes: tuple[ProcessConfig, ...] = ()
+    default_dir: str = "default-data"
+    default_scale: float = 1.0
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    seed: int = 1
+    balance: Literal["weights", "resample", "none"] = "weights"
+    quantile: float = 0.99
+    log1p_energy: bool = False
+    step_size: int = 20_000
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.processes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"process names must be unique; repeated: {', '.join(dup)}")
+
+    def train_processes(self) -> list[ProcessConfig]:
+        return [p for p in self.processes if p.role == "train"]
+
+    def class_names(self) -> list[str]:
+        out: list[str] = []
+        for p in self.train_processes():
+            if p.class_name not in out:
+                out.append(p.class_name)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledData:
+    """Arrays of a labelled dataset.
+
+    ``x`` images or features (raw, unscaled); ``process`` the index of each event's process
+    in ``processes``; ``source``/``event_index`` the file (index into ``inputs``) and entry
+    of each event; ``names`` feature names or channel names; ``aux`` extra per-event
+    arrays (e.g. ``m_mumu``).
+    """
+
+    x: np.ndarray
+    process: np.ndarray
+    processes: tuple[ProcessConfig, ...]
+    kind: str
+    names: tuple[str, ...]
+    source: np.ndarray
+    event_index: np.ndarray
+    inputs: tuple[str, ...]
+    aux: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def class_names(self) -> list[str]:
+        return DatasetConfig(processes=self.processes).class_names()
+
+    def class_labels(self) -> np.ndarray:
+        """Class index of each event (int32); -1 for ``signal`` processes."""
+        classes = self.class_names
+        table = np.array(
+            [classes.index(p.class_name) if p.role == "train" else -1 for p in self.processes],
+            dtype=np.int32,
+        )
+        return table[self.process] if len(self.process) else np.zeros(0, np.int32)
+
+    def select(self, idx: np.ndarray) -> LabelledData:
+        return LabelledData(
+            self.x[idx],
+            self.process[idx],
+            self.processes,
+            self.kind,
+            self.names,
+            self.source[idx],
+            self.event_index[idx],
+            self.inputs,
+            {k: v[idx] for k, v in self.aux.items()},
+        )
+
+
+def resolve_files(
+    config: DatasetConfig,
+    base_dir: str | os.PathLike[str] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> dict[str, list[str]]:
+    """Process name -> list of existing files.
+
+    Explicit ``files`` are expanded (globs, relative to ``base_dir``); a process without
+    files takes its file from ``manifest`` (the default dataset).  Errors name the process
+    and the missing file or the known processes.
+    """
+    from ..reading import expand_files
+
+    if not config.processes:
+        raise ConfigError("dataset: no processes given; list them under dataset.processes")
+    if not config.train_processes():
+        raise ConfigError("dataset: no process has role 'train'")
+    base = Path(base_dir) if base_dir is not None else Path(".")
+    known = (manifest or {}).get("processes", {})
+    unknown = [p.name for p in config.processes if not p.files and manifest is not None
+               and p.name not in known]
+    if unknown:
+        raise ConfigError(
+            f"dataset process{'es' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} {'are' if len(unknown) > 1 else 'is'} not in the "
+            f"default dataset; known processes: {', '.join(known)} (or give files: for it)"
+        )
+    out: dict[str, list[str]] = {}
+    for p in config.processes:
+        if p.files:
+            paths = [str(base / f) if not os.path.isabs(f) else f for f in p.files]
+            try:
+                files = expand_files(paths)
+            except (ReadError, OSError, ValueError) as exc:
+                raise ConfigError(f"dataset process {p.name!r}: {exc}") from exc
+            missing = [f for f in files if not os.path.exists(f)]
+            if not files or missing:
+                raise ConfigError(
+                    f"dataset process {p.name!r}: no such file(s): {', '.join(missing or paths)}"
+                )
+            out[p.name] = files
+            continue
+        if manifest is None:
+            raise ConfigError(
+                f"dataset process {p.name!r} names no files and no default dataset is given"
+            )
+        known = manifest.get("processes", {})
+        if p.name not in known:
+            raise ConfigError(
+                f"dataset process {p.name!r} is not in the default dataset; known processes: "
+                f"{', '.join(known)} (or give files: for it)"
+            )
+        path = Path(config.default_dir if base_dir is None else base / config.default_dir)
+        f = path / known[p.name]["file"]
+        if not f.exists():
+            raise ConfigError(f"dataset process {p.name!r}: default dataset file {f} is missing")
+        out[p.name] = [str(f)]
+    return out
+
+
+def build(
+    config: DatasetConfig,
+    spec: Any,
+    files: Mapping[str, Sequence[str]],
+    *,
+    layout: str = "auto",
+    aux: Mapping[str, Callable[[Any], np.ndarray]] | None = None,
+    progress: bool = True,
+) -> LabelledData:
+    """Read every process's files and build its images (``spec`` an ImageSpec) or features
+    (a FeatureSpec).  ``aux`` maps a name to a function of an EventBatch returning one value
+    per event, stored alongside (e.g. the dimuon mass)."""
+    from .. import features as feat
+    from .. import images as img
+    from ..reading import iterate
+
+    xs: list[np.ndarray] = []
+    procs: list[np.ndarray] = []
+    srcs: list[np.ndarray] = []
+    entries: list[np.ndarray] = []
+    inputs: list[str] = []
+    aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
+    names: tuple[str, ...] = ()
+    if config.kind == "images":
+        names = tuple(spec.channels)
+    for pi, p in enumerate(config.processes):
+        if p.name not in files:
+            raise ConfigError(f"no files resolved for dataset process {p.name!r}")
+        n_done = 0
+        for path in files[p.name]:
+            if p.max_events is not None and n_done >= p.max_events:
+                break
+            file_id = len(inputs)
+            inputs.append(str(path))
+            stop = None if p.max_events is None else p.max_events - n_done
+            for batch in iterate(
+                path,
+                config.step_size,
+                layout=layout,
+                entry_stop=stop,
+                progress=progress,
+                missing_collections="empty",
+            ):
+                if config.kind == "images":
+                    x = img.rasterize(batch, spec)
+                else:
+                    x, fnames = feat.build_features(batch, spec)
+                    names = tuple(fnames)
+                n = len(x)
+                xs.append(np.asarray(x, dtype=np.float32))
+                procs.append(np.full(n, pi, dtype=np.int32))
+                srcs.append(np.full(n, file_id, dtype=np.int32))
+                entries.append(batch.entry_start + np.arange(n, dtype=np.int64))
+                for k, fn in (aux or {}).items():
+                    aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
+                n_done += n
+        if n_done == 0:
+            raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
+    x_all = np.concatenate(xs)
+    return LabelledData(
+        x_all,
+        np.concatenate(procs),
+        tuple(config.processes),
+        config.kind,
+        names,
+        np.concatenate(srcs),
+        np.concatenate(entries),
+        tuple(inputs),
+        {k: np.concatenate(v) for k, v in aux_parts.items()},
+    )
+
+
+def save(
+    path: str | os.PathLike[str], data: LabelledData, attrs: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``data`` as one HDF5 file (temporary name, renamed when complete)."""
+    import h5py
+
+    from ..config import to_mapping
+    from . import hdf5
+
+    path = Path(path)
+    part = path.with_name(path.name + ".part")
+    hdf5.write(
+        part,
+        data.kind,
+        data.x,
+        event_index=data.event_index,
+        source=data.source,
+        labels=data.process,
+        attrs={**(attrs or {}), "processes": [to_mapping(p) for p in data.processes]},
+        feature_names=data.names if data.kind == "features" else None,
+        channels=data.names if data.kind == "images" else None,
+        inputs=data.inputs,
+    )
+    try:
+        with h5py.File(part, "a") as f:
+            for k, v in data.aux.items():
+                f.create_dataset(f"aux_{k}", data=v)
+        os.replace(part, path)
+    finally:
+        if part.exists():
+            part.unlink()
+    return path
+
+
+def load(path: str | os.PathLike[str]) -> LabelledData:
+    """Read a file written by :func:`save`."""
+    import h5py
+
+    from ..config import from_mapping
+    from . import hdf5
+
+    ds = hdf5.load(path)
+    procs = ds.attrs.get("processes")
+    if procs is None or ds.labels is None:
+        raise ReadError(f"{path}: not a labelled dataset (no 'processes' attribute or labels)")
+    processes = tuple(from_mapping(ProcessConfig, p) for p in procs)
+    with h5py.File(path, "r") as f:
+        aux = {k[4:]: np.asarray(f[k]) for k in f if k.startswith("aux_")}
+    names = ds.feature_names if ds.kind == "features" else ds.channels
+    return LabelledData(
+        ds.data,
+        np.asarray(ds.labels, dtype=np.int32),
+        processes,
+        ds.kind,
+        tuple(names or ()),
+        np.asarray(ds.source),
+        np.asarray(ds.event_index),
+        tuple(ds.inputs),
+        aux,
+    )

@@ -1,0 +1,199 @@
+"""Training loop and model directories.
+
+:func:`fit` trains a compiled-here Keras model with early stopping on the validation loss
+(best weights restored), ReduceLROnPlateau, fixed seeds (``tf.keras.utils.set_random_seed``
+and, when ``deterministic``, TensorFlow's deterministic ops) and Keras' progress bar.
+
+A *model directory* holds everything needed to use a trained model::
+
+    model.h5              Keras HDF5 (QKeras layers and pruning wrappers stripped; load with
+                          poetml.models.load_model, which supplies the custom objects)
+    preprocessing.json    scaler, input fixed-point type, class names, input layout
+    config.json           the model and training configuration, the variant
+    history.json          loss/metrics per epoch
+    metadata.json         poetml version, seconds taken, sparsity
+
+It is written as ``.NAME.tmp-PID`` next to its final place and renamed when complete, so an
+interrupted run never leaves a directory that :func:`is_complete` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets.scalers import Preprocessing
+
+__all__ = ["TrainingConfig", "fit", "is_complete", "load_model_dir", "save_model_dir"]
+
+_FILES = ("model.h5", "preprocessing.json", "config.json", "history.json", "metadata.json")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimiser and stopping: Adam at ``learning_rate``, at most ``epochs`` epochs,
+    early stopping after ``patience`` epochs without validation-loss improvement (best
+    weights restored), learning rate times ``lr_factor`` after ``lr_patience`` flat epochs."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    patience: int = 5
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    seed: int = 42
+    deterministic: bool = True
+    verbose: int = 2
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+def set_seeds(config: TrainingConfig) -> None:
+    from .models import _backend
+
+    tf = _backend.tf()
+    tf.keras.utils.set_random_seed(config.seed)
+    if config.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+        except RuntimeError:  # already initialised in this process
+            pass
+    if config.deterministic:
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except (AttributeError, RuntimeError):  # pragma: no cover - older TF
+            pass
+
+
+def fit(
+    model: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainingConfig,
+    *,
+    loss: Any,
+    metrics: Sequence[Any] = (),
+    class_weight: Mapping[int, float] | None = None,
+    sample_weight: np.ndarray | None = None,
+    callbacks: Sequence[Any] = (),
+    epochs: int | None = None,
+) -> dict[str, list[float]]:
+    """Compile ``model`` with Adam and ``loss`` and train it; returns the history."""
+    from .models import _backend
+
+    tf = _backend.tf()
+    set_seeds(config)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
+        metrics=list(metrics),
+    )
+    cbs = [
+        tf.keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        tf.keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience,
+            min_lr=config.min_lr, verbose=0,
+        ),
+        *callbacks,
+    ]
+    hist = model.fit(
+        x_train, y_train, validation_data=(x_val, y_val),
+        epochs=epochs or config.epochs, batch_size=config.batch_size,
+        class_weight=dict(class_weight) if class_weight else None,
+        sample_weight=sample_weight, callbacks=cbs, verbose=config.verbose, shuffle=True,
+    )
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def is_complete(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a finished model directory (all files present)."""
+    p = Path(path)
+    return p.is_dir() and all((p / f).is_file() for f in _FILES)
+
+
+def save_model_dir(
+    path: str | os.PathLike[str],
+    model: Any,
+    preprocessing: Preprocessing,
+    *,
+    config: Mapping[str, Any],
+    history: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model directory atomically (see module docstring); replaces an old one."""
+    from . import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        model.save(tmp / "model.h5", include_optimizer=False, save_format="h5")
+        (tmp / "preprocessing.json").write_text(preprocessing.to_json())
+        (tmp / "config.json").write_text(json.dumps(dict(config), indent=2, default=str))
+        (tmp / "history.json").write_text(json.dumps(dict(history), indent=2))
+        meta = {"poetml_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta.update(metadata or {})
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True, eq=False)
+class ModelDir:
+    """A loaded model directory."""
+
+    path: Path
+    model: Any
+    preprocessing: Preprocessing
+    config: dict[str, Any]
+    history: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def load_model_dir(path: str | os.PathLike[str]) -> ModelDir:
+    """Load a directory written by :func:`save_model_dir`."""
+    from .exceptions import ReadError
+    from .models import load_model
+
+    p = Path(path)
+    if not is_complete(p):
+        missing = [f for f in _FILES if not (p / f).is_file()] if p.is_dir() else ["(directory)"]
+        raise ReadError(f"{p}: not a complete poetml model directory; missing {', '.join(missing)}")
+    return ModelDir(
+        p,
+        load_model(p / "model.h5"),
+        Preprocessing.from_json((p / "preprocessing.json").read_text()),
+        json.loads((p / "config.json").read_text()),
+        json.loads((p / "history.json").read_text()),
+        json.loads((p / "metadata.json").read_text()),
+    )
