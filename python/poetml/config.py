@@ -166,6 +166,9 @@ def _core_sections() -> None:
     register_section("selection", Selection)
     register_section("images", ImageSpec)
     register_section("features", FeatureSpec)
+    from .pipeline import register_sections  # learning sections (light: no TensorFlow)
+
+    register_sections()
 
 
 @dataclasses.dataclass(frozen=True)
