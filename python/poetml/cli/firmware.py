@@ -1,0 +1,109 @@
+"""``poetml firmware``: trained QKeras model -> validated hls4ml trigger project.
+
+::
+
+    poetml firmware MODEL_DIR --rate-khz 1 -o fw/ [--synth] [--backend Vitis|Vivado]
+                    [--events N] [--config FILE] [--events-file FILE.npz] [--workers N]
+
+Converts the model (an autoencoder becomes its encoder-only anomaly score), writes and checks
+the hls4ml project in ``OUT/hls``, sets the trigger threshold for the rate on C-simulated
+background events, writes ``OUT/firmware.json`` and ``OUT/firmware.md``.  Exit status 1 when
+C simulation and QKeras disagree beyond the tolerance (the first disagreeing event's layer
+trace is printed) or when ``--synth`` is asked and no vendor HLS tool is on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Any
+
+# registers the `firmware:` configuration section and the `firmware` stage of `poetml run`
+# before any command parses a configuration (light: no TensorFlow or hls4ml)
+from .. import firmware as _firmware
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "firmware",
+        help="trained QKeras model -> hls4ml trigger project, bit-exact C simulation, threshold",
+        description="Convert a trained QKeras model to an hls4ml project (Vitis by default), "
+        "compile a batched C simulation, check it agrees bit for bit with QKeras on the test "
+        "events, set the trigger threshold for a rate on C-simulated background events and "
+        "write it into the project as a fixed-point constant with a trigger_decision() top "
+        "function.  --synth also runs vitis_hls/vivado_hls when it is on PATH.",
+    )
+    p.add_argument("model_dir", help="trained model directory (or a .keras/.h5 file)")
+    p.add_argument("-o", "--output", required=True, help="output folder (the project is OUT/hls)")
+    p.add_argument("--rate-khz", type=float, help="trigger rate in kHz (default: config, 1)")
+    p.add_argument("--backend", choices=("Vitis", "Vivado"), help="hls4ml backend (default Vitis)")
+    p.add_argument("--events", type=int, help="use at most N events per sample (default: all)")
+    p.add_argument("--events-file", help=".npz with arrays x, labels[, label_names] "
+                   "(default: firmware_events.npz or test_events.npz in MODEL_DIR)")  # fmt: skip
+    p.add_argument("--config", help="YAML run configuration whose 'firmware' section is used")
+    p.add_argument("--workers", type=int, help="C-simulation workers (default: all cores)")
+    p.add_argument("--synth", action="store_true", help="run vendor HLS synthesis (needs the tool)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_firmware)
+
+
+def _firmware(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ..firmware import FirmwareConfig
+    from ..firmware.build import build_from_model_dir
+    from ..firmware.validate import FirmwareValidationError
+
+    config = FirmwareConfig()
+    if args.config:
+        from ..config import load
+
+        config = load(args.config)["firmware"]
+    overrides = {
+        "rate_khz": args.rate_khz,
+        "backend": args.backend,
+        "events": args.events,
+        "workers": args.workers,
+        "synth": True if args.synth else None,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        result = build_from_model_dir(
+            args.model_dir, args.output, config, args.events_file, progress=not args.no_progress
+        )
+    except FirmwareValidationError as exc:
+        print(f"poetml firmware: validation FAILED: {exc}", file=sys.stderr)
+        return 1
+    r = result.report
+    a = r["validation"]["agreement"]
+    t = r["threshold"]
+    print(f"project: {result.project_dir}  (report: {result.out_dir / 'firmware.md'})")
+    print(
+        f"C simulation vs QKeras on {a['n_events']} events: exact {a['exact_fraction']:.6f}, "
+        f"max diff {a['max_diff_lsb']:g} LSB -> {'PASS' if result.passed else 'FAIL'}"
+    )
+    print(
+        f"threshold for {t['target_rate_khz']:g} kHz: score > {t['value']:.10g} "
+        f"({t['rate_khz']:.3g} +- {t['rate_khz_err']:.2g} kHz on {t['n_background']} events)"
+    )
+    if t.get("warning"):
+        print(f"warning: {t['warning']}", file=sys.stderr)
+    for name, s in r["validation"]["signals"].items():
+        print(
+            f"  {name}: AUC {s['auc_csim']:.4f} (shift {s['auc_shift']:+.2g}), efficiency "
+            f"{s['eff_csim']:.4g} (shift {s['eff_shift']:+.2g})"
+        )
+    syn = r.get("synthesis")
+    if syn and syn["status"] != "done":
+        print(f"poetml firmware: project written to {result.project_dir}, but synthesis did "
+              f"not run: {syn['error']}", file=sys.stderr)  # fmt: skip
+        return 1
+    if syn:
+        print(f"synthesis: latency {syn['latency_worst_cycles']} cycles "
+              f"({syn['latency_worst_ns']} ns), II {syn['interval_max_cycles']}, LUT {syn['lut']}, "
+              f"FF {syn['ff']}, DSP {syn['dsp']}, BRAM_18K {syn['bram_18k']}")  # fmt: skip
+    else:
+        print(f"synthesis: not requested; cost estimate {r['cost_estimate']['multiplications']} "
+              f"multiplications, {r['cost_estimate']['bops']:.3g} BOPs (estimate)")  # fmt: skip
+    return 0 if result.passed else 1

@@ -1,0 +1,85 @@
+"""Firmware: trained QKeras models -> hls4ml trigger projects with bit-exact C simulation.
+
+``import poetml.firmware`` is light (it registers the ``firmware:`` configuration section);
+hls4ml, TensorFlow and QKeras load when a function needs them.
+
+Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.convert` (score model, hls4ml
+conversion), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger` (threshold for a
+rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
+:mod:`.cost` (resource estimate), :mod:`.synth` (vendor synthesis, report parsing),
+:mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`),
+:mod:`.stage` (the ``firmware`` stage of ``poetml run``, registered on import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .config import FirmwareConfig
+
+_LAZY = {
+    "build_firmware": "build",
+    "build_from_model_dir": "build",
+    "load_model_dir": "build",
+    "make_score_model": "convert",
+    "convert": "convert",
+    "check_supported": "convert",
+    "FirmwareError": "convert",
+    "UnsupportedLayerError": "convert",
+    "CSim": "csim",
+    "build_csim_library": "csim",
+    "threshold_for_rate": "trigger",
+    "write_trigger": "trigger",
+    "FirmwareValidationError": "validate",
+    "parse_csynth_xml": "synth",
+    "run_synthesis": "synth",
+    "SynthesisUnavailable": "synth",
+    "estimate_cost": "cost",
+    "firmware_stage": "stage",
+}
+
+__all__ = [  # noqa: RUF022
+    "FirmwareConfig",
+    "build_firmware",
+    "build_from_model_dir",
+    "load_model_dir",
+    "make_score_model",
+    "convert",
+    "check_supported",
+    "FirmwareError",
+    "UnsupportedLayerError",
+    "CSim",
+    "build_csim_library",
+    "threshold_for_rate",
+    "write_trigger",
+    "FirmwareValidationError",
+    "parse_csynth_xml",
+    "run_synthesis",
+    "SynthesisUnavailable",
+    "estimate_cost",
+    "firmware_stage",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'poetml.firmware' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def _register_stage() -> None:
+    """Make ``firmware`` a stage of ``poetml run`` (poetml.pipeline imports no TensorFlow)."""
+    try:
+        from .. import pipeline
+    except ImportError:  # pragma: no cover - learning stage not installed
+        return
+    from .stage import firmware_stage
+
+    pipeline.register_stage("firmware", firmware_stage)
+
+
+_register_stage()

@@ -1,0 +1,396 @@
+"""The firmware stage end to end: model -> validated hls4ml trigger project + report.
+
+:func:`build_firmware` takes arrays (a notebook can call it); :func:`load_model_dir` reads a
+trained model directory for the CLI and ``poetml run``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from .config import FirmwareConfig
+from .convert import FirmwareError, choose_io_type, convert, load_qkeras_model, make_score_model
+
+__all__ = ["FirmwareResult", "ModelInputs", "build_firmware", "load_model_dir", "split_events"]
+
+EVENT_FILES = ("firmware_events.npz", "test_events.npz", "test.npz")
+META_FILES = ("model.json", "metadata.json", "meta.json")
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """A trained model and labelled test events, as read from a model directory."""
+
+    model: Any
+    model_path: Path
+    x: np.ndarray
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    background_label: int = 0
+
+
+@dataclass(frozen=True)
+class FirmwareResult:
+    """What :func:`build_firmware` produced: the project folder, the report dict (also in
+    ``firmware.json``), the Markdown section (``firmware.md``) and whether validation passed."""
+
+    out_dir: Path
+    project_dir: Path
+    report: dict[str, Any]
+    markdown: str
+    passed: bool
+
+
+def _read_meta(d: Path) -> dict[str, Any]:
+    for name in META_FILES:
+        p = d / name
+        if p.exists():
+            try:
+                data = json.loads(p.read_text())
+            except (OSError, ValueError) as exc:
+                raise FirmwareError(f"cannot read {p}: {exc}") from exc
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def _pick_model_file(d: Path, meta: dict[str, Any]) -> Path:
+    for key in ("firmware_model", "quantized_model", "qmodel", "model_file"):
+        if isinstance(meta.get(key), str):
+            return d / meta[key]
+    files = sorted(p for p in d.iterdir() if p.suffix in (".keras", ".h5") and p.is_file())
+    if not files:
+        raise FirmwareError(f"{d}: no Keras model file (*.keras or *.h5)")
+    for pattern in ("quant", "qkeras", "q_", "qmodel"):
+        hits = [p for p in files if pattern in p.name.lower()]
+        if hits:
+            # a quantized *and* pruned model is what the trigger deploys
+            pruned = [p for p in hits if "prun" in p.name.lower()]
+            return (pruned or hits)[0]
+    if len(files) > 1:
+        raise FirmwareError(
+            f"{d}: several model files ({', '.join(p.name for p in files)}) and none named as the "
+            'quantized model; name it in model.json as {"firmware_model": FILE}'
+        )
+    return files[0]
+
+
+def load_events(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Read ``x``, ``labels`` (and ``label_names``) from an ``.npz`` of test events.
+
+    ``x`` holds the model inputs exactly as the model sees them (scaled, quantized).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            if "x" not in keys or "labels" not in keys:
+                raise FirmwareError(f"{path}: needs arrays 'x' and 'labels', has {sorted(keys)}")
+            x = np.asarray(f["x"], np.float32)
+            labels = np.asarray(f["labels"]).astype(np.int64)
+            names = tuple(str(n) for n in f["label_names"]) if "label_names" in keys else ()
+    except (OSError, ValueError) as exc:
+        raise FirmwareError(f"cannot read test events {path}: {exc}") from exc
+    if len(x) != len(labels):
+        raise FirmwareError(f"{path}: {len(x)} events in 'x' but {len(labels)} labels")
+    if not names:
+        names = tuple(f"class{i}" for i in range(int(labels.max()) + 1 if len(labels) else 0))
+    return x, labels, names
+
+
+def load_model_dir(path: str | Path, events: str | Path | None = None) -> ModelInputs:
+    """Read a trained model directory.
+
+    Model: the file named by ``firmware_model`` in ``model.json`` (or ``metadata.json``), else
+    the ``*.keras``/``*.h5`` whose name marks it quantized (a quantized+pruned one first), else
+    the only model file.  ``path`` may also be the model file itself.
+    Events: ``events`` or ``firmware_events.npz``/``test_events.npz`` in the directory, with
+    arrays ``x`` (model inputs), ``labels`` (int) and optionally ``label_names``;
+    ``background_label`` in the metadata (default 0) marks the Standard Model background.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FirmwareError(f"model directory {path} does not exist")
+    d = path if path.is_dir() else path.parent
+    meta = _read_meta(d)
+    model_path = path if path.is_file() else _pick_model_file(d, meta)
+    if events is None:
+        cands = [d / n for n in EVENT_FILES if (d / n).exists()]
+        if isinstance(meta.get("test_events"), str):
+            cands.insert(0, d / meta["test_events"])
+        if not cands:
+            raise FirmwareError(
+                f"{d}: no test events ({' or '.join(EVENT_FILES)}) for validation and the trigger "
+                "threshold; pass --events-file FILE.npz with arrays x and labels"
+            )
+        events = cands[0]
+    x, labels, names = load_events(events)
+    if isinstance(meta.get("label_names"), list) and len(meta["label_names"]) >= len(names):
+        names = tuple(map(str, meta["label_names"]))
+    model = load_qkeras_model(model_path)
+    return ModelInputs(model, model_path, x, labels, names, int(meta.get("background_label", 0)))
+
+
+def split_events(
+    inputs: ModelInputs, kind: str, score_index: int, n_classes: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Background and per-signal inputs.
+
+    Anomaly scores: background = the background label, one signal per other label.
+    Classifier logits: background = events not of the trigger class, signal = that class.
+    """
+    lab, names = inputs.labels, inputs.label_names
+
+    def name(i: int) -> str:
+        return names[i] if i < len(names) else f"class{i}"
+
+    if kind == "latent":
+        bkg = inputs.x[lab == inputs.background_label]
+        sig = {name(i): inputs.x[lab == i] for i in np.unique(lab) if i != inputs.background_label}
+    else:
+        bkg = inputs.x[lab != score_index]
+        sig = {name(score_index): inputs.x[lab == score_index]}
+    if len(bkg) == 0:
+        raise FirmwareError("the test events hold no background events for the trigger threshold")
+    return bkg, {k: v for k, v in sig.items() if len(v)}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def build_firmware(
+    model: Any,
+    out_dir: str | Path,
+    config: FirmwareConfig | None = None,
+    *,
+    background: np.ndarray,
+    signals: dict[str, np.ndarray] | None = None,
+    progress: bool = True,
+    raise_on_mismatch: bool = True,
+) -> FirmwareResult:
+    """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
+
+    Steps: deployable score model; hls4ml project in ``out_dir/hls`` with compiled C simulation;
+    batched C simulation of background and signal events; trigger threshold for
+    ``config.rate_khz`` on the C-simulated background; ``trigger_decision`` written, compiled and
+    C-simulated; agreement with QKeras (plus a per-layer trace of the first disagreeing event);
+    cost estimate; vendor synthesis if ``config.synth``.  Writes ``firmware.json`` and
+    ``firmware.md``; raises :class:`~poetml.firmware.validate.FirmwareValidationError` (after
+    writing them) when the agreement is worse than the configured tolerance.  When synthesis
+    cannot run, ``report["synthesis"]`` says why (status ``not run: ...``).
+    """
+    from . import csim as cs
+    from .cost import estimate_cost
+    from .trigger import efficiency, threshold_for_rate, write_trigger
+    from .validate import (
+        FirmwareValidationError,
+        agreement,
+        layer_trace,
+        rank_auc,
+        to_markdown,
+        trace_text,
+        within_tolerance,
+    )
+
+    hls4ml = require("hls4ml", "firmware conversion")
+    config = config or FirmwareConfig()
+    signals = dict(signals or {})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    project_dir = out_dir / "hls"
+    timings: dict[str, float] = {}
+    background = np.asarray(background, np.float32)
+    if config.events:
+        background = background[: config.events]
+        signals = {k: np.asarray(v, np.float32)[: config.events] for k, v in signals.items()}
+
+    t0 = time.perf_counter()
+    score = make_score_model(model, config, calibration=background)
+    hls_model = convert(score.model, project_dir, config, compile=False)
+    timings["convert_s"] = time.perf_counter() - t0
+
+    out_var = hls_model.get_output_variables()[0]
+    precision = out_var.type.precision
+    frac = int(precision.width - precision.integer)
+    lsb = 2.0**-frac
+    sig = cs.top_signature(
+        project_dir,
+        config.project_name,
+        int(hls_model.get_input_variables()[0].size()),
+        int(out_var.size()),
+    )
+
+    t0 = time.perf_counter()
+    lib = cs.build_csim_library(project_dir, sig)
+    timings["batched_lib_compile_s"] = time.perf_counter() - t0
+
+    # C simulation and QKeras on all events: background first, then each signal
+    names = ["background", *signals]
+    arrays = [background, *signals.values()]
+    x_all = np.concatenate(arrays) if len(arrays) > 1 else background
+    bounds = np.cumsum([0, *map(len, arrays)])
+    workers = config.workers or cs.default_workers()
+    with cs.CSim(lib, workers=workers) as sim:
+        t0 = time.perf_counter()
+        y_c = sim.predict(x_all, progress=progress)
+        t_csim = time.perf_counter() - t0
+    y_q = np.asarray(score.model.predict(x_all, batch_size=8192, verbose=0), np.float64).reshape(
+        len(x_all), -1
+    )
+    timings["csim_s"] = t_csim
+
+    def part(y: np.ndarray, i: int) -> np.ndarray:
+        return y[bounds[i] : bounds[i + 1], score.score_index]
+
+    thr = threshold_for_rate(part(y_c, 0), config.rate_khz, config.collision_rate_mhz)
+    thr_q = threshold_for_rate(part(y_q, 0), config.rate_khz, config.collision_rate_mhz)
+    ag = agreement(y_q, y_c, lsb)
+    signal_rows = {}
+    for i, name in enumerate(names[1:], start=1):
+        auc_q = rank_auc(part(y_q, 0), part(y_q, i))
+        auc_c = rank_auc(part(y_c, 0), part(y_c, i))
+        eff_q = efficiency(part(y_q, i), thr_q.value)
+        eff_c = efficiency(part(y_c, i), thr.value)
+        signal_rows[name] = {
+            "n_events": int(bounds[i + 1] - bounds[i]),
+            "auc_qkeras": auc_q,
+            "auc_csim": auc_c,
+            "auc_shift": auc_c - auc_q,
+            "eff_qkeras": eff_q,
+            "eff_csim": eff_c,
+            "eff_shift": eff_c - eff_q,
+        }
+    passed = within_tolerance(ag, config.min_exact_fraction, config.tolerance_lsb)
+    trace_rows = None
+    text = None
+    if ag["first_disagreeing_event"] is not None:
+        ev = ag["first_disagreeing_event"]
+        trace_rows = layer_trace(score.model, hls_model, x_all[ev : ev + 1])
+        text = trace_text(trace_rows, ev)
+
+    # trigger decision: threshold as a constant of the score type, top function, C simulation
+    write_trigger(
+        project_dir,
+        sig,
+        thr,
+        precision.definition_cpp(),
+        frac,
+        score.score_index,
+        part=config.part,
+        clock_period=config.clock_period,
+    )
+    t0 = time.perf_counter()
+    trig_lib = cs.build_csim_library(project_dir, sig, with_trigger=True)
+    timings["trigger_compile_s"] = time.perf_counter() - t0
+    with cs.CSim(trig_lib, workers=workers) as sim:
+        fire, t_score = sim.trigger(x_all, progress=progress)
+    trigger_csim = {
+        "n_events": len(x_all),
+        "fire_matches": bool(np.array_equal(fire, y_c[:, score.score_index] > thr.value)),
+        "score_matches": bool(np.array_equal(t_score, y_c[:, score.score_index])),
+        "background_fire_fraction": float(fire[: bounds[1]].mean()),
+    }
+    if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
+        passed = False
+
+    report: dict[str, Any] = {
+        "hls4ml_version": hls4ml.__version__,
+        "project_dir": str(project_dir),
+        "project_name": config.project_name,
+        "io_type": choose_io_type(score.model, config),
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "score_kind": score.kind,
+        "score_index": score.score_index,
+        "notes": list(score.notes),
+        "output_precision": str(precision),
+        "output_lsb": lsb,
+        "threshold": thr.to_dict(),
+        "threshold_qkeras": thr_q.to_dict(),
+        "trigger_header": str(project_dir / "firmware" / "trigger.h"),
+        "trigger_csim": trigger_csim,
+        "validation": {
+            "passed": passed,
+            "min_exact_fraction": config.min_exact_fraction,
+            "tolerance_lsb": config.tolerance_lsb,
+            "agreement": ag,
+            "signals": signal_rows,
+            "trace": trace_rows,
+            "trace_text": text,
+        },
+        "csim_speed": {
+            "n_events": len(x_all),
+            "seconds": t_csim,
+            "workers": workers,
+            "events_per_s": len(x_all) / t_csim if t_csim > 0 else float("inf"),
+        },
+        "cost_estimate": estimate_cost(hls_model),
+        "timings": timings,
+        "build_script": str(project_dir / "build_prj.tcl"),
+    }
+    if config.synth:
+        from .synth import run_synthesis
+
+        try:
+            report["synthesis"] = {
+                "status": "done",
+                **run_synthesis(project_dir, config.project_name, config.backend),
+            }
+        except FirmwareError as exc:  # the project stays complete; the caller decides
+            report["synthesis"] = {"status": f"not run: {exc}", "error": str(exc)}
+    md = to_markdown(report)
+    _write_json(out_dir / "firmware.json", report)
+    tmp = out_dir / "firmware.md.tmp"
+    tmp.write_text(md + "\n")
+    tmp.replace(out_dir / "firmware.md")
+    if not passed and raise_on_mismatch:
+        why = (
+            f"C simulation disagrees with QKeras beyond tolerance: exact fraction "
+            f"{ag['exact_fraction']:.6f} (required {config.min_exact_fraction}), max diff "
+            f"{ag['max_diff_lsb']:g} LSB (allowed {config.tolerance_lsb:g})"
+        )
+        if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
+            why = f"trigger_decision() C simulation does not reproduce the network score/threshold; {why}"
+        raise FirmwareValidationError(f"{why}; report in {out_dir / 'firmware.json'}\n{text or ''}")
+    return FirmwareResult(out_dir, project_dir, report, md, passed)
+
+
+def build_from_model_dir(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    config: FirmwareConfig | None = None,
+    events_file: str | Path | None = None,
+    progress: bool = True,
+) -> FirmwareResult:
+    """:func:`build_firmware` on a trained model directory (see :func:`load_model_dir`)."""
+    config = config or FirmwareConfig()
+    inputs = load_model_dir(model_dir, events_file)
+    from .convert import is_autoencoder
+
+    if is_autoencoder(inputs.model):
+        kind, index, n_classes = "latent", 0, 1
+    else:
+        n_out = int(np.prod(inputs.model.outputs[0].shape[1:]))
+        kind, index, n_classes = "logits", config.trigger_class % max(n_out, 1), n_out
+    bkg, sigs = split_events(inputs, kind, index, n_classes)
+    return build_firmware(
+        inputs.model, out_dir, config, background=bkg, signals=sigs, progress=progress
+    )

@@ -1,0 +1,114 @@
+"""The ``firmware:`` configuration section (a frozen dataclass, no heavy imports)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from ..config import register_section
+
+__all__ = ["FirmwareConfig"]
+
+BACKENDS = ("Vitis", "Vivado")
+IO_TYPES = ("auto", "io_parallel", "io_stream")
+STRATEGIES = ("Latency", "Resource")
+SCORES = ("latent", "output")
+
+
+@dataclasses.dataclass(frozen=True)
+class FirmwareConfig:
+    """How a trained QKeras model becomes an hls4ml trigger project.
+
+    backend: hls4ml backend, ``Vitis`` (default) or ``Vivado``.
+    part: FPGA part; the default is the Virtex UltraScale+ VU13P of the CMS Level-1 boards.
+    clock_period: target clock period in ns (40 MHz bunch crossings, 200 MHz fabric: 5 ns).
+    io_type: ``auto`` picks ``io_parallel`` for dense models and ``io_stream`` for CNNs.
+    strategy: hls4ml ``Latency`` (fully unrolled) or ``Resource`` (reuses multipliers).
+    reuse_factor: multiplications sharing one multiplier (1 = fully parallel).
+    score: ``latent`` (autoencoders: the deployed network is the encoder followed by the
+        squared latent norm, as the CMS AXOL1TL trigger) or ``output`` (the model's own output,
+        a final softmax removed: classifiers output logits).
+    latent_bits: width of the fixed-point quantizer put on the latent vector before squaring;
+        its integer bits are chosen from the calibration events so no latent value saturates.
+    trigger_class: for classifiers, the class whose logit is the trigger score (negative counts
+        from the end; -1 is the last class).
+    rate_khz: trigger rate the threshold is set for; rate = false-positive rate x
+        ``collision_rate_mhz``.
+    events: events used for validation and threshold (0: all test events available).
+    min_exact_fraction / tolerance_lsb: validation passes when at least this fraction of
+        outputs agree exactly with QKeras and no output differs by more than this many LSBs.
+    workers: processes/threads for the batched C simulation (0: all cores).
+    project_name: name of the HLS top function and project.
+    variant: model variant ``poetml run`` deploys (``auto``: ``quantized_pruned`` if trained,
+        else ``quantized``).
+    synth: also run vendor synthesis (needs vitis_hls/vivado_hls on PATH).
+    """
+
+    backend: Literal["Vitis", "Vivado"] = "Vitis"
+    part: str = "xcvu13p-flga2577-2-e"
+    clock_period: float = 5.0
+    io_type: Literal["auto", "io_parallel", "io_stream"] = "auto"
+    strategy: Literal["Latency", "Resource"] = "Latency"
+    reuse_factor: int = 1
+    score: Literal["latent", "output"] = "latent"
+    latent_bits: int = 10
+    trigger_class: int = -1
+    rate_khz: float = 1.0
+    collision_rate_mhz: float = 40.0
+    events: int = 0
+    min_exact_fraction: float = 1.0
+    tolerance_lsb: float = 0.0
+    workers: int = 0
+    project_name: str = "poetml_nn"
+    synth: bool = False
+    variant: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.io_type not in IO_TYPES:
+            raise ValueError(f"io_type {self.io_type!r} is not one of {', '.join(IO_TYPES)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.score not in SCORES:
+            raise ValueError(f"score {self.score!r} is not one of {', '.join(SCORES)}")
+        if self.reuse_factor < 1:
+            raise ValueError(f"reuse_factor must be >= 1, got {self.reuse_factor}")
+        if self.clock_period <= 0:
+            raise ValueError(f"clock_period must be > 0 ns, got {self.clock_period}")
+        if not 2 <= self.latent_bits <= 12:
+            raise ValueError(
+                f"latent_bits must be in [2, 12] so squared latents add up exactly in float32, "
+                f"got {self.latent_bits}"
+            )
+        if self.rate_khz <= 0 or self.collision_rate_mhz <= 0:
+            raise ValueError(
+                f"rate_khz and collision_rate_mhz must be > 0, got {self.rate_khz}, "
+                f"{self.collision_rate_mhz}"
+            )
+        if self.rate_khz * 1e3 >= self.collision_rate_mhz * 1e6:
+            raise ValueError(
+                f"rate_khz={self.rate_khz} is not below the collision rate "
+                f"{self.collision_rate_mhz} MHz"
+            )
+        if not 0.0 <= self.min_exact_fraction <= 1.0:
+            raise ValueError(f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}")
+        if self.tolerance_lsb < 0 or self.events < 0 or self.workers < 0:
+            raise ValueError("tolerance_lsb, events and workers must be >= 0")
+        if not self.project_name.isidentifier() or self.project_name in (
+            "trigger_decision",
+            "poetml_trigger_decision",
+            "trigger",
+        ):
+            raise ValueError(
+                f"project_name {self.project_name!r} must be a C identifier other than the "
+                "trigger's names (trigger, trigger_decision)"
+            )
+
+    @property
+    def target_fpr(self) -> float:
+        """False-positive rate giving ``rate_khz`` at ``collision_rate_mhz``."""
+        return self.rate_khz * 1e3 / (self.collision_rate_mhz * 1e6)
+
+
+register_section("firmware", FirmwareConfig)

@@ -1,0 +1,361 @@
+"""QKeras model -> deployable "score model" -> hls4ml project (bit-exact precisions).
+
+The network that goes into firmware is not always the network that was trained:
+
+* an autoencoder's firmware must output the anomaly score, not a reconstruction.  With
+  ``score="latent"`` the deployed network is the encoder followed by a fixed-point quantizer on
+  the latent vector and the squared norm ``||z||^2`` (``Multiply`` + a ``Dense`` of ones), the
+  encoder-only score the CMS AXOL1TL trigger deploys.  The latent quantizer is narrow
+  (``latent_bits``) so QKeras computes the squares and their sum exactly in float32 and the
+  firmware, which computes them exactly in fixed point, agrees bit for bit.
+* a classifier's final softmax is removed (``score="output"``): hls4ml evaluates softmax with
+  lookup tables that cannot match a float softmax, and the trigger compares a logit instead.
+
+Precisions come from the QKeras quantizers (``config_from_keras_model(granularity="name")``);
+every other type (accumulators, merge results, the score) is derived with hls4ml's bit-exact
+precision propagation, so the C simulation equals the score model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..exceptions import PoetmlError
+from .config import FirmwareConfig
+
+__all__ = [
+    "FirmwareError",
+    "ScoreModel",
+    "UnsupportedLayerError",
+    "check_supported",
+    "convert",
+    "is_autoencoder",
+    "is_convolutional",
+    "load_qkeras_model",
+    "make_score_model",
+]
+
+# layer types hls4ml 1.3 drops on conversion (inference no-ops)
+_SKIPPED = ("Dropout", "InputLayer")
+
+ALTERNATIVES = (
+    "deploy a network made only of layers hls4ml maps: for an autoencoder, the encoder-only "
+    "anomaly score (squared latent norm, as the CMS AXOL1TL trigger does; firmware.score: latent), "
+    "or a small student network of supported layers distilled from this model's scores "
+    "(as the CMS CICADA trigger does)"
+)
+
+
+class FirmwareError(PoetmlError):
+    """The firmware stage cannot proceed (conversion, compilation, validation)."""
+
+
+class UnsupportedLayerError(FirmwareError):
+    """A layer of the model has no hls4ml implementation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreModel:
+    """The Keras network to deploy and how it was derived from the trained model.
+
+    ``model`` maps the quantized inputs to the trigger score(s); ``kind`` is ``latent``,
+    ``logits`` or ``output``; ``score_index`` the output element the trigger compares;
+    ``notes`` human-readable lines for the report.
+    """
+
+    model: Any
+    kind: str
+    score_index: int
+    notes: tuple[str, ...] = ()
+
+
+def load_qkeras_model(path: str | Path) -> Any:
+    """Load a Keras/QKeras model file (``.keras`` or ``.h5``) without compiling it."""
+    tf = require("tensorflow", "loading the trained model")
+    path = Path(path)
+    if not path.exists():
+        raise FirmwareError(f"model file {path} does not exist")
+    custom = _custom_objects()
+    try:
+        return tf.keras.models.load_model(path, custom_objects=custom, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise FirmwareError(f"cannot load the Keras model {path}: {exc}") from exc
+
+
+def _out_size(layer: Any) -> int:
+    shape = layer.output.shape
+    return int(np.prod([d for d in shape[1:] if d is not None]))
+
+
+def is_autoencoder(model: Any) -> bool:
+    """True when the model's (single) output has the shape of its (single) input."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return False
+    return tuple(model.inputs[0].shape[1:]) == tuple(model.outputs[0].shape[1:])
+
+
+def is_convolutional(model: Any) -> bool:
+    """True when the model has any convolution or pooling layer (io_stream is used then)."""
+    return any(
+        "Conv" in type(layer).__name__ or "Pooling" in type(layer).__name__
+        for layer in _flat_layers(model)
+    )
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.__class__.__name__ in (
+            "Functional",
+            "Sequential",
+            "Model",
+        ):
+            out.extend(_flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def check_supported(model: Any) -> None:
+    """Raise :class:`UnsupportedLayerError` naming the first layer hls4ml cannot map."""
+    hls4ml = require("hls4ml", "firmware conversion")
+    supported = set(hls4ml.converters.get_supported_keras_layers()) | set(_SKIPPED)
+    for layer in _flat_layers(model):
+        cls = type(layer).__name__
+        if cls not in supported:
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({cls}) of model {model.name!r} cannot be mapped to "
+                f"firmware by hls4ml {hls4ml.__version__}; {ALTERNATIVES}"
+            )
+        act = getattr(layer, "activation", None)
+        act_name = getattr(act, "__name__", None) or (
+            act.__class__.__name__ if act is not None else None
+        )
+        if act_name in ("gelu", "swish", "silu", "mish"):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({cls}) uses activation {act_name!r}, which hls4ml "
+                f"{hls4ml.__version__} cannot map; {ALTERNATIVES}"
+            )
+
+
+def _has_input_quantizer(model: Any) -> bool:
+    layers = [layer for layer in _flat_layers(model) if type(layer).__name__ != "InputLayer"]
+    return (
+        bool(layers)
+        and type(layers[0]).__name__ == "QActivation"
+        and ("quantized_bits" in str(layers[0].get_config().get("activation")))
+    )
+
+
+def _bottleneck(model: Any) -> Any:
+    """The narrowest layer (last one of the first run of minimal width) of an autoencoder."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"][:-1]
+    named = [
+        layer for layer in layers if any(k in layer.name.lower() for k in ("latent", "bottleneck"))
+    ]
+    if named:
+        return named[-1]
+    sizes = [_out_size(layer) for layer in layers]
+    if not sizes:
+        raise FirmwareError(f"model {model.name!r} has no hidden layer to take a latent score from")
+    smallest = min(sizes)
+    first = sizes.index(smallest)
+    last = first
+    while last + 1 < len(sizes) and sizes[last + 1] == smallest:
+        last += 1
+    return layers[last]
+
+
+def _integer_bits(max_abs: float) -> int:
+    """Integer bits (sign excluded) of a quantized_bits that holds +-max_abs without saturating."""
+    if not np.isfinite(max_abs):
+        raise FirmwareError(f"latent values are not finite (max |z| = {max_abs})")
+    if max_abs <= 0:
+        return 0
+    return max(0, math.floor(math.log2(max_abs)) + 1)
+
+
+def _custom_objects() -> dict[str, Any]:
+    try:  # poetml's own models: QKeras objects plus poetml's losses
+        from ..models import custom_objects
+
+        return custom_objects()
+    except ImportError:
+        qkeras_utils = require("qkeras.utils", "QKeras models")
+        custom: dict[str, Any] = {}
+        qkeras_utils._add_supported_quantized_objects(custom)
+        return custom
+
+
+def _without_reserved_names(model: Any) -> tuple[Any, str | None]:
+    """hls4ml reserves the layer name ``input``: give a model whose input layer has it a
+    clone with the input renamed (same layers, same weights; the original is untouched)."""
+    if not any(layer.name == "input" for layer in model.layers):
+        return model, None
+    tf = require("tensorflow", "building the score model")
+    if len(model.inputs) != 1 or type(model.layers[0]).__name__ != "InputLayer" or (
+        model.layers[0].name != "input"
+    ):
+        raise FirmwareError(
+            f"model {model.name!r} has a layer named 'input', a name hls4ml reserves; rename it"
+        )
+    with tf.keras.utils.custom_object_scope(_custom_objects()):
+        new_in = tf.keras.Input(shape=model.inputs[0].shape[1:], name="model_input")
+        clone = tf.keras.models.clone_model(model, input_tensors=new_in)
+    clone.set_weights(model.get_weights())
+    return clone, "input layer 'input' renamed 'model_input' (a name hls4ml reserves)"
+
+
+def make_score_model(
+    model: Any, config: FirmwareConfig, calibration: np.ndarray | None = None
+) -> ScoreModel:
+    """Build the network to deploy from a trained (QKeras) model.
+
+    ``calibration``: input events (background) used to size the latent quantizer of an
+    autoencoder's score; required for ``score="latent"``.
+    """
+    tf = require("tensorflow", "building the score model")
+    qkeras = require("qkeras", "building the score model")
+    notes: list[str] = []
+    model, renamed = _without_reserved_names(model)
+    if renamed:
+        notes.append(renamed)
+    if not _has_input_quantizer(model):
+        notes.append(
+            "the model has no input quantizer (QActivation(quantized_bits)) as its first layer: "
+            "inputs take hls4ml's default input precision and may not match the dataset's"
+        )
+    if is_autoencoder(model):
+        if config.score != "latent":
+            raise FirmwareError(
+                f"model {model.name!r} is an autoencoder: its firmware must output the anomaly "
+                "score, not a reconstruction; use firmware.score: latent"
+            )
+        if calibration is None or len(calibration) == 0:
+            raise FirmwareError("a latent score needs calibration events to size its quantizer")
+        bottleneck = _bottleneck(model)
+        encoder = tf.keras.Model(model.inputs, bottleneck.output, name=f"{model.name}_encoder")
+        z = encoder.predict(np.asarray(calibration, np.float32), batch_size=4096, verbose=0)
+        z = z.reshape(len(z), -1)
+        n_latent = z.shape[1]
+        ibits = _integer_bits(float(np.max(np.abs(z))))
+        bits = config.latent_bits
+        if ibits > bits - 1:
+            raise FirmwareError(
+                f"latent values reach {np.max(np.abs(z)):.4g}, which needs {ibits} integer bits; "
+                f"raise firmware.latent_bits above {bits}"
+            )
+        sum_bits = 2 * bits + math.ceil(math.log2(max(n_latent, 2)))
+        if sum_bits > 24:
+            raise FirmwareError(
+                f"squared norm of {n_latent} latents of {bits} bits needs {sum_bits} bits, more "
+                f"than float32 holds exactly (24); lower firmware.latent_bits"
+            )
+        x = bottleneck.output
+        if len(x.shape) > 2:
+            x = tf.keras.layers.Flatten(name="latent_flat")(x)
+        zq = qkeras.QActivation(qkeras.quantized_bits(bits, ibits, alpha=1), name="latent_q")(x)
+        sq = tf.keras.layers.Multiply(name="latent_sq")([zq, zq])
+        score = tf.keras.layers.Dense(
+            1, use_bias=False, kernel_initializer="ones", trainable=False, name="score"
+        )(sq)
+        deployed = tf.keras.Model(model.inputs, score, name=f"{model.name}_score")
+        deployed.get_layer("score").set_weights([np.ones((n_latent, 1), np.float32)])
+        notes.append(
+            f"autoencoder deployed as encoder-only anomaly score ||z||^2 (AXOL1TL style): latent "
+            f"layer {bottleneck.name!r} ({n_latent} values) quantized to quantized_bits({bits}, "
+            f"{ibits}), squared and summed"
+        )
+        return ScoreModel(deployed, "latent", 0, tuple(notes))
+
+    # classifier / generic network: strip a final softmax
+    last = model.layers[-1]
+    out = model.outputs[0]
+    kind = "output"
+    if type(last).__name__ in ("Activation", "Softmax", "QActivation") and "softmax" in str(
+        last.get_config().get("activation", "softmax")
+    ):
+        out = last.input
+        kind = "logits"
+        notes.append(f"final softmax {last.name!r} removed: firmware outputs logits")
+    elif getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
+        cfg = last.get_config()
+        cfg["activation"] = "linear"
+        clone = type(last).from_config(cfg)
+        out = clone(last.input)
+        clone.set_weights(last.get_weights())
+        kind = "logits"
+        notes.append(f"softmax activation of {last.name!r} removed: firmware outputs logits")
+    deployed = tf.keras.Model(model.inputs, out, name=f"{model.name}_score")
+    n_out = _out_size(deployed.layers[-1]) if deployed.layers else 1
+    index = config.trigger_class % n_out if n_out > 1 else 0
+    if n_out > 1:
+        notes.append(f"trigger score: output {index} of {n_out}")
+    return ScoreModel(deployed, kind, index, tuple(notes))
+
+
+def choose_io_type(model: Any, config: FirmwareConfig) -> str:
+    """``io_stream`` for convolutional networks, ``io_parallel`` otherwise (unless configured)."""
+    if config.io_type != "auto":
+        return config.io_type
+    return "io_stream" if is_convolutional(model) else "io_parallel"
+
+
+def hls_config(model: Any, config: FirmwareConfig) -> dict[str, Any]:
+    """The hls4ml configuration dict: per-layer precisions from the QKeras quantizers."""
+    hls4ml = require("hls4ml", "firmware conversion")
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=config.backend)
+    cfg["Model"]["Strategy"] = config.strategy
+    cfg["Model"]["ReuseFactor"] = config.reuse_factor
+    for layer_cfg in cfg["LayerName"].values():
+        layer_cfg["Trace"] = True  # lets validation trace a disagreeing event layer by layer
+        if "ReuseFactor" in layer_cfg:
+            layer_cfg["ReuseFactor"] = config.reuse_factor
+    return cfg
+
+
+def convert(
+    model: Any, output_dir: str | Path, config: FirmwareConfig, compile: bool = True
+) -> Any:
+    """Convert a Keras/QKeras model into an hls4ml project written to ``output_dir``.
+
+    With ``compile`` also build hls4ml's own C-simulation library (for ``predict``/``trace``;
+    the batched one of :mod:`.csim` is built separately).  Returns the hls4ml ``ModelGraph``."""
+    hls4ml = require("hls4ml", "firmware conversion")
+    check_supported(model)
+    io_type = choose_io_type(model, config)
+    output_dir = Path(output_dir)
+    try:
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            model,
+            output_dir=str(output_dir),
+            project_name=config.project_name,
+            backend=config.backend,
+            hls_config=hls_config(model, config),
+            io_type=io_type,
+            part=config.part,
+            clock_period=config.clock_period,
+            bit_exact=True,
+        )
+    except Exception as exc:
+        if "Unsupported" in str(exc):
+            raise UnsupportedLayerError(
+                f"hls4ml cannot convert {model.name!r}: {exc}; {ALTERNATIVES}"
+            ) from exc
+        raise FirmwareError(f"hls4ml could not convert {model.name!r}: {exc}") from exc
+    try:
+        if compile:
+            hls_model.compile()
+        else:
+            hls_model.write()
+    except Exception as exc:
+        raise FirmwareError(
+            f"compiling the C simulation of {output_dir} failed: {exc}; see {output_dir}/build_lib.sh"
+        ) from exc
+    return hls_model

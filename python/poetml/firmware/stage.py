@@ -1,0 +1,106 @@
+"""The ``firmware`` stage of ``poetml run`` (``run.stages: [data, train, evaluate, firmware]``).
+
+Deploys the quantized (+pruned) model trained by the run: the test split of the run's dataset
+gives the background events (and, for autoencoders, the signal processes) on which the C
+simulation is validated and the trigger threshold set.  Output: ``<run output>/firmware/``
+(``hls/`` project, ``firmware.json``, ``firmware.md``) and a section of the run report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import FirmwareConfig
+from .convert import FirmwareError
+
+__all__ = ["firmware_stage", "report_section"]
+
+
+def _variant(ctx: Any, cfg: FirmwareConfig) -> str:
+    trained = tuple(ctx.config["run"].variants)
+    if cfg.variant != "auto":
+        if cfg.variant not in trained:
+            raise FirmwareError(
+                f"firmware.variant {cfg.variant!r} was not trained; run.variants: {', '.join(trained)}"
+            )
+        return cfg.variant
+    for v in ("quantized_pruned", "quantized"):
+        if v in trained:
+            return v
+    raise FirmwareError(
+        "the firmware stage needs a QKeras model: add 'quantized' or 'quantized_pruned' to "
+        f"run.variants (now {', '.join(trained)})"
+    )
+
+
+def report_section(result: Any) -> dict[str, Any]:
+    """A run-report section (poetml.report mapping form) from a FirmwareResult."""
+    text = (
+        result.markdown.split("\n", 1)[1] if result.markdown.startswith("## ") else result.markdown
+    )
+    warnings = []
+    if not result.passed:
+        warnings.append("C simulation does NOT agree with QKeras within tolerance")
+    w = result.report["threshold"].get("warning")
+    if w:
+        warnings.append(w)
+    return {"title": "Firmware", "text": text.strip(), "warnings": warnings}
+
+
+def firmware_stage(ctx: Any) -> None:
+    """Stage function for :func:`poetml.pipeline.register_stage`."""
+    import numpy as np
+
+    from .. import pipeline, training
+    from .build import build_firmware
+    from .validate import FirmwareValidationError
+
+    cfg = ctx.config.get("firmware") or FirmwareConfig()
+    if ctx.prepared is None:
+        ctx.prepared = pipeline.prepare_data(ctx.config, ctx.outdir)
+    prep = ctx.prepared
+    variant = _variant(ctx, cfg)
+    model_dir = ctx.model_dirs.get(variant, ctx.outdir / "models" / variant)
+    md = training.load_model_dir(model_dir)
+    if prep.autoencoder:
+        background = prep.x_test
+        signals = {str(k): v for k, v in prep.signals.items()}
+    else:
+        names = prep.class_names
+        idx = cfg.trigger_class % len(names)
+        y = np.asarray(prep.y_test)
+        background = prep.x_test[y != idx]
+        signals = {str(names[idx]): prep.x_test[y == idx]}
+    progress = getattr(ctx.config["run"], "progress", True)
+    result = build_firmware(
+        md.model,
+        ctx.outdir / "firmware",
+        cfg,
+        background=background,
+        signals=signals,
+        progress=progress,
+        raise_on_mismatch=False,
+    )
+    ctx.sections.append(report_section(result))
+    a = result.report["validation"]["agreement"]
+    ctx.metrics["firmware"] = {
+        "variant": variant,
+        "project": str(result.project_dir),
+        "exact_fraction": a["exact_fraction"],
+        "max_diff_lsb": a["max_diff_lsb"],
+        "n_events": a["n_events"],
+        "threshold": result.report["threshold"]["value"],
+        "rate_khz": result.report["threshold"]["rate_khz"],
+        "csim_events_per_s": result.report["csim_speed"]["events_per_s"],
+        "passed": result.passed,
+    }
+    print(
+        f"poetml run: firmware {variant}: C simulation vs QKeras exact on "
+        f"{a['exact_fraction']:.6f} of {a['n_events']} events (max diff {a['max_diff_lsb']:g} LSB); "
+        f"threshold for {cfg.rate_khz:g} kHz written to {result.project_dir}/firmware/trigger.h"
+    )
+    if not result.passed:
+        text = result.report["validation"].get("trace_text") or ""
+        raise FirmwareValidationError(
+            f"firmware validation failed (see {result.out_dir / 'firmware.md'})\n{text}"
+        )

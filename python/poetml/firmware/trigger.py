@@ -1,0 +1,201 @@
+"""Trigger threshold for a rate, and the synthesizable trigger-decision function.
+
+Rate convention: rate = false-positive rate x collision rate (40 MHz by default), so 1 kHz
+is an FPR of 2.5e-5.  The threshold is computed on background events through the C
+simulation (not the float model), and fires when ``score > threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .convert import FirmwareError
+
+__all__ = ["Threshold", "efficiency", "threshold_for_rate", "write_trigger"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A trigger working point on a background sample.
+
+    ``value``: fire when score > value.  ``fpr`` and ``rate_khz`` are what the sample gives at
+    that threshold (``n_pass`` of ``n_background`` events), ``rate_khz_err`` its binomial
+    (Poisson) uncertainty; ``target_*`` what was asked.  ``warning`` is set when the sample has
+    too few background events to resolve the requested rate.
+    """
+
+    value: float
+    target_rate_khz: float
+    target_fpr: float
+    fpr: float
+    rate_khz: float
+    rate_khz_err: float
+    n_pass: int
+    n_background: int
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def threshold_for_rate(
+    background_scores: np.ndarray, rate_khz: float, collision_rate_mhz: float = 40.0
+) -> Threshold:
+    """The smallest threshold t among the background scores with FPR(score > t) <= target.
+
+    Keeping at most ``k = floor(target_fpr * n)`` background events: t is the (k+1)-th largest
+    score, so ties never push the rate above the target.
+    """
+    s = np.asarray(background_scores, np.float64).ravel()
+    n = len(s)
+    if n == 0:
+        raise FirmwareError("no background events to set the trigger threshold on")
+    if not np.all(np.isfinite(s)):
+        raise FirmwareError(
+            f"background scores contain {np.count_nonzero(~np.isfinite(s))} non-finite values"
+        )
+    if rate_khz <= 0:
+        raise FirmwareError(f"rate_khz must be > 0, got {rate_khz}")
+    collision_hz = collision_rate_mhz * 1e6
+    target = rate_khz * 1e3 / collision_hz
+    if target >= 1:
+        raise FirmwareError(
+            f"rate {rate_khz} kHz is not below the collision rate {collision_rate_mhz} MHz"
+        )
+    k = math.floor(target * n)
+    desc = np.sort(s)[::-1]
+    value = float(desc[k]) if k < n else float(desc[-1])
+    n_pass = int(np.count_nonzero(s > value))
+    warning = None
+    if k == 0:
+        warning = (
+            f"{n} background events cannot resolve an FPR of {target:.3g} ({rate_khz} kHz): the "
+            f"threshold is the highest background score; use at least {math.ceil(10 / target)} "
+            "background events for a 10-event estimate"
+        )
+    elif k < 10:
+        warning = (
+            f"only {k} background events above the threshold: the rate is uncertain by "
+            f"{100 / math.sqrt(k):.0f} %; use at least {math.ceil(10 / target)} background events"
+        )
+    fpr = n_pass / n
+    return Threshold(
+        value=value,
+        target_rate_khz=float(rate_khz),
+        target_fpr=target,
+        fpr=fpr,
+        rate_khz=fpr * collision_hz / 1e3,
+        rate_khz_err=math.sqrt(max(n_pass, 1)) / n * collision_hz / 1e3,
+        n_pass=n_pass,
+        n_background=n,
+        warning=warning,
+    )
+
+
+def efficiency(scores: np.ndarray, threshold: float) -> float:
+    """Fraction of events with score > threshold."""
+    s = np.asarray(scores).ravel()
+    return float(np.count_nonzero(s > threshold) / len(s)) if len(s) else float("nan")
+
+
+def _exact_literal(value: float, frac_bits: int) -> str:
+    """A C literal of ``value``, checked to lie on the fixed-point grid of the score type."""
+    scaled = value * 2.0**frac_bits
+    if scaled != round(scaled):
+        raise FirmwareError(
+            f"threshold {value!r} is not a multiple of the score LSB 2^-{frac_bits}; thresholds "
+            "must come from C-simulation scores"
+        )
+    return repr(float(value))
+
+
+def write_trigger(
+    project_dir: str | Path,
+    sig: Any,
+    threshold: Threshold,
+    score_precision: str,
+    score_frac_bits: int,
+    score_index: int = 0,
+    part: str | None = None,
+    clock_period: float | None = None,
+) -> tuple[Path, Path]:
+    """Write ``firmware/trigger.h`` (the threshold as a fixed-point constant of the score type)
+    and ``firmware/trigger.cpp`` (top function ``trigger_decision``: runs the network, outputs
+    the score and the trigger bit ``score > threshold``).  ``sig`` is the
+    :class:`~poetml.firmware.csim.TopSignature` of the network's top function.  With ``part``
+    and ``clock_period`` also ``build_trigger.tcl``, the vendor-tool script that synthesizes
+    ``trigger_decision`` (``vitis_hls -f build_trigger.tcl``)."""
+    fw = Path(project_dir) / "firmware"
+    literal = _exact_literal(threshold.value, score_frac_bits)
+    raw = round(threshold.value * 2.0**score_frac_bits)
+    if sig.io_stream:
+        proto = f"void trigger_decision(hls::stream<{sig.in_type}> &in, trigger_score_t &score, bool &fire)"
+        body = (
+            f'    hls::stream<{sig.out_type}> out("score");\n'
+            f"    {sig.project}(in, out);\n"
+            f"    {sig.out_type} result = out.read();\n"
+            f"    score = result[{score_index}];\n"
+        )
+    else:
+        proto = f"void trigger_decision({sig.in_type} in[{sig.n_in}], trigger_score_t &score, bool &fire)"
+        body = (
+            f"    {sig.out_type} result[{sig.n_out}];\n"
+            f"    #pragma HLS ARRAY_PARTITION variable=result complete dim=0\n"
+            f"    {sig.project}(in, result);\n"
+            f"    score = result[{score_index}];\n"
+        )
+    header = f"""\
+// Trigger decision for {sig.project}, written by poetml.firmware.trigger.
+// Threshold set on {threshold.n_background} background events through the C simulation for
+// {threshold.target_rate_khz:g} kHz (FPR {threshold.target_fpr:.4g}); the sample gives
+// {threshold.rate_khz:.4g} +- {threshold.rate_khz_err:.3g} kHz ({threshold.n_pass} events pass).
+#ifndef POETML_TRIGGER_DECISION_H_
+#define POETML_TRIGGER_DECISION_H_
+
+#include "{sig.project}.h"
+
+typedef {score_precision} trigger_score_t;
+
+// fire = score > kTriggerThreshold  (raw integer value {raw} x 2^-{score_frac_bits})
+static const trigger_score_t kTriggerThreshold = {literal};
+
+{proto};
+
+#endif
+"""
+    source = f"""\
+// Top-level trigger function, written by poetml.firmware.trigger.
+#include "trigger.h"
+
+{proto} {{
+    #pragma HLS PIPELINE
+{body}    fire = score > kTriggerThreshold;
+}}
+"""
+    h, c = fw / "trigger.h", fw / "trigger.cpp"
+    files = [(h, header), (c, source)]
+    if part and clock_period:
+        tcl = f"""\
+# C synthesis of trigger_decision() (network + threshold), written by poetml.firmware.trigger.
+# Run in this folder: vitis_hls -f build_trigger.tcl   (or vivado_hls -f build_trigger.tcl)
+open_project -reset {sig.project}_trigger_prj
+set_top trigger_decision
+add_files firmware/{sig.project}.cpp -cflags "-std=c++0x -Ifirmware -Ifirmware/ap_types"
+add_files firmware/trigger.cpp -cflags "-std=c++0x -Ifirmware -Ifirmware/ap_types"
+open_solution -reset solution1
+set_part {{{part}}}
+create_clock -period {clock_period} -name default
+csynth_design
+exit
+"""
+        files.append((Path(project_dir) / "build_trigger.tcl", tcl))
+    for path, text in files:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return h, c

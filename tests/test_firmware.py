@@ -1,0 +1,399 @@
+"""Firmware stage: tiny seeded QKeras models -> hls4ml projects, checked bit for bit.
+
+Compiled projects are module-scoped fixtures (each g++ build of an hls4ml project takes
+seconds): a dense autoencoder goes through the whole ``poetml firmware`` command, a small
+quantized CNN classifier through conversion, hls4ml's ``predict`` and the batched C simulation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hls4ml")
+pytest.importorskip("qkeras")
+
+from poetml.config import from_mapping, parse
+from poetml.exceptions import ConfigError
+from poetml.firmware import FirmwareConfig
+from poetml.firmware.trigger import Threshold, threshold_for_rate
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _qkeras_dense_ae(seed: int = 3):
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    w, b = quantized_bits(8, 0, alpha=1), quantized_bits(8, 3, alpha=1)
+    inp = tf.keras.Input((19,), name="features")
+    x = QActivation(quantized_bits(14, 5, alpha=1), name="input_q")(inp)
+    x = QDense(12, kernel_quantizer=w, bias_quantizer=b, name="enc1")(x)
+    x = QActivation(quantized_relu(8, 3), name="enc1_relu")(x)
+    z = QDense(4, kernel_quantizer=w, bias_quantizer=b, name="latent")(x)
+    x = QDense(12, kernel_quantizer=w, bias_quantizer=b, name="dec1")(z)
+    x = QActivation(quantized_relu(8, 3), name="dec1_relu")(x)
+    out = QDense(19, kernel_quantizer=w, bias_quantizer=b, name="reco")(x)
+    return tf.keras.Model(inp, out, name="tiny_ae")
+
+
+def _qkeras_cnn(seed: int = 4):
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((8, 8, 2), name="image")
+    x = QActivation(quantized_bits(10, 4, alpha=1), name="input_q")(inp)
+    x = QConv2D(3, (3, 3), kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1), name="conv")(x)  # fmt: skip
+    x = QActivation(quantized_relu(6, 2), name="conv_relu")(x)
+    x = tf.keras.layers.MaxPooling2D((2, 2), name="pool")(x)
+    x = tf.keras.layers.Flatten(name="flat")(x)
+    x = QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+               bias_quantizer=quantized_bits(6, 0, alpha=1), name="logits")(x)  # fmt: skip
+    out = tf.keras.layers.Activation("softmax", name="softmax")(x)
+    return tf.keras.Model(inp, out, name="tiny_cnn")
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.exponential(3.0, (n, 8, 8, 2)) * (rng.random((n, 8, 8, 2)) < 0.3)
+    return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------- dense autoencoder, CLI
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    """``poetml firmware MODEL_DIR --rate-khz 100 -o OUT --synth`` on a saved tiny autoencoder."""
+    from poetml.cli import main
+
+    d = tmp_path_factory.mktemp("fw_dense")
+    model_dir = d / "model"
+    model_dir.mkdir()
+    model = _qkeras_dense_ae()
+    model.save(model_dir / "model.h5", include_optimizer=False, save_format="h5")
+    (model_dir / "metadata.json").write_text(json.dumps({"variant": "quantized"}))
+    rng = np.random.default_rng(0)
+    bkg = rng.normal(0, 2, (6000, 19))
+    sig = rng.normal(0.5, 3, (800, 19))
+    np.savez(
+        model_dir / "test_events.npz",
+        x=np.concatenate([bkg, sig]).astype(np.float32),
+        labels=np.r_[np.zeros(6000, int), np.ones(800, int)],
+        label_names=np.array(["SM", "BSM"]),
+    )
+    out = d / "fw"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as so:
+        rc = main(["firmware", str(model_dir), "--rate-khz", "100", "-o", str(out), "--synth",
+                   "--no-progress"])  # fmt: skip
+    report = json.loads((out / "firmware.json").read_text())
+    return {"rc": rc, "stderr": err.getvalue(), "stdout": so.getvalue(), "out": out,
+            "report": report, "model": model, "bkg": bkg.astype(np.float32)}  # fmt: skip
+
+
+def test_dense_ae_csim_equals_qkeras_score_model(dense_run):
+    r = dense_run["report"]
+    a = r["validation"]["agreement"]
+    assert a["n_events"] == 6800
+    assert a["exact_fraction"] == 1.0
+    assert a["max_diff_lsb"] == 0.0
+    assert r["validation"]["passed"] is True
+    assert r["score_kind"] == "latent"
+    assert r["io_type"] == "io_parallel"
+    assert r["validation"]["trace"] is None
+    assert set(r["validation"]["signals"]) == {"BSM"}
+    s = r["validation"]["signals"]["BSM"]
+    assert s["auc_shift"] == 0.0
+    assert s["eff_shift"] == 0.0
+    assert 0.0 < s["auc_csim"] < 1.0
+    md = (dense_run["out"] / "firmware.md").read_text()
+    assert "| 6800 | 1.000000 | 1.000000 | 0 | PASS |" in md
+
+
+def test_dense_ae_score_is_encoder_latent_norm(dense_run):
+    """The firmware outputs ||q(z)||^2 of the trained encoder, recomputed here with NumPy."""
+    import tensorflow as tf
+    from qkeras import quantized_bits
+
+    model = dense_run["model"]
+    enc = tf.keras.Model(model.inputs, model.get_layer("latent").output)
+    note = dense_run["report"]["notes"][-1]
+    bits, ibits = (int(v) for v in note.split("quantized_bits(")[1].split(")")[0].split(","))
+    z = enc.predict(dense_run["bkg"][:200], verbose=0)
+    zq = quantized_bits(bits, ibits, alpha=1)(z).numpy().astype(np.float64)
+    expected = (zq**2).sum(axis=1)
+    from poetml.firmware.build import load_model_dir
+
+    inputs = load_model_dir(dense_run["out"].parent / "model")
+    assert inputs.model_path.name == "model.h5"
+    from poetml.firmware.convert import make_score_model
+
+    sm = make_score_model(inputs.model, FirmwareConfig(), calibration=dense_run["bkg"])
+    got = sm.model.predict(dense_run["bkg"][:200], verbose=0)[:, 0]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_trigger_threshold_constant_and_csim(dense_run):
+    r = dense_run["report"]
+    t = r["threshold"]
+    assert t["target_fpr"] == pytest.approx(100e3 / 40e6)
+    assert t["n_background"] == 6000
+    assert t["n_pass"] <= int(t["target_fpr"] * 6000)
+    assert t["rate_khz"] <= 100.0
+    trig = r["trigger_csim"]
+    assert trig == {**trig, "n_events": 6800, "fire_matches": True, "score_matches": True}
+    assert trig["background_fire_fraction"] == t["fpr"]
+    header = (Path(r["project_dir"]) / "firmware" / "trigger.h").read_text()
+    lsb = r["output_lsb"]
+    assert f"kTriggerThreshold = {float(t['value'])!r};" in header
+    assert float(t["value"]) / lsb == round(float(t["value"]) / lsb)
+    assert "typedef ap_fixed<" in header
+    cpp = (Path(r["project_dir"]) / "firmware" / "trigger.cpp").read_text()
+    assert "fire = score > kTriggerThreshold;" in cpp
+
+
+def test_synth_flag_without_tool_fails_clearly(dense_run):
+    from poetml.firmware.synth import find_tool
+
+    if find_tool("Vitis"):
+        pytest.skip("a Vitis HLS tool is on PATH: synthesis ran (see test_synthesis_with_tool)")
+    assert dense_run["rc"] == 1
+    assert "no Vitis HLS tool" in dense_run["stderr"]
+    assert "build_prj.tcl" in dense_run["stderr"]
+    assert (Path(dense_run["report"]["project_dir"]) / "build_prj.tcl").exists()
+    assert dense_run["report"]["synthesis"]["status"].startswith("not run")
+    assert "exact 1.000000" in dense_run["stdout"]
+
+
+@pytest.mark.synth
+def test_synthesis_with_tool(dense_run):
+    from poetml.firmware.synth import find_tool
+
+    if not find_tool("Vitis"):
+        pytest.skip("no vitis-run/vitis_hls on PATH")
+    syn = dense_run["report"]["synthesis"]
+    assert syn["status"] == "done"
+    assert syn["latency_worst_cycles"] >= 1
+    assert syn["lut"] > 0
+
+
+def test_cost_estimate_counts_nonzero_products(dense_run):
+    cost = dense_run["report"]["cost_estimate"]
+    assert cost["estimate"] is True
+    assert "ESTIMATE" in cost["note"]
+    model = dense_run["model"]
+    from qkeras import quantized_bits
+
+    nnz = 0
+    for name in ("enc1", "latent"):
+        kernel = model.get_layer(name).get_weights()[0]
+        nnz += int(np.count_nonzero(quantized_bits(8, 0, alpha=1)(kernel).numpy()))
+    by_layer = {row["layer"]: row for row in cost["layers"]}
+    assert by_layer["enc1"]["multiplications"] + by_layer["latent"]["multiplications"] == nnz
+    assert by_layer["latent_sq"]["multiplications"] == 4
+    assert cost["multiplications"] == sum(row["multiplications"] for row in cost["layers"])
+    assert cost["bops"] > cost["multiplications"]
+
+
+# ---------------------------------------------------------------- quantized CNN
+
+
+@pytest.fixture(scope="module")
+def cnn_project(tmp_path_factory):
+    from poetml.firmware.convert import convert, make_score_model
+
+    cfg = FirmwareConfig()
+    model = _qkeras_cnn()
+    score = make_score_model(model, cfg)
+    d = tmp_path_factory.mktemp("fw_cnn")
+    hls_model = convert(score.model, d / "hls", cfg, compile=True)
+    return {"model": model, "score": score, "hls": hls_model, "dir": d / "hls", "cfg": cfg}
+
+
+def test_cnn_softmax_removed_outputs_logits(cnn_project):
+    import tensorflow as tf
+
+    score = cnn_project["score"]
+    assert score.kind == "logits"
+    assert score.score_index == 2
+    model = cnn_project["model"]
+    logits = tf.keras.Model(model.inputs, model.get_layer("logits").output)
+    x = _images(50, 1)
+    np.testing.assert_array_equal(score.model.predict(x, verbose=0), logits.predict(x, verbose=0))
+
+
+def test_cnn_csim_exact_and_batched_equals_predict(cnn_project):
+    from poetml.firmware.csim import CSim, build_csim_library, top_signature
+
+    hls_model = cnn_project["hls"]
+    assert hls_model.config.get_config_value("IOType") == "io_stream"
+    x = _images(600, 2)
+    y_q = cnn_project["score"].model.predict(x, verbose=0).astype(np.float64)
+    y_p = np.asarray(hls_model.predict(x), np.float64).reshape(y_q.shape)
+    sig = top_signature(cnn_project["dir"], "poetml_nn", 128, 3)
+    assert sig.io_stream
+    lib = build_csim_library(cnn_project["dir"], sig)
+    with CSim(lib, workers=2, chunk=64) as sim:
+        y_c = sim.predict(x, progress=False)
+    np.testing.assert_array_equal(y_c, y_p)  # batched C++ loop == hls4ml predict
+    np.testing.assert_array_equal(y_c, y_q)  # == QKeras, bit for bit
+    assert len(np.unique(y_c[:, 2])) > 10  # not a degenerate constant output
+
+
+def test_trace_pinpoints_first_diverging_layer(cnn_project):
+    """A QKeras twin whose last layer has other weights diverges exactly at that layer."""
+    import tensorflow as tf
+    from qkeras.utils import _add_supported_quantized_objects
+
+    from poetml.firmware.validate import first_divergence, layer_trace, trace_text
+
+    score = cnn_project["score"].model
+    objs: dict = {}
+    _add_supported_quantized_objects(objs)
+    with tf.keras.utils.custom_object_scope(objs):
+        twin = tf.keras.models.clone_model(score)
+    twin.set_weights(score.get_weights())
+    kernel, bias = twin.get_layer("logits").get_weights()
+    twin.get_layer("logits").set_weights([-kernel, bias])
+    x = _images(1, 3)
+    _, hls_trace = cnn_project["hls"].trace(x)
+    rows = layer_trace(twin, cnn_project["hls"], x, hls_trace)
+    same = layer_trace(score, cnn_project["hls"], x, hls_trace)
+    assert first_divergence(same) is None
+    first = first_divergence(rows)
+    assert first is not None
+    assert first["layer"] == "logits"
+    assert {r["layer"]: r["agree"] for r in rows}["conv_relu"] is True
+    assert "<-- first divergence" in trace_text(rows, 0).splitlines()[-1]
+
+
+def test_unsupported_layer_names_layer_and_alternative(tmp_path):
+    import tensorflow as tf
+
+    from poetml.firmware.convert import UnsupportedLayerError, convert
+
+    inp = tf.keras.Input((6,))
+    x = tf.keras.layers.Dense(4, name="dense")(inp)
+    x = tf.keras.layers.Lambda(lambda t: t * t, name="square_lambda")(x)
+    model = tf.keras.Model(inp, x, name="with_lambda")
+    with pytest.raises(UnsupportedLayerError) as info:
+        convert(model, tmp_path / "hls", FirmwareConfig())
+    msg = str(info.value)
+    assert "'square_lambda' (Lambda)" in msg
+    assert "AXOL1TL" in msg
+    assert "CICADA" in msg
+    assert not (tmp_path / "hls").exists()
+
+
+def test_autoencoder_must_deploy_a_score():
+    from poetml.firmware.convert import FirmwareError, make_score_model
+
+    with pytest.raises(FirmwareError, match="must output the anomaly score"):
+        make_score_model(_qkeras_dense_ae(), FirmwareConfig(score="output"), np.zeros((5, 19)))
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+def test_threshold_for_rate_counts_and_ties():
+    scores = np.r_[np.arange(1000.0), [998.0, 998.0]]  # n = 1002
+    t = threshold_for_rate(scores, rate_khz=40e3 * 4 / 1002, collision_rate_mhz=40.0)
+    # k = 4 events allowed: sorted desc 999, 998, 998, 998, 997 -> threshold 997, 4 pass
+    assert t.value == 997.0
+    assert t.n_pass == 4
+    assert t.fpr == 4 / 1002
+    assert t.warning is not None  # fewer than 10 events above the threshold
+    ties = threshold_for_rate(np.r_[np.zeros(90), np.ones(10)], rate_khz=40e3 * 0.05)
+    assert ties.value == 1.0
+    assert ties.n_pass == 0
+    few = threshold_for_rate(np.arange(10.0), rate_khz=1.0)
+    assert few.value == 9.0
+    assert few.n_pass == 0
+    assert "cannot resolve" in few.warning
+    assert isinstance(t, Threshold)
+    from poetml.firmware.convert import FirmwareError
+
+    with pytest.raises(FirmwareError, match="non-finite"):
+        threshold_for_rate(np.array([1.0, np.nan]), 1.0)
+
+
+def test_rank_auc_matches_pairwise_definition():
+    from poetml.firmware.validate import rank_auc
+
+    rng = np.random.default_rng(5)
+    b = rng.integers(0, 20, 300).astype(float)
+    s = rng.integers(5, 25, 200).astype(float)
+    pairwise = ((s[:, None] > b[None, :]) + 0.5 * (s[:, None] == b[None, :])).mean()
+    assert rank_auc(b, s) == pytest.approx(pairwise, abs=1e-12)
+    assert rank_auc(b, b + 100) == 1.0
+
+
+def test_agreement_and_tolerance():
+    from poetml.firmware.validate import agreement, within_tolerance
+
+    ref = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    out = ref.copy()
+    out[1, 1] += 0.5
+    a = agreement(ref, out, lsb=0.25)
+    assert a["exact_fraction"] == 5 / 6
+    assert a["exact_event_fraction"] == 2 / 3
+    assert a["max_diff_lsb"] == 2.0
+    assert a["first_disagreeing_event"] == 1
+    assert not within_tolerance(a, 1.0, 0.0)
+    assert not within_tolerance(a, 0.8, 1.0)
+    assert within_tolerance(a, 0.8, 2.0)
+
+
+def test_parse_csynth_fixture():
+    from poetml.firmware.synth import parse_csynth_xml
+
+    r = parse_csynth_xml(FIXTURES / "firmware_csynth.xml")
+    assert r["top"] == "poetml_nn"
+    assert r["part"] == "xcvu13p-flga2577-2-e"
+    assert (r["latency_best_cycles"], r["latency_worst_cycles"]) == (9, 11)
+    assert r["latency_worst_ns"] == pytest.approx(55.0)
+    assert (r["interval_min_cycles"], r["interval_max_cycles"]) == (1, 1)
+    assert (r["lut"], r["ff"], r["dsp"], r["bram_18k"], r["uram"]) == (23455, 6021, 37, 0, 0)
+    assert r["available_dsp"] == 12288
+    assert r["estimated_clock_ns"] == pytest.approx(3.412)
+
+
+def test_parse_csynth_rejects_other_xml(tmp_path):
+    from poetml.firmware.convert import FirmwareError
+    from poetml.firmware.synth import parse_csynth_xml
+
+    bad = tmp_path / "x.xml"
+    bad.write_text("<profile><Other/></profile>")
+    with pytest.raises(FirmwareError, match="not a csynth report"):
+        parse_csynth_xml(bad)
+
+
+def test_synthesis_without_tool_raises(tmp_path):
+    from poetml.firmware.synth import SynthesisUnavailable, find_tool, run_synthesis
+
+    if find_tool("Vivado"):
+        pytest.skip("vivado_hls is on PATH")
+    with pytest.raises(SynthesisUnavailable, match=re.escape("vivado_hls -f build_prj.tcl")):
+        run_synthesis(tmp_path, "poetml_nn", "Vivado")
+
+
+def test_firmware_config_section():
+    cfg = parse({"firmware": {"backend": "Vivado", "rate_khz": 2, "reuse_factor": 4}})["firmware"]
+    assert cfg == FirmwareConfig(backend="Vivado", rate_khz=2.0, reuse_factor=4)
+    assert cfg.target_fpr == pytest.approx(5e-5)
+    with pytest.raises(ConfigError, match="valid keys: backend"):
+        from_mapping(FirmwareConfig, {"bakend": "Vitis"})
+    with pytest.raises(ConfigError, match="not one of"):
+        from_mapping(FirmwareConfig, {"backend": "Quartus"})
+    with pytest.raises(ConfigError, match="not below the collision rate"):
+        from_mapping(FirmwareConfig, {"rate_khz": 50000})
