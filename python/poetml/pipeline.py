@@ -111,6 +111,7 @@ def register_sections() -> None:
     register_section("training", TrainingConfig)
     register_section("evaluation", EvaluationConfig)
     register_section("run", OutputConfig)
+    from . import firmware  # noqa: F401  (registers the "firmware" section and stage; light)
 
 
 # ----------------------------------------------------------------------------- data
