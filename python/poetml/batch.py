@@ -243,6 +243,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     seconds REAL,
+    cpu_seconds REAL,
     peak_rss INTEGER,
     worker TEXT,
     updated TEXT,
@@ -271,6 +272,7 @@ class TaskRecord:
     error: str | None = None
     attempts: int = 0
     seconds: float | None = None
+    cpu_seconds: float | None = None
     peak_rss: int | None = None
     worker: str | None = None
 
@@ -349,7 +351,8 @@ class _Manifest:
     def tasks(self, source_id: int | None = None) -> list[TaskRecord]:
         sql = (
             "SELECT t.source_id, s.path, t.entry_start, t.entry_stop, t.status, t.n_events, "
-            "t.shard, t.sha256, t.nbytes, t.error, t.attempts, t.seconds, t.peak_rss, t.worker "
+            "t.shard, t.sha256, t.nbytes, t.error, t.attempts, t.seconds, t.cpu_seconds, "
+            "t.peak_rss, t.worker "
             "FROM tasks t JOIN sources s ON s.id = t.source_id"
         )
         args: tuple[Any, ...] = ()
@@ -519,7 +522,7 @@ def _process_task(
     from . import reading
     from .datasets import hdf5
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     batch = reading.read(path, entry_start=entry_start, entry_stop=entry_stop, layout=layout)
     want = entry_stop - entry_start
     if batch.n_events != want:
@@ -574,6 +577,7 @@ def _process_task(
         "sha256": digest,
         "nbytes": nbytes,
         "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
         "peak_rss": _peak_rss(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
@@ -855,8 +859,10 @@ def _execute(
     """Count entries, plan, submit and record; returns how many tasks were already done."""
     from distributed import as_completed
 
-    token = fp["hash"][:10] + "-" + hashlib.sha256(str(out).encode()).hexdigest()[:6]
-    pending: dict[Any, tuple[str, Any]] = {}  # future -> ("count", source_id) | ("task", (sid, lo))
+    # keys unique to this run: a scheduler never hands back a result kept from another run
+    token = f"{fp['hash'][:10]}-{uuid.uuid4().hex[:8]}"
+    # future -> ("count", source_id) | ("task", (source_id, entry_start, shard))
+    pending: dict[Any, tuple[str, Any]] = {}
     futures = []
     for path in paths:
         sid = ids[path]
@@ -905,6 +911,9 @@ def _execute(
                 bar.update(len(ranges) - len(todo))
                 for t in todo:
                     shard = shard_name(sid, t.entry_start, t.entry_stop)
+                    # a stale or damaged shard must not outlive a redo that fails
+                    with contextlib.suppress(FileNotFoundError):
+                        (out / shard).unlink()
                     man.bump_attempts(sid, t.entry_start)
                     f = dask_client.submit(
                         process_task, path, t.entry_start, t.entry_stop,
