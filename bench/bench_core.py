@@ -2,7 +2,7 @@
 
 Synthetic batch: 200k events, Poisson(2) muons, Poisson(0.5) electrons, Poisson(4) jets per
 event (eta uniform in [-2.6, 2.6], phi uniform, pT exponential) and MET.  Each timing is the
-median of ``--repeats`` runs, methods interleaved repeat by repeat; wall-clock and
+median of ``--repeats`` runs after a warm-up, methods interleaved in random order; wall-clock and
 process CPU time (user + system) are both printed, as the machine may be shared.  Printed ratios (targets from issue 2, part 5):
 
 1. ``histogram`` 32 x 32 x 4 images (channels muon, electron, jet, met; no selection), one
@@ -73,16 +73,24 @@ def synthetic_batch(n_events: int, seed: int = 0) -> EventBatch:
 
 
 def measure(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Median (wall seconds, process CPU seconds) of each function.  The functions are
-    interleaved repeat by repeat, so a change in machine load hits all of them alike; CPU
-    time (user + system, all threads of this process) is what each method costs whatever
-    else runs on the machine."""
+    """Median (wall seconds, process CPU seconds) of each function.
+
+    One untimed warm-up round, then ``repeats`` rounds, each running every function once
+    in a fresh random order (seeded), so that machine load and the state of the OS page
+    allocator (which method freed memory just before) hit all methods alike.  CPU time
+    (user + system, all threads of this process) is what a method costs whatever else
+    runs on the machine."""
+    rng = np.random.default_rng(1)
+    names = list(fns)
+    for name in names:
+        fns[name]()
     walls: dict[str, list[float]] = {k: [] for k in fns}
     cpus: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        for name, fn in fns.items():
+        for i in rng.permutation(len(names)):
+            name = names[i]
             c0, t0 = time.process_time(), time.perf_counter()
-            fn()
+            fns[name]()
             walls[name].append(time.perf_counter() - t0)
             cpus[name].append(time.process_time() - c0)
     return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
@@ -155,7 +163,8 @@ def main() -> None:
     n_obj = sum(batch[c].n_objects for c in ("muon", "electron", "jet"))
     print(
         f"{args.events} events ({n_obj} objects + MET), images {spec.shape} float32, "
-        f"chunks of {args.chunk}, median of {args.repeats}; {os.cpu_count()} cores"
+        f"chunks of {args.chunk}, median of {args.repeats}; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
     # correctness first: the baseline and the core agree
@@ -213,6 +222,7 @@ def main() -> None:
             f"RATIO {text}: wall {times[k][0] / w1:6.2f}x  CPU {times[k][1] / c1:6.2f}x  {target}"
         )
     print(f"RATIO core 2 threads vs 1 thread (wall)    : {w1 / w2:6.2f}x  (target >= 1.6x)")
+    print(f"      CPU time 2 threads / 1 thread: {times['core2'][1] / c1:.2f} (threading overhead)")
     print(f"      rasterize: {args.events / w1 / 1e6:.2f} M events/s on 1 thread (wall)")
 
     # features
