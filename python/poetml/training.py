@@ -104,10 +104,25 @@ def fit(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
         metrics=list(metrics),
     )
+    class RestoreBest(tf.keras.callbacks.Callback):  # type: ignore[misc]
+        """Keep the weights of the epoch with the lowest val_loss; restore them at the end
+        (Keras' EarlyStopping restores only when it stops early)."""
+
+        best = np.inf
+        weights: list[Any] | None = None
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+            v = (logs or {}).get("val_loss")
+            if v is not None and np.isfinite(v) and v < self.best:
+                self.best, self.weights = float(v), self.model.get_weights()
+
+        def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
     cbs = [
-        tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        ),
+        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        RestoreBest(),
         tf.keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience,
             min_lr=config.min_lr, verbose=0,
