@@ -16,7 +16,7 @@ from .. import __version__
 from ..exceptions import PoetmlError
 
 # command-group modules, in the order they appear in --help
-GROUPS = ("core", "batch", "generate", "firmware")
+GROUPS = ("core", "batch", "generate", "learn", "firmware")
 
 
 def build_parser() -> argparse.ArgumentParser:
