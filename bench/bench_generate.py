@@ -75,8 +75,10 @@ def validate(mpi: bool, n_dy: int = 6000) -> None:
               f"{ak.mean(tag[fl == 0]):.3f}, <n b-tags> = {ak.mean(ak.sum(g.jet_btag > 0.8484, axis=1)):.2f}")
         s = generate("hzz4l", 1000, tmp / "h.root", seed=24, mpi=mpi, progress=False)
         with uproot.open(s["path"]) as f:
-            mu = f["mymuons/Events"].arrays()
-            el = f["myelectrons/Events"].arrays()
+            mu = f["mymuons/Events"].arrays(["muon_e", "muon_px", "muon_py", "muon_pz",
+                                             "muon_pfreliso04all", "muon_isLoose"])
+            el = f["myelectrons/Events"].arrays(["electron_e", "electron_px", "electron_py",
+                                                 "electron_pz", "electron_iso", "electron_isLoose"])
         m = mu[(mu.muon_pfreliso04all < 0.35) & (mu.muon_isLoose == 1)]
         e_ = el[(el.electron_iso < 0.35) & (el.electron_isLoose == 1)]
         n4 = (ak.num(m.muon_e) + ak.num(e_.electron_e)) == 4

@@ -14,8 +14,8 @@ pytest.importorskip("scipy")
 ak = pytest.importorskip("awkward")
 uproot = pytest.importorskip("uproot")
 
-from poetml.generate import generate  # noqa: E402
-from poetml.generate import validation as val  # noqa: E402
+from poetml.generate import generate
+from poetml.generate import validation as val
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

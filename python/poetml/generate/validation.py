@@ -41,6 +41,7 @@ def _voigt_fwhm(sigma: float, gamma_hwhm: float) -> float:
 
 def z_peak(masses: np.ndarray, window: tuple[float, float] = WINDOW) -> ZPeak:
     """Unbinned Voigt fit (Z width fixed, mean and Gaussian sigma free) in ``window``."""
+    from scipy.integrate import trapezoid
     from scipy.optimize import minimize
     from scipy.special import voigt_profile
 
@@ -54,7 +55,7 @@ def z_peak(masses: np.ndarray, window: tuple[float, float] = WINDOW) -> ZPeak:
     def nll(x: np.ndarray) -> float:
         mu, s = x
         s = abs(s) + 1e-3
-        norm = np.trapz(voigt_profile(grid - mu, s, g), grid)
+        norm = trapezoid(voigt_profile(grid - mu, s, g), grid)
         return float(-np.sum(np.log(voigt_profile(m - mu, s, g) / norm + 1e-300)))
 
     res = minimize(nll, x0=[float(np.median(m)), 1.5], method="Nelder-Mead",

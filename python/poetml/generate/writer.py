@@ -82,7 +82,7 @@ class NtupleWriter:
         self._made = False
         self.entries = 0
 
-    def __enter__(self) -> NtupleWriter:
+    def __enter__(self) -> NtupleWriter:  # noqa: PYI034
         import uproot
 
         self._file = uproot.recreate(self.tmp)
