@@ -231,7 +231,8 @@ def test_inspect(poet_file, poet_merged_file, nanoaod_file):
     assert merged["layout"] == "poet-merged"
     assert list(merged["trees"]) == ["events"]
     nano = poetml.inspect(nanoaod_file)
-    assert nano["collections"]["electron"]["tight_id"] == "Events:Electron_cutBased"
+    assert nano["collections"]["electron"]["tight_id"] == "Events:Electron_cutBased (cutBased >= 4)"
+    assert nano["collections"]["jet"]["raw_pt"] == "Events:Jet_pt (raw_pt(Jet_pt, Jet_rawFactor))"
 
 
 # --------------------------------------------------------------------------------------

@@ -824,6 +824,11 @@ def inspect(path: str | os.PathLike[str]) -> dict[str, Any]:
                     "branches", {}
                 ):
                     found[fld] = f"{col.tree}:{col.branch}"
+                    if col.convert is not None:
+                        how = (col.convert.__doc__ or "").strip() or (
+                            f"{col.convert.__name__.strip('_')}({', '.join((col.branch, *col.extra))})"
+                        )
+                        found[fld] += f" ({how})"
                 elif coll != "met" and (coll, fld) in _CONSTANTS and "pt" in found:
                     found[fld] = f"(constant {_CONSTANTS[(coll, fld)]:g})"
             if "pt" in found:

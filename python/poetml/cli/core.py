@@ -119,7 +119,11 @@ def _inspect(args: argparse.Namespace) -> int:
             out.append(f"    {b:<{width}}  {t}")
         if len(shown) < len(branches):
             out.append(f"    ... {len(branches) - len(shown)} more (--all lists them)")
-    print("\n".join(out))
+    try:
+        print("\n".join(out))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `poetml inspect FILE | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
