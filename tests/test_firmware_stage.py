@@ -1,0 +1,51 @@
+"""``poetml run`` with the firmware stage on a tiny autoencoder run (marked slow: it trains).
+
+The run trains a quantized autoencoder on tiny synthetic ntuples, then the firmware stage
+deploys it: the C simulation must agree exactly with QKeras on every test event and the
+trigger_decision C simulation must reproduce the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("hls4ml")
+
+from conftest import write_poet_random
+
+from poetml import config, pipeline
+
+
+@pytest.mark.slow
+def test_run_ends_with_validated_firmware(tmp_path):
+    nt = {
+        "muony": write_poet_random(tmp_path / "muony.root", 400, seed=1, mean_muons=3.0, mean_jets=0.5),
+        "jetty": write_poet_random(tmp_path / "jetty.root", 400, seed=2, mean_muons=0.2, mean_jets=6.0),
+        "odd": write_poet_random(tmp_path / "odd.root", 150, seed=3, mean_muons=0.1, mean_electrons=4.0),
+    }  # fmt: skip
+    out = tmp_path / "ae"
+    cfg = config.parse({
+        "dataset": {"kind": "features", "processes": [
+            {"name": "muony", "files": [str(nt["muony"])], "label": "SM"},
+            {"name": "jetty", "files": [str(nt["jetty"])], "label": "SM"},
+            {"name": "odd", "files": [str(nt["odd"])], "role": "signal"}]},
+        "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
+        "training": {"epochs": 2, "batch_size": 32, "patience": 2, "verbose": 0, "seed": 3},
+        "firmware": {"rate_khz": 4000.0},
+        "run": {"output": str(out), "variants": ["float", "quantized"], "progress": False,
+                "stages": ["data", "train", "firmware"]},
+    })  # fmt: skip
+    ctx = pipeline.run(cfg)
+    fw = ctx.metrics["firmware"]
+    assert fw["variant"] == "quantized"
+    assert fw["passed"] is True
+    assert fw["exact_fraction"] == 1.0
+    assert fw["max_diff_lsb"] == 0.0
+    report = json.loads((out / "firmware" / "firmware.json").read_text())
+    assert report["trigger_csim"]["fire_matches"]
+    assert report["trigger_csim"]["score_matches"]
+    assert "odd" in report["validation"]["signals"]
+    assert (out / "firmware" / "hls" / "firmware" / "trigger.h").is_file()
+    assert "## Firmware" in (out / "report.md").read_text()
