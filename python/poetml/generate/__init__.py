@@ -291,8 +291,8 @@ def measure_cross_section(process: str, events: int = 2000, *, seed: int = 1, mp
 # --------------------------------------------------------------------------------------
 
 #: process -> events in the default dataset (labels follow this order).  Sized from the
-#: measured speeds (README, section generate): 18000 events, MPI on, about 2-3 minutes on 2
-#: idle cores, leaving most of a ~15 minute main job for images and training.
+#: measured speeds (README, section generate): 18000 events, MPI on, an estimated 3-5
+#: minutes on 2 idle cores, leaving most of a ~15 minute main job for images and training.
 DEFAULT_DATASET: dict[str, int] = {
     "dy": 2000,
     "wjets": 2000,
