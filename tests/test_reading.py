@@ -500,3 +500,20 @@ def test_unknown_layout_real_file(shared_data):
     assert info["layout"] is None
     assert "cannot tell the layout" in info["layout_error"]
     assert info["trees"]["events"]["entries"] == 2304
+
+
+def test_random_poet_files_from_the_shared_helper(write_poet_file, tmp_path):
+    path = write_poet_file(tmp_path / "rand.root", 500, seed=7)
+    counters = {
+        "muon": ("mymuons/Events", "numbermuon"),
+        "jet": ("myjets/Events", "numberjet"),
+    }
+    batches = list(reading.iterate(path, step_size=128))
+    assert [b.n_events for b in batches] == [128, 128, 128, 116]
+    batch = concatenate(batches)
+    with uproot.open(path) as f:
+        for coll, (tree, counter) in counters.items():
+            np.testing.assert_array_equal(batch[coll].counts, f[tree][counter].array(library="np"))
+    assert 1.5 < batch["muon"].n_objects / 500 < 2.5
+    assert 3.5 < batch["jet"].n_objects / 500 < 4.5
+    assert np.all(batch["jet"]["pt"] >= 15.0)
