@@ -49,3 +49,16 @@ def test_run_ends_with_validated_firmware(tmp_path):
     assert "odd" in report["validation"]["signals"]
     assert (out / "firmware" / "hls" / "firmware" / "trigger.h").is_file()
     assert "## Firmware" in (out / "report.md").read_text()
+
+    # the same model directory through the command line: the run's test split is reused
+    from poetml.cli import main
+
+    rc = main(["firmware", str(out / "models" / "quantized"), "--rate-khz", "4000",
+               "-o", str(tmp_path / "fw"), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    again = json.loads((tmp_path / "fw" / "firmware.json").read_text())
+    assert again["threshold"]["value"] == report["threshold"]["value"]
+    assert (
+        again["validation"]["agreement"]["n_events"]
+        == report["validation"]["agreement"]["n_events"]
+    )

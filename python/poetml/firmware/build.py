@@ -380,8 +380,24 @@ def build_from_model_dir(
     events_file: str | Path | None = None,
     progress: bool = True,
 ) -> FirmwareResult:
-    """:func:`build_firmware` on a trained model directory (see :func:`load_model_dir`)."""
+    """:func:`build_firmware` on a trained model directory.
+
+    A directory written by ``poetml run`` (``RUN/models/<variant>``, with ``config.json``) uses
+    its run's test split (the run's dataset in ``RUN/data`` is reused); otherwise the events
+    come from ``events_file`` or an ``.npz`` in the directory (see :func:`load_model_dir`)."""
     config = config or FirmwareConfig()
+    path = Path(model_dir)
+    d = path if path.is_dir() else path.parent
+    has_events = any((d / n).exists() for n in EVENT_FILES) or "test_events" in _read_meta(d)
+    if events_file is None and not has_events and (d / "config.json").is_file():
+        # a model directory of `poetml run`: its run's test split
+        from .stage import events_from_prepared, prepared_for_model_dir
+
+        model = load_qkeras_model(path if path.is_file() else _pick_model_file(d, _read_meta(d)))
+        bkg, sigs = events_from_prepared(prepared_for_model_dir(d), config)
+        return build_firmware(
+            model, out_dir, config, background=bkg, signals=sigs, progress=progress
+        )
     inputs = load_model_dir(model_dir, events_file)
     from .convert import is_autoencoder
 

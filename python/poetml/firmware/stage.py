@@ -13,7 +13,52 @@ from typing import Any
 from .config import FirmwareConfig
 from .convert import FirmwareError
 
-__all__ = ["firmware_stage", "report_section"]
+__all__ = ["events_from_prepared", "firmware_stage", "prepared_for_model_dir", "report_section"]
+
+
+def events_from_prepared(prep: Any, cfg: FirmwareConfig) -> tuple[Any, dict[str, Any]]:
+    """Background and signal inputs from a run's prepared test split.
+
+    Autoencoders: the background test events and every signal process.  Classifiers: test
+    events not of the trigger class (background) and those of it (signal).
+    """
+    import numpy as np
+
+    if prep.autoencoder:
+        return prep.x_test, {str(k): v for k, v in prep.signals.items()}
+    names = prep.class_names
+    idx = cfg.trigger_class % len(names)
+    y = np.asarray(prep.y_test)
+    return prep.x_test[y != idx], {str(names[idx]): prep.x_test[y == idx]}
+
+
+def prepared_for_model_dir(model_dir: Any) -> Any:
+    """The prepared data of the ``poetml run`` that trained ``RUN/models/<variant>``: the run
+    configuration is rebuilt from the model directory's ``config.json`` and the run's
+    dataset (``RUN/data``) is reused."""
+    import json
+    from pathlib import Path
+
+    from .. import config as run_config
+    from .. import pipeline
+
+    d = Path(model_dir)
+    try:
+        saved = json.loads((d / "config.json").read_text())
+        section = {"FeatureSpec": "features", "ImageSpec": "images"}[saved["spec_type"]]
+        data = {
+            "dataset": saved["dataset"],
+            section: saved["spec"],
+            "model": saved["model"],
+            "training": saved["training"],
+            "run": {"output": str(d.parent.parent), "progress": False},
+        }
+    except (OSError, ValueError, KeyError) as exc:
+        raise FirmwareError(
+            f"{d}/config.json does not describe a poetml run ({exc}); pass --events-file"
+        ) from exc
+    cfg = run_config.parse(data, where=str(d / "config.json"))
+    return pipeline.prepare_data(cfg, d.parent.parent)
 
 
 def _variant(ctx: Any, cfg: FirmwareConfig) -> str:
@@ -49,8 +94,6 @@ def report_section(result: Any) -> dict[str, Any]:
 
 def firmware_stage(ctx: Any) -> None:
     """Stage function for :func:`poetml.pipeline.register_stage`."""
-    import numpy as np
-
     from .. import pipeline, training
     from .build import build_firmware
     from .validate import FirmwareValidationError
@@ -62,15 +105,7 @@ def firmware_stage(ctx: Any) -> None:
     variant = _variant(ctx, cfg)
     model_dir = ctx.model_dirs.get(variant, ctx.outdir / "models" / variant)
     md = training.load_model_dir(model_dir)
-    if prep.autoencoder:
-        background = prep.x_test
-        signals = {str(k): v for k, v in prep.signals.items()}
-    else:
-        names = prep.class_names
-        idx = cfg.trigger_class % len(names)
-        y = np.asarray(prep.y_test)
-        background = prep.x_test[y != idx]
-        signals = {str(names[idx]): prep.x_test[y == idx]}
+    background, signals = events_from_prepared(prep, cfg)
     progress = getattr(ctx.config["run"], "progress", True)
     result = build_firmware(
         md.model,
