@@ -241,3 +241,11 @@ def test_tiny_chunks_without_some_objects(tmp_path, process, n):
         assert f["myelectrons/Events"].num_entries == n
         iso = f["myelectrons/Events"]["electron_iso"].array()
         assert str(iso.type).endswith("float32")
+
+
+def test_generate_modules_import_no_heavy_dependency():
+    code = ("import sys, poetml.generate, poetml.cli.generate; "
+            "bad = [m for m in ('pythia8mc', 'pythia8', 'fastjet', 'tensorflow') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -120,7 +120,7 @@ def test_z_peak_with_mpi_and_pileup(gen_dir):
     if not real.exists():
         pytest.skip(f"real CMS file {real} not found")
     path = gen_dir / "dy_mpi.root"
-    generate("dy", 6000, path, seed=5, mpi=True, pileup=10, progress=False)
+    generate("dy", 2500, path, seed=5, mpi=True, pileup=3, progress=False)
     data = val.z_peak(val.dimuons_real_2010(real))
     sim = val.z_peak(val.dimuons_poet(path))
     assert abs(sim.peak - data.peak) < 0.5
