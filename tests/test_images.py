@@ -321,7 +321,7 @@ def test_reads_fixture_file(poet_file) -> None:
 
 
 def test_large_output_matches_reference() -> None:
-    # >= 4 MiB of output: the binding hands the kernel fresh mmap'd (already zero) memory
+    # >= 4 MiB of output: numpy.zeros hands the kernel fresh, untouched mmap memory
     rng = np.random.default_rng(7)
     n = 400
     events = [

@@ -34,11 +34,10 @@ struct PyColumns {
 /// noconvert cannot apply); TypeError otherwise.  None gives nullptr.
 const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len);
 
-/// A fresh C-contiguous float32 output array of `shape`.  On Linux, outputs of 4 MiB or
-/// more are anonymous mmap memory (guaranteed zero, 2 MiB aligned, advised for huge
-/// pages) owned by the array: `zeroed` is set and the kernel can skip its memset, the OS
-/// zeroes each page when a worker thread first touches it.  Otherwise a plain numpy
-/// allocation, `zeroed` false (the kernel zero-fills it).  Call with the GIL held.
+/// A fresh C-contiguous float32 output array of `shape` from numpy.zeros (calloc: zero;
+/// a big one is fresh mmap memory whose pages the OS zeroes when a worker thread first
+/// writes to them, and pages without deposits are never touched).  Sets `zeroed`, so the
+/// kernel skips its own memset.  Call with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
 
 void bind_columns(py::module_& m);

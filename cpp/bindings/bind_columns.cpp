@@ -1,13 +1,6 @@
 // Bindings: Columns (one collection's arrays) and Cuts (its selection).
 #include "bind.hpp"
 
-#include <cstdint>
-#include <functional>
-#include <numeric>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace poetml_py {
 
@@ -49,36 +42,11 @@ poetml::Objects PyColumns::objects() const {
 }
 
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed) {
-    zeroed = false;
-    const auto count = static_cast<std::size_t>(
-        std::accumulate(shape.begin(), shape.end(), py::ssize_t{1}, std::multiplies<py::ssize_t>()));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr std::size_t kHuge = std::size_t{1} << 21;
-    const std::size_t bytes = count * sizeof(float);
-    if (bytes >= (std::size_t{1} << 22)) {
-        struct Mapping {
-            void* base;
-            std::size_t length;
-        };
-        const std::size_t length = bytes + kHuge;
-        void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (base != MAP_FAILED) {
-            const auto addr = reinterpret_cast<std::uintptr_t>(base);
-            auto* data = reinterpret_cast<float*>((addr + kHuge - 1) & ~(std::uintptr_t{kHuge} - 1));
-            madvise(data, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
-            auto* owner = new Mapping{base, length};
-            py::capsule keeper(owner, [](void* p) {
-                auto* m = static_cast<Mapping*>(p);
-                munmap(m->base, m->length);
-                delete m;
-            });
-            zeroed = true;
-            return py::array_t<float>(shape, data, keeper);
-        }
-    }
-#endif
-    (void)count;
-    return py::array_t<float>(shape);
+    py::tuple t(shape.size());
+    for (std::size_t i = 0; i < shape.size(); ++i) t[i] = shape[i];
+    auto arr = py::module_::import("numpy").attr("zeros")(t, "float32").cast<F32>();
+    zeroed = true;  // numpy.zeros is calloc: zero, and for big arrays not even touched yet
+    return arr;
 }
 
 const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len) {
