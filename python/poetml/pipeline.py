@@ -296,7 +296,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
 def prepare_data(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Prepared:
     """Generate (if needed), build or reuse the dataset, split and preprocess it."""
     _check_config(cfg)
-    out = Path(outdir) if outdir is not None else output_dir(cfg)
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     data = load_or_build_dataset(cfg, out, progress=cfg["run"].progress)
     return prepare(cfg, data)
 
@@ -345,7 +345,7 @@ def train(
     from . import training
     from .models import build, pruning
 
-    out = Path(outdir) if outdir is not None else output_dir(cfg)
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     ds: DatasetConfig = cfg["dataset"]
     mcfg: ModelConfig = cfg["model"]
     tcfg: TrainingConfig = cfg["training"]
@@ -441,7 +441,7 @@ def evaluate(
     """Evaluate the trained variants on the test split; returns (metrics, report section)."""
     from . import report, training
 
-    out = Path(outdir) if outdir is not None else output_dir(cfg)
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     ecfg: EvaluationConfig = cfg["evaluation"]
     if dirs is None:
         dirs = {v: out / "models" / v for v in cfg["run"].variants}
@@ -620,7 +620,7 @@ def run(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Context
 
     _check_config(cfg)
     stages = [(s, _stage(s)) for s in cfg["run"].stages]
-    out = Path(outdir) if outdir is not None else output_dir(cfg)
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg, out)
     t_all = time.time()
