@@ -19,9 +19,9 @@ only its own tasks; a worker that dies mid-task has the task rescheduled by Dask
 
 At the end :func:`write_virtual_dataset` writes ``OUT/dataset.h5``: HDF5 virtual datasets
 that present all finished shards as one array each (``images`` or ``features``,
-``event_index``, ``source``, ``labels``) without copying any data, plus a ``sources`` table
-(file id -> path).  It reads like any other poetml dataset
-(:func:`poetml.datasets.hdf5.load`).
+``event_index``, ``labels``) without copying any data, a small ``source`` column (the
+batch-wide file id of each event) and a ``sources`` table (file id -> path).  It reads like
+any other poetml dataset (:func:`poetml.datasets.hdf5.load`).
 
 Input paths may be local files, glob patterns or ``root://`` URLs; the latter need the
 ``xrootd`` extra (``fsspec-xrootd``).
