@@ -9,7 +9,10 @@ Two networks (seeded QKeras weights, shapes of the toolkit's models):
 
 For each: hls4ml ``predict`` (per-event calls from Python, the baseline), poetml's batched
 C++ loop on 1 worker, and on all cores.  Times are the best of ``--repeat`` runs, measured
-in the same process; outputs are checked identical to ``predict``.  Prints ratios.
+in the same process, with the process CPU time of each (CPU / wall = cores the run actually
+got: on a shared machine with autogroup scheduling a busy session gets a fixed share of the
+cores whatever its thread count, and then extra workers cannot help); outputs are checked
+identical to ``predict``.  Prints ratios.
 """
 
 from __future__ import annotations
@@ -68,12 +71,14 @@ def cnn():
 
 
 def best(fn, repeat):
-    times, out = [], None
+    """Best wall time of ``repeat`` runs, the process CPU time of that run, the output."""
+    runs, out = [], None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+        runs.append((time.perf_counter() - t, time.process_time() - c))
+    wall, cpu = min(runs)
+    return wall, cpu, out
 
 
 def bench(name, model, x, calib, workdir, repeat, workers):
@@ -88,22 +93,27 @@ def bench(name, model, x, calib, workdir, repeat, workers):
     n_in = int(hls_model.get_input_variables()[0].size())
     n_out = int(hls_model.get_output_variables()[0].size())
     lib = build_csim_library(proj, top_signature(proj, cfg.project_name, n_in, n_out))
-    rows = {}
-    t_pred, y_pred = best(lambda: np.asarray(hls_model.predict(x), np.float64), repeat)
+    rows, cpu = {}, {}
+    t_pred, c_pred, y_pred = best(lambda: np.asarray(hls_model.predict(x), np.float64), repeat)
     y_pred = y_pred.reshape(len(x), -1)
-    rows["predict"] = t_pred
+    rows["predict"], cpu["predict"] = t_pred, c_pred
     identical = True
     for w in sorted({1, workers}):
         with CSim(lib, workers=w) as sim:
-            t, y = best(lambda sim=sim: sim.predict(x, progress=False), repeat)
+            t, c, y = best(lambda sim=sim: sim.predict(x, progress=False), repeat)
         identical &= bool(np.array_equal(y, y_pred))
-        rows[f"batched_{w}"] = t
+        rows[f"batched_{w}"], cpu[f"batched_{w}"] = t, c
     y_q = score.model.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1)
     result = {
         "network": name,
         "events": len(x),
         "io_type": hls_model.config.get_config_value("IOType"),
         "seconds": rows,
+        "cpu_seconds": cpu,
+        # cores the run actually got (CPU time / wall time): on a shared machine the kernel's
+        # autogroup scheduling gives a busy session a fixed share whatever its thread count
+        "cores_obtained": {k: cpu[k] / rows[k] for k in rows},
+        "cpu_speedup_per_event": cpu["predict"] / cpu["batched_1"],
         "events_per_s": {k: len(x) / v for k, v in rows.items()},
         "speedup_1_worker": rows["predict"] / rows["batched_1"],
         f"speedup_{workers}_workers": rows["predict"] / rows[f"batched_{workers}"],
@@ -114,7 +124,10 @@ def bench(name, model, x, calib, workdir, repeat, workers):
         f"{name:>9}: {len(x)} events, predict {rows['predict']:.2f} s | batched 1 worker "
         f"{rows['batched_1']:.2f} s ({result['speedup_1_worker']:.2f}x) | {workers} workers "
         f"{rows[f'batched_{workers}']:.2f} s ({result[f'speedup_{workers}_workers']:.2f}x) | "
-        f"identical to predict: {identical} | exact vs QKeras: {result['exact_vs_qkeras']:.6f}",
+        f"identical to predict: {identical} | exact vs QKeras: {result['exact_vs_qkeras']:.6f}\n"
+        f"{'':>11}CPU s: predict {cpu['predict']:.2f}, batched 1 worker {cpu['batched_1']:.2f} "
+        f"({result['cpu_speedup_per_event']:.2f}x less CPU per event) | cores obtained: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in result["cores_obtained"].items()),
         flush=True,
     )
     return result
