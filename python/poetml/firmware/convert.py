@@ -199,8 +199,10 @@ def _without_reserved_names(model: Any) -> tuple[Any, str | None]:
     if not any(layer.name == "input" for layer in model.layers):
         return model, None
     tf = require("tensorflow", "building the score model")
-    if len(model.inputs) != 1 or type(model.layers[0]).__name__ != "InputLayer" or (
-        model.layers[0].name != "input"
+    if (
+        len(model.inputs) != 1
+        or type(model.layers[0]).__name__ != "InputLayer"
+        or (model.layers[0].name != "input")
     ):
         raise FirmwareError(
             f"model {model.name!r} has a layer named 'input', a name hls4ml reserves; rename it"
