@@ -398,7 +398,7 @@ def train(
               f"{len(x)} events")
         history = training.fit(
             model, x, y, xv, yv, tcfg, loss=_loss(prep), metrics=metrics, class_weight=cw,
-            callbacks=extra_cbs, epochs=epochs,
+            callbacks=extra_cbs, epochs=epochs, restore_best=epochs is None,
         )
         meta: dict[str, Any] = {"fingerprint": key, "variant": v,
                                 "train_seconds": round(time.time() - t0, 1),

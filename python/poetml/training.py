@@ -94,8 +94,12 @@ def fit(
     sample_weight: np.ndarray | None = None,
     callbacks: Sequence[Any] = (),
     epochs: int | None = None,
+    restore_best: bool = True,
 ) -> dict[str, list[float]]:
-    """Compile ``model`` with Adam and ``loss`` and train it; returns the history."""
+    """Compile ``model`` with Adam and ``loss`` and train it; returns the history.
+
+    ``restore_best=False`` trains exactly ``epochs`` epochs and keeps the last weights
+    (pruning fine-tuning: earlier, less sparse weights must not come back)."""
     from .models import _backend
 
     tf = _backend.tf()
@@ -120,9 +124,14 @@ def fit(
             if self.weights is not None:
                 self.model.set_weights(self.weights)
 
+    stopping = (
+        [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+         RestoreBest()]
+        if restore_best
+        else []
+    )
     cbs = [
-        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        RestoreBest(),
+        *stopping,
         tf.keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience,
             min_lr=config.min_lr, verbose=0,

@@ -66,12 +66,14 @@ class QuantizationConfig:
 class PruningConfig:
     """Magnitude pruning (tensorflow-model-optimization) to ``sparsity`` of the weights of
     every Dense/Conv layer except those named in ``exclude`` (the bottleneck ``latent`` by
-    default), by fine-tuning a trained model for ``epochs`` epochs."""
+    default), by fine-tuning a trained model for ``epochs`` epochs (all of them: no early
+    stopping, the last, fully sparse weights are kept).  Masks are updated every
+    ``frequency`` training steps."""
 
     sparsity: float = 0.5
     exclude: tuple[str, ...] = ("latent",)
     epochs: int = 10
-    frequency: int = 50
+    frequency: int = 10
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
