@@ -157,6 +157,7 @@ inline void build_features(const std::vector<FeatureCollection>& collections, st
             for (const auto& s : spec.slots) {
                 const FeatureCollection& fc = collections[s.collection];
                 const auto nfield = static_cast<std::int64_t>(s.columns.size());
+                if (s.count == 0 || nfield == 0) continue;
                 detail::selected_sorted(fc, ev, idx);
                 const std::int64_t n = std::min<std::int64_t>(s.count, static_cast<std::int64_t>(idx.size()));
                 for (std::int64_t j = 0; j < n; ++j) {
