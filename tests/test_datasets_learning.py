@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_poet_random
+
 from poetml.datasets import labelled
 from poetml.datasets.labelled import DatasetConfig, ProcessConfig
 from poetml.datasets.scalers import DatasetError, Preprocessing, Scaler, check_finite, fit_scaler

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_poet_random
+
 from poetml import config, pipeline
 from poetml.datasets.scalers import DatasetError
 from poetml.exceptions import ConfigError

@@ -32,7 +32,7 @@ def test_same_seed_same_weights_and_history():
         runs.append((h, m.get_weights()))
     assert set(runs[0][0]) >= {"loss", "val_loss", "accuracy", "val_accuracy", "lr"}
     assert runs[0][0]["loss"] == runs[1][0]["loss"]
-    for a, b in zip(runs[0][1], runs[1][1]):
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -53,12 +53,12 @@ def test_early_stopping_restores_best_weights():
                      loss="sparse_categorical_crossentropy", callbacks=[Snap()])
     best = int(np.argmin(h["val_loss"]))
     assert len(snapshots) == len(h["val_loss"])
-    for got, want in zip(m.get_weights(), snapshots[best]):
+    for got, want in zip(m.get_weights(), snapshots[best], strict=True):
         np.testing.assert_array_equal(got, want)
     # without restore_best: the last epoch's weights, all epochs run
     snapshots.clear()
     h2 = training.fit(m, x[:64], y[:64], x[64:], y[64:], cfg, epochs=3, restore_best=False,
                       loss="sparse_categorical_crossentropy", callbacks=[Snap()])
     assert len(h2["loss"]) == 3
-    for got, want in zip(m.get_weights(), snapshots[-1]):
+    for got, want in zip(m.get_weights(), snapshots[-1], strict=True):
         np.testing.assert_array_equal(got, want)

@@ -26,7 +26,6 @@ run resumes where it stopped.  Later stages (the firmware step) plug in with
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import json
@@ -35,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -185,7 +184,6 @@ def _check_config(cfg: RunConfig) -> None:
 
 def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
     ds: DatasetConfig = cfg["dataset"]
-    base = cfg.path.parent if cfg.path is not None else None
     manifest = None
     if any(not p.files for p in ds.processes):
         default_dir = Path(ds.default_dir)
