@@ -404,6 +404,7 @@ def train(
         if v in ("pruned", "quantized_pruned"):
             model = pruning.strip(model)
             meta["sparsity"] = pruning.sparsity(model)
+            meta["parameters"] = int(model.count_params())  # without the pruning masks
         trained[v] = model
         training.save_model_dir(
             d, model, prep.preprocessing,
