@@ -95,6 +95,22 @@ def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
     p = md.model.predict(x, verbose=0)
     np.testing.assert_allclose(arr["score_A"], p[:, 0], rtol=1e-4, atol=1e-6)
 
+    # the CLI: two inputs chained in order, like a TChain of them
+    from poetml.cli import main
+
+    both = tmp_path / "both.root"
+    rc = main(["score", str(out / "models" / "quantized"), str(ntuples["muony"]),
+               str(ntuples["jetty"]), "-o", str(both), "--quiet"])
+    assert rc == 0
+    with uproot.open(both) as f:
+        b = f["scores"].arrays(library="np")
+    assert len(b["entry"]) == 220
+    np.testing.assert_array_equal(b["file_index"], np.repeat([0, 1], [120, 100]))
+    np.testing.assert_array_equal(b["entry"], np.concatenate([np.arange(120), np.arange(100)]))
+    assert not (tmp_path / "both.root.tmp").exists()
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read configuration" in capsys.readouterr().err
+
 
 @pytest.mark.slow  # ~1-2 min on 2 cores; pruning itself is covered by test_models
 def test_autoencoder_run_with_pruning(ntuples, tmp_path):
