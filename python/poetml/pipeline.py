@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .config import ReadingConfig, RunConfig, to_mapping
 from .datasets import labelled
 from .datasets.labelled import DatasetConfig, LabelledData
@@ -510,45 +511,39 @@ def score(
     autoencoder = conf["model"]["type"] != "cnn"
     files = expand_files([os.fspath(i) for i in inputs])
     output = Path(output)
-    tmp = output.with_name(output.name + ".tmp")
     from . import features as feat
     from . import images as img
 
-    try:
-        with uproot.recreate(tmp) as fout:
-            created = False
-            for fi, path in enumerate(files):
-                for batch in iterate(path, step_size, layout=layout, progress=progress,
-                                     missing_collections="empty"):
-                    if spec_cls is ImageSpec:
-                        x = img.rasterize(batch, spec)
-                    else:
-                        x, _ = feat.build_features(batch, spec)
-                    xs = md.preprocessing.apply(x, f"{path} entries {batch.entry_start}+")
-                    n = len(xs)
-                    branches: dict[str, np.ndarray] = {
-                        "entry": batch.entry_start + np.arange(n, dtype=np.int64),
-                        "file_index": np.full(n, fi, dtype=np.int32),
-                    }
-                    if autoencoder:
-                        branches["anomaly_score"] = anomaly_scores(
-                            md.model, xs, md.preprocessing).astype(np.float32)
-                    else:
-                        p = _predict(md.model, xs, 1024) if n else np.zeros(
-                            (0, len(md.preprocessing.class_names)), np.float32)
-                        for ci, c in enumerate(md.preprocessing.class_names):
-                            branches[f"score_{c}"] = p[:, ci].astype(np.float32)
-                        branches["predicted"] = np.argmax(p, axis=1).astype(np.int32) if n \
-                            else np.zeros(0, np.int32)
-                    if not created:
-                        fout.mktree(tree, {k: v.dtype for k, v in branches.items()})
-                        created = True
-                    if n:
-                        fout[tree].extend(branches)
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
+        created = False
+        for fi, path in enumerate(files):
+            for batch in iterate(path, step_size, layout=layout, progress=progress,
+                                 missing_collections="empty"):
+                if spec_cls is ImageSpec:
+                    x = img.rasterize(batch, spec)
+                else:
+                    x, _ = feat.build_features(batch, spec)
+                xs = md.preprocessing.apply(x, f"{path} entries {batch.entry_start}+")
+                n = len(xs)
+                branches: dict[str, np.ndarray] = {
+                    "entry": batch.entry_start + np.arange(n, dtype=np.int64),
+                    "file_index": np.full(n, fi, dtype=np.int32),
+                }
+                if autoencoder:
+                    branches["anomaly_score"] = anomaly_scores(
+                        md.model, xs, md.preprocessing).astype(np.float32)
+                else:
+                    p = _predict(md.model, xs, 1024) if n else np.zeros(
+                        (0, len(md.preprocessing.class_names)), np.float32)
+                    for ci, c in enumerate(md.preprocessing.class_names):
+                        branches[f"score_{c}"] = p[:, ci].astype(np.float32)
+                    branches["predicted"] = np.argmax(p, axis=1).astype(np.int32) if n \
+                        else np.zeros(0, np.int32)
+                if not created:
+                    fout.mktree(tree, {k: v.dtype for k, v in branches.items()})
+                    created = True
+                if n:
+                    fout[tree].extend(branches)
     return output
 
 

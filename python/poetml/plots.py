@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path
 from ._optional import require
 from .evaluation import MUON_MASS, fpr_to_rate, pca, roc_curve, thin_curve  # noqa: F401
 
@@ -89,13 +90,10 @@ def _figure(
         yield fig, axes
         if not constrained:
             fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
         try:
-            fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
         finally:
-            if tmp.exists():
-                tmp.unlink()
             fig.clear()
 
 

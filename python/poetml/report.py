@@ -25,13 +25,14 @@ import datetime as _dt
 import html as _html
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._atomic import write_text
 
 __all__ = [
     "Image",
@@ -281,18 +282,6 @@ def _html_doc(title: str, intro: str, sections: list[Section], outdir: Path, sta
     return "\n".join(out) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(
     outdir: str | os.PathLike[str],
     title: str,
@@ -335,9 +324,9 @@ def write_report(
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         stamp = f"Written {now} by poetml {__version__}"
     md_path = outdir / "report.md"
-    _atomic_write(md_path, _markdown(title, intro, secs, outdir, stamp))
+    write_text(md_path, _markdown(title, intro, secs, outdir, stamp))
     if html:
-        _atomic_write(outdir / "report.html", _html_doc(title, intro, secs, outdir, stamp))
+        write_text(outdir / "report.html", _html_doc(title, intro, secs, outdir, stamp))
     return md_path
 
 

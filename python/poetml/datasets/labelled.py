@@ -289,31 +289,27 @@ def save(
     """Write ``data`` as one HDF5 file (temporary name, renamed when complete)."""
     import h5py
 
+    from .._atomic import atomic_path
     from ..config import to_mapping
     from . import hdf5
 
     path = Path(path)
-    part = path.with_name(path.name + ".part")
-    hdf5.write(
-        part,
-        data.kind,
-        data.x,
-        event_index=data.event_index,
-        source=data.source,
-        labels=data.process,
-        attrs={**(attrs or {}), "processes": [to_mapping(p) for p in data.processes]},
-        feature_names=data.names if data.kind == "features" else None,
-        channels=data.names if data.kind == "images" else None,
-        inputs=data.inputs,
-    )
-    try:
+    with atomic_path(path) as part:
+        hdf5.write(
+            part,
+            data.kind,
+            data.x,
+            event_index=data.event_index,
+            source=data.source,
+            labels=data.process,
+            attrs={**(attrs or {}), "processes": [to_mapping(p) for p in data.processes]},
+            feature_names=data.names if data.kind == "features" else None,
+            channels=data.names if data.kind == "images" else None,
+            inputs=data.inputs,
+        )
         with h5py.File(part, "a") as f:
             for k, v in data.aux.items():
                 f.create_dataset(f"aux_{k}", data=v)
-        os.replace(part, path)
-    finally:
-        if part.exists():
-            part.unlink()
     return path
 
 

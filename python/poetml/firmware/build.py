@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import write_text
 from .._optional import require
 from .config import FirmwareConfig
 from .convert import FirmwareError, choose_io_type, convert, load_qkeras_model, make_score_model
@@ -162,9 +163,7 @@ def split_events(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import write_text
+
 from .detector import DetectorConfig, DetectorOutput, flatten_batch, simulate
 from .processes import COMMON_SETTINGS, PROCESSES, Process, get_process, pythia_settings
 from .writer import LAYOUTS, NtupleWriter
@@ -401,10 +403,8 @@ def generate_default(
             "settings": list(proc.settings),
             "sigma_pb": summary["sigma_pb"],
         }
-    tmp = mpath.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
     text = json.dumps(manifest, indent=2, sort_keys=False)
-    tmp.write_text(text)
-    os.replace(tmp, mpath)
+    write_text(mpath, text)
     return json.loads(text)  # the same value a later call reads back
 
 
