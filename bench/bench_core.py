@@ -20,6 +20,15 @@ process CPU time (user + system) are both printed, as the machine may be shared.
    ``ak.fill_none(..., 0)`` and ``ak.to_numpy`` per field, then interleave (target >= 10x).
    The two results are checked equal before timing.
 
+Fresh vs reused output.  By default each call returns a fresh ``numpy.zeros`` array; a big
+one is a fresh mmap, so every 4 KiB page of it costs a page fault on first touch (and the
+kernel, with 2 threads, contends on the process's page tables).  The ``reused`` rows pass
+``out=`` a buffer allocated and touched once before timing (one per chunk length, as
+``poetml images`` does), which the kernel zero-fills itself in its worker threads; the
+``reused.fill(0)`` row is that memset alone.  RATIO lines for the reused rows follow the
+fresh ones: core(reused, 1 thread) vs numpy bincount and vs ``np.zeros + fill(0)``,
+2 threads vs 1 thread (reused), build_features(reused, 1 thread) vs awkward.
+
 Images of 200k events are 3.3 GB of float32 (and the NumPy baseline holds a float64 copy),
 so the image parts process the 200k events in chunks of ``--chunk`` events (50k by default,
 the size ``poetml.iterate`` streams), for every method alike; the time is the sum over the
@@ -178,6 +187,25 @@ def main() -> None:
     def run_core(threads: int) -> Callable[[], None]:
         return lambda: [poetml.rasterize(c, spec, n_threads=threads) for c in chunks]
 
+    # reused output: one buffer per chunk length, every page touched once before timing
+    buffers: dict[int, np.ndarray] = {}
+    for c in chunks:
+        if c.n_events not in buffers:
+            buffers[c.n_events] = np.full((c.n_events, *spec.shape), np.nan, np.float32)
+    np.testing.assert_array_equal(
+        poetml.rasterize(chunks[0], spec, out=buffers[chunks[0].n_events]),
+        poetml.rasterize(chunks[0], spec),
+    )
+
+    def run_reused(threads: int) -> Callable[[], None]:
+        return lambda: [
+            poetml.rasterize(c, spec, n_threads=threads, out=buffers[c.n_events]) for c in chunks
+        ]
+
+    def run_reused_fill() -> None:
+        for c in chunks:
+            buffers[c.n_events].fill(0)
+
     def run_bincount() -> None:
         for c in chunks:
             numpy_bincount_images(c, spec)
@@ -196,6 +224,9 @@ def main() -> None:
         {
             "core1": run_core(1),
             "core2": run_core(2),
+            "reused1": run_reused(1),
+            "reused2": run_reused(2),
+            "reused_fill": run_reused_fill,
             "bincount": run_bincount,
             "fill": run_fill,
             "add": run_add,
@@ -205,6 +236,9 @@ def main() -> None:
     labels = {
         "core1": "rasterize histogram, 1 thread ",
         "core2": "rasterize histogram, 2 threads",
+        "reused1": "rasterize reused out, 1 thread",
+        "reused2": "rasterize reused out, 2 thread",
+        "reused_fill": "reused buffer .fill(0) alone  ",
         "bincount": "numpy bincount scatter        ",
         "fill": "np.zeros + out.fill(0)        ",
         "add": "np.zeros + out += 0           ",
@@ -224,6 +258,18 @@ def main() -> None:
     print(f"RATIO core 2 threads vs 1 thread (wall)    : {w1 / w2:6.2f}x  (target >= 1.6x)")
     print(f"      CPU time 2 threads / 1 thread: {times['core2'][1] / c1:.2f} (threading overhead)")
     print(f"      rasterize: {args.events / w1 / 1e6:.2f} M events/s on 1 thread (wall)")
+    (r1, rc1), (r2, rc2) = times["reused1"], times["reused2"]
+    for k, text, target in (
+        ("bincount", "core(reused, 1 thread) vs numpy bincount  ", "(target >= 3x)"),
+        ("fill", "core(reused, 1 thread) vs np.zeros+fill(0) ", "(target >= 0.8)"),
+        ("core1", "core(reused, 1 thread) vs core(fresh, 1 th)", ""),
+    ):
+        print(
+            f"RATIO {text}: wall {times[k][0] / r1:6.2f}x  CPU {times[k][1] / rc1:6.2f}x  {target}"
+        )
+    print(f"RATIO core(reused) 2 threads vs 1 thread (wall): {r1 / r2:6.2f}x  (target >= 1.6x)")
+    print(f"      CPU time 2 threads / 1 thread (reused): {rc2 / rc1:.2f}")
+    print(f"      rasterize (reused): {args.events / r1 / 1e6:.2f} M events/s on 1 thread (wall)")
 
     # features
     import awkward as ak
@@ -237,10 +283,14 @@ def main() -> None:
     feats, _ = poetml.build_features(batch, fspec, n_threads=1)
     ref = awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec)
     np.testing.assert_array_equal(feats, ref)
+    fout = np.full_like(feats, np.nan)  # reused output, touched once before timing
+    np.testing.assert_array_equal(poetml.build_features(batch, fspec, out=fout)[0], ref)
     ft = measure(
         {
             "feat1": lambda: poetml.build_features(batch, fspec, n_threads=1),
             "feat2": lambda: poetml.build_features(batch, fspec, n_threads=2),
+            "featr1": lambda: poetml.build_features(batch, fspec, n_threads=1, out=fout),
+            "featr2": lambda: poetml.build_features(batch, fspec, n_threads=2, out=fout),
             "awkward": lambda: awkward_features(arrays, batch.met["pt"], batch.met["phi"], fspec),
         },
         args.repeats,
@@ -248,10 +298,21 @@ def main() -> None:
     print("                                   wall [s]   CPU [s]")
     print(f"build_features 57 slots, 1 thread   {ft['feat1'][0]:8.3f}  {ft['feat1'][1]:8.3f}")
     print(f"build_features 57 slots, 2 threads  {ft['feat2'][0]:8.3f}  {ft['feat2'][1]:8.3f}")
+    print(f"build_features reused, 1 thread     {ft['featr1'][0]:8.3f}  {ft['featr1'][1]:8.3f}")
+    print(f"build_features reused, 2 threads    {ft['featr2'][0]:8.3f}  {ft['featr2'][1]:8.3f}")
     print(f"awkward mask/sort/pad_none/fill_none {ft['awkward'][0]:7.3f}  {ft['awkward'][1]:8.3f}")
     print(
         f"RATIO build_features(1 thread) vs awkward: wall {ft['awkward'][0] / ft['feat1'][0]:6.1f}x  "
         f"CPU {ft['awkward'][1] / ft['feat1'][1]:6.1f}x  (target >= 10x)"
+    )
+    print(
+        f"RATIO build_features(reused, 1 thread) vs awkward: wall "
+        f"{ft['awkward'][0] / ft['featr1'][0]:6.1f}x  "
+        f"CPU {ft['awkward'][1] / ft['featr1'][1]:6.1f}x  (target >= 10x)"
+    )
+    print(
+        f"RATIO build_features(reused) 2 threads vs 1 thread (wall): "
+        f"{ft['featr1'][0] / ft['featr2'][0]:6.2f}x"
     )
     print(f"load average at the end: {os.getloadavg()}")
 

@@ -229,3 +229,76 @@ def test_reads_fixture_file(poet_file) -> None:
         ref, _ = _reference.build_features(b, spec)
         np.testing.assert_allclose(feats, ref, rtol=1e-6)
         assert feats.shape == (b.n_events, 65)
+
+
+def _out_batch(n: int = 7):
+    rng = np.random.default_rng(5)
+
+    def events():
+        return [
+            [
+                (float(rng.exponential(30)), float(rng.uniform(-2, 2)), float(rng.uniform(-3, 3)))
+                for _ in range(rng.poisson(2))
+            ]
+            for _ in range(n)
+        ]
+
+    muons = events()
+    n_mu = sum(len(e) for e in muons)
+    return _batch(
+        muons,
+        events(),
+        events(),
+        rng.exponential(20, n),
+        rng.uniform(-3, 3, n),
+        charge=list(rng.choice([-1.0, 1.0], n_mu)) or [1.0],
+    )
+
+
+def test_out_buffer_is_overwritten_and_returned() -> None:
+    batch = _out_batch()
+    spec = FeatureSpec(event_quantities=tuple(EVENT_QUANTITIES), selection=Selection.none())
+    fresh, names = poetml.build_features(batch, spec, n_threads=1)
+    assert fresh.any()
+    assert (fresh == 0).any()  # zero padding must be written too
+    for threads in (1, 2):
+        for fill in (np.nan, 3.0):
+            out = np.full(fresh.shape, fill, dtype=np.float32)
+            got, got_names = poetml.build_features(batch, spec, n_threads=threads, out=out)
+            assert got is out
+            assert got_names == names
+            np.testing.assert_array_equal(out, fresh)
+    ref_out = np.full(fresh.shape, np.nan, dtype=np.float32)
+    assert _reference.build_features(batch, spec, out=ref_out)[0] is ref_out
+    np.testing.assert_allclose(ref_out, fresh, rtol=1e-6, atol=1e-6)
+    empty = _batch([], [], [], [], [])
+    out0 = np.zeros((0, 57), np.float32)
+    assert poetml.build_features(empty, out=out0)[0] is out0
+
+
+def test_out_buffer_errors() -> None:
+    batch = _out_batch(3)
+    for fn in (poetml.build_features, _reference.build_features):
+        with pytest.raises(TypeError, match=r"dtype float32, got int32"):
+            fn(batch, out=np.zeros((3, 57), np.int32))
+        with pytest.raises(ValueError, match=r"shape \(3, 57\), got \(3, 58\)"):
+            fn(batch, out=np.zeros((3, 58), np.float32))
+        with pytest.raises(ValueError, match=r"shape \(3, 57\), got \(171,\)"):
+            fn(batch, out=np.zeros(171, np.float32))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            fn(batch, out=np.zeros((57, 3), np.float32).T)
+    cols = _core.Columns(
+        "muon", np.array([0, 1], np.int64), np.ones(1, np.float32), np.zeros(1, np.float32)
+    )
+    slots = [(0, 2, [None])]
+    with pytest.raises(
+        ValueError, match=r"build_features: out must have shape \(1, 2\), got \(2, 1\)"
+    ):
+        _core.build_features([(cols, _core.Cuts())], 1, slots, out=np.zeros((2, 1), np.float32))
+    with pytest.raises(
+        TypeError, match=r"build_features: out must have dtype float32, got float64"
+    ):
+        _core.build_features([(cols, _core.Cuts())], 1, slots, out=np.zeros((1, 2)))
+    out = np.full((1, 2), np.nan, np.float32)
+    assert _core.build_features([(cols, _core.Cuts())], 1, slots, out=out) is out
+    np.testing.assert_array_equal(out, [[0.0, 0.0]])

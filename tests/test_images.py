@@ -342,3 +342,97 @@ def test_large_output_matches_reference() -> None:
         again = poetml.rasterize(batch, spec, n_threads=1)
         del images
         np.testing.assert_array_equal(again, poetml.rasterize(batch, spec, n_threads=2))
+
+
+def _out_batch(n: int = 9):
+    rng = np.random.default_rng(11)
+    events = [
+        [
+            (float(rng.exponential(30)), float(rng.uniform(-3, 3)), float(rng.uniform(-4, 4)), 1.0)
+            for _ in range(rng.poisson(3))
+        ]
+        for _ in range(n)
+    ]
+    return make_batch(
+        muon=events, jet=events, met_pt=rng.exponential(20, n), met_phi=rng.uniform(-3, 3, n)
+    )
+
+
+@pytest.mark.parametrize("mode", ["histogram", "gaussian", "glyph"])
+def test_out_buffer_is_overwritten_and_returned(mode) -> None:
+    batch = _out_batch()
+    spec = ImageSpec(mode=mode, selection=NO_CUTS, log1p=mode == "glyph")
+    fresh, dropped = poetml.rasterize(batch, spec, n_threads=1, return_dropped=True)
+    assert fresh.any()
+    for threads in (1, 2):
+        for fill in (np.nan, 7.0, -1.0):
+            out = np.full(fresh.shape, fill, dtype=np.float32)  # dirty: must not survive
+            got, got_dropped = poetml.rasterize(
+                batch, spec, n_threads=threads, return_dropped=True, out=out
+            )
+            assert got is out
+            np.testing.assert_array_equal(out, fresh)
+            np.testing.assert_array_equal(got_dropped, dropped)
+        ref_out = np.full(fresh.shape, np.nan, dtype=np.float32)
+        assert _reference.rasterize(batch, spec, out=ref_out) is ref_out
+        np.testing.assert_allclose(ref_out, fresh, rtol=2e-6, atol=1e-7)
+    # reusing the same buffer for the next batch of the same length
+    other = make_batch(muon=[[(50.0, 0.1, 0.1, 1.0)]] * 9)
+    out = np.full(fresh.shape, np.nan, dtype=np.float32)
+    poetml.rasterize(other, spec, out=out)
+    poetml.rasterize(batch, spec, out=out, n_threads=2)
+    np.testing.assert_array_equal(out, fresh)
+
+
+def test_out_buffer_large_matches_fresh() -> None:
+    batch = _out_batch(300)  # 4.7 MiB of output: the fresh result is mmap memory
+    fresh = poetml.rasterize(batch, n_threads=2)
+    out = np.full_like(fresh, np.nan)
+    np.testing.assert_array_equal(poetml.rasterize(batch, out=out, n_threads=2), fresh)
+    empty = make_batch(muon=[], jet=[], electron=[], met_pt=[], met_phi=[], n=0)
+    out0 = np.zeros((0, 32, 32, 4), np.float32)
+    assert poetml.rasterize(empty, out=out0) is out0
+
+
+def test_out_buffer_errors() -> None:
+    batch = _out_batch(3)
+    for fn in (poetml.rasterize, _reference.rasterize):
+        with pytest.raises(TypeError, match=r"dtype float32, got float64"):
+            fn(batch, out=np.zeros((3, 32, 32, 4)))
+        with pytest.raises(
+            TypeError, match=r"numpy float32 array of shape \(3, 32, 32, 4\), got list"
+        ):
+            fn(batch, out=[0.0])
+        with pytest.raises(ValueError, match=r"shape \(3, 32, 32, 4\), got \(4, 32, 32, 4\)"):
+            fn(batch, out=np.zeros((4, 32, 32, 4), np.float32))
+        with pytest.raises(ValueError, match=r"shape \(3, 32, 32, 4\), got \(3, 32, 32, 3\)"):
+            fn(batch, out=np.zeros((3, 32, 32, 3), np.float32))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            fn(batch, out=np.zeros((3, 32, 32, 8), np.float32)[..., ::2])
+        with pytest.raises(ValueError, match="C-contiguous"):
+            fn(batch, out=np.zeros((4, 32, 32, 3), np.float32).T)
+        ro = np.zeros((3, 32, 32, 4), np.float32)
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="writeable"):
+            fn(batch, out=ro)
+    # the core checks on its own too (shape, dtype, layout), naming expected and got
+    cols = _core.Columns(
+        "muon", np.array([0, 1], np.int64), np.ones(1, np.float32), np.zeros(1, np.float32)
+    )
+    kw = {"n_eta": 2, "n_phi": 3, "eta_min": -1.0, "eta_max": 1.0}
+    with pytest.raises(
+        ValueError, match=r"rasterize: out must have shape \(1, 2, 3, 1\), got \(1, 2, 3\)"
+    ):
+        _core.rasterize([(cols, _core.Cuts())], 1, **kw, out=np.zeros((1, 2, 3), np.float32))
+    with pytest.raises(TypeError, match=r"rasterize: out must have dtype float32, got float16"):
+        _core.rasterize([(cols, _core.Cuts())], 1, **kw, out=np.zeros((1, 2, 3, 1), np.float16))
+    with pytest.raises(TypeError, match=r"dtype float32"):
+        _core.rasterize([(cols, _core.Cuts())], 1, **kw, out=np.zeros((1, 2, 3, 1), ">f4"))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.rasterize(
+            [(cols, _core.Cuts())], 1, **kw, out=np.zeros((1, 2, 3, 2), np.float32)[..., :1]
+        )
+    out = np.full((1, 2, 3, 1), np.nan, np.float32)
+    images, _ = _core.rasterize([(cols, _core.Cuts())], 1, **kw, out=out)
+    assert images is out
+    assert out.sum() == 1.0

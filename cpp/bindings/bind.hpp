@@ -40,6 +40,13 @@ const float* column_ptr(py::handle obj, const std::string& what, std::int64_t ex
 /// kernel skips its own memset.  Call with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
 
+/// The output array of `func`: `out` itself when it is not None (checked: a numpy
+/// float32 array, TypeError otherwise; exactly `shape`, C-contiguous and writeable,
+/// ValueError otherwise; `zeroed` is then false, so the kernel zero-fills it in its
+/// workers), else output_f32(shape, zeroed).  Call with the GIL held.
+py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object out, const char* func,
+                              bool& zeroed);
+
 void bind_columns(py::module_& m);
 void bind_images(py::module_& m);
 void bind_features(py::module_& m);

@@ -49,6 +49,38 @@ py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroe
     return arr;
 }
 
+namespace {
+
+std::string shape_str(const std::vector<py::ssize_t>& shape) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object out, const char* func,
+                              bool& zeroed) {
+    if (out.is_none()) return output_f32(shape, zeroed);
+    const std::string what = std::string(func) + ": out";
+    if (!py::isinstance<py::array>(out))
+        throw py::type_error(what + " must be a numpy float32 array of shape " + shape_str(shape) + ", got " +
+                             std::string(py::str(py::type::handle_of(out).attr("__name__"))));
+    auto a = py::reinterpret_borrow<py::array>(out);
+    if (!a.dtype().equal(py::dtype::of<float>()))
+        throw py::type_error(what + " must have dtype float32, got " + std::string(py::str(a.dtype())));
+    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+    if (got != shape)
+        throw std::invalid_argument(what + " must have shape " + shape_str(shape) + ", got " + shape_str(got));
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(what + " must be C-contiguous");
+    if (!a.writeable()) throw std::invalid_argument(what + " must be writeable");
+    zeroed = false;  // whatever it holds: the kernel zero-fills it
+    return py::reinterpret_borrow<py::array_t<float>>(out);
+}
+
 const float* column_ptr(py::handle obj, const std::string& what, std::int64_t expected_len) {
     if (obj.is_none()) return nullptr;
     if (!py::isinstance<F32>(obj))

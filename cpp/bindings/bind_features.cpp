@@ -10,7 +10,8 @@ void bind_features(py::module_& m) {
         [](const std::vector<std::pair<const PyColumns*, poetml::Cuts>>& collections, std::int64_t n_events,
            const std::vector<std::tuple<std::size_t, std::int64_t, py::list>>& slots,
            const std::vector<std::string>& event_quantities, std::int64_t muon, std::int64_t electron,
-           std::int64_t jet, std::int64_t met, double btag_threshold, double muon_mass, int n_threads) {
+           std::int64_t jet, std::int64_t met, double btag_threshold, double muon_mass, int n_threads,
+           py::object out_arg) {
             if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores)");
             if (n_events < 0) throw std::invalid_argument("n_events must be >= 0");
             std::vector<poetml::FeatureCollection> colls;
@@ -68,11 +69,13 @@ void bind_features(py::module_& m) {
             spec.muon_mass = muon_mass;
             const std::int64_t nf = poetml::n_features(spec);
             bool zeroed = false;
-            auto features = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)}, zeroed);
+            auto features = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)}, out_arg,
+                                       "build_features", zeroed);
             float* out = features.mutable_data();
             {
                 // Safe without the GIL: the kernel only reads the validated input buffers
-                // (kept alive by `collections` and `slots`) and writes the fresh output array.
+                // (kept alive by `collections` and `slots`) and writes the output array (`out`,
+                // when given, is kept alive by the caller's reference for the whole call).
                 py::gil_scoped_release release;
                 poetml::build_features(colls, n_events, spec, out, n_threads, zeroed);
             }
@@ -81,10 +84,11 @@ void bind_features(py::module_& m) {
         py::arg("collections"), py::arg("n_events"), py::arg("slots"), py::kw_only(),
         py::arg("event_quantities") = std::vector<std::string>{}, py::arg("muon") = -1, py::arg("electron") = -1,
         py::arg("jet") = -1, py::arg("met") = -1, py::arg("btag_threshold") = 0.8484,
-        py::arg("muon_mass") = 0.1056584, py::arg("n_threads") = 0,
+        py::arg("muon_mass") = 0.1056584, py::arg("n_threads") = 0, py::arg("out") = py::none(),
         R"doc(Build feature vectors: collections is a list of (Columns, Cuts); slots a list of
 (collection index, count, [float32 column or None per field]).  Returns float32
-(n_events, n_features).  See cpp/include/poetml/features.hpp for the exact definitions.)doc");
+(n_events, n_features): a fresh array, or `out` (a C-contiguous float32 array of exactly
+that shape) zero-filled and written.  See cpp/include/poetml/features.hpp for the exact definitions.)doc");
 }
 
 }  // namespace poetml_py

@@ -11,7 +11,7 @@ void bind_images(py::module_& m) {
            std::int64_t n_eta, std::int64_t n_phi, double eta_min, double eta_max, const std::string& mode,
            double sigma, double glyph_radius0, double glyph_radius_per_log, double glyph_width,
            double glyph_width_positive, bool log1p, bool normalize, int saturate_bits, double lsb_gev,
-           int n_threads) {
+           int n_threads, py::object out_arg) {
             poetml::ImageSpec spec;
             spec.n_eta = n_eta;
             spec.n_phi = n_phi;
@@ -45,13 +45,14 @@ void bind_images(py::module_& m) {
             bool zeroed = false;
             auto images = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(n_eta),
                                      static_cast<py::ssize_t>(n_phi), n_ch},
-                                     zeroed);
+                                     out_arg, "rasterize", zeroed);
             py::array_t<std::int64_t> dropped(n_ch);
             float* out = images.mutable_data();
             std::int64_t* drop = dropped.mutable_data();
             {
                 // Safe without the GIL: the kernel only reads the validated input buffers
-                // (kept alive by `channels`) and writes the two fresh output arrays.
+                // (kept alive by `channels`) and writes the two output arrays (`out`, when
+                // given, is kept alive by the caller's reference for the whole call).
                 py::gil_scoped_release release;
                 poetml::rasterize(chans, n_events, spec, out, drop, n_threads, zeroed);
             }
@@ -61,9 +62,11 @@ void bind_images(py::module_& m) {
         py::arg("eta_min"), py::arg("eta_max"), py::arg("mode") = "histogram", py::arg("sigma") = 1.0,
         py::arg("glyph_radius0") = 0.5, py::arg("glyph_radius_per_log") = 0.5, py::arg("glyph_width") = 0.5,
         py::arg("glyph_width_positive") = 1.0, py::arg("log1p") = false, py::arg("normalize") = false,
-        py::arg("saturate_bits") = 0, py::arg("lsb_gev") = 0.5, py::arg("n_threads") = 0,
+        py::arg("saturate_bits") = 0, py::arg("lsb_gev") = 0.5, py::arg("n_threads") = 0, py::arg("out") = py::none(),
         R"doc(Rasterize a batch: channels is a list of (Columns, Cuts), one per image channel.
 Returns (images float32 (n_events, n_eta, n_phi, n_channels), dropped int64 (n_channels,)).
+out: None (a fresh array) or a C-contiguous float32 array of exactly that shape, which is
+zero-filled, written and returned as images.
 See cpp/include/poetml/rasterize.hpp for the exact definitions.)doc");
 }
 

@@ -73,6 +73,7 @@ def rasterize(
     saturate_bits: int = 0,
     lsb_gev: float = 0.5,
     n_threads: int = 0,
+    out: F32 | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def build_features(
     collections: Sequence[tuple[Columns, Cuts]],
@@ -87,4 +88,5 @@ def build_features(
     btag_threshold: float = 0.8484,
     muon_mass: float = 0.1056584,
     n_threads: int = 0,
+    out: F32 | None = None,
 ) -> npt.NDArray[np.float32]: ...

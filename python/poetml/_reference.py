@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .features import QUANTITY_NEEDS, FeatureSpec, feature_names, slot_column
-from .images import CutParams, ImageSpec, batch_collection, met_field, resolve_cuts, resolve_threads
+from .images import (
+    CutParams,
+    ImageSpec,
+    batch_collection,
+    check_out,
+    met_field,
+    resolve_cuts,
+    resolve_threads,
+)
 from .schema import MASSES
 
 if TYPE_CHECKING:
@@ -151,12 +159,15 @@ def rasterize(
     *,
     n_threads: int | None = None,
     return_dropped: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """NumPy twin of :func:`poetml.images.rasterize` (``n_threads`` is checked, then unused)."""
+    """NumPy twin of :func:`poetml.images.rasterize` (``n_threads`` is checked, then unused;
+    ``out`` is checked alike, overwritten with the images and returned)."""
     spec = ImageSpec() if spec is None else spec
     resolve_threads(n_threads)
     n = batch.n_events
     C = len(spec.channels)
+    check_out(out, (n, spec.n_eta, spec.n_phi, C), "rasterize")
     images = np.zeros((n, spec.n_eta, spec.n_phi, C), dtype=np.float32)
     dropped = np.zeros(C, dtype=np.int64)
     for c, name in enumerate(spec.channels):
@@ -196,6 +207,9 @@ def rasterize(
         sums = images.astype(np.float64).sum(axis=(1, 2, 3), keepdims=True)
         safe = np.where(sums != 0.0, sums, 1.0)
         images = (images.astype(np.float64) / safe).astype(np.float32)
+    if out is not None:
+        out[...] = images
+        images = out
     if return_dropped:
         return images, dropped
     return images
@@ -216,12 +230,18 @@ def _pair_mass(pt, eta, phi, mass) -> float:  # type: ignore[no-untyped-def]
 
 
 def build_features(
-    batch: EventBatch, spec: FeatureSpec | None = None, *, n_threads: int | None = None
+    batch: EventBatch,
+    spec: FeatureSpec | None = None,
+    *,
+    n_threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """NumPy twin of :func:`poetml.features.build_features` (``n_threads`` unused)."""
+    """NumPy twin of :func:`poetml.features.build_features` (``n_threads`` unused; ``out``
+    is checked alike, overwritten with the features and returned)."""
     spec = FeatureSpec() if spec is None else spec
     resolve_threads(n_threads)
     n = batch.n_events
+    given = check_out(out, (n, len(feature_names(spec))), "build_features")
     wanted = [c for c, _ in spec.slots] + [QUANTITY_NEEDS[q] for q in spec.event_quantities]
     objs: dict[str, dict[str, Any]] = {}
     masks: dict[str, np.ndarray] = {}
@@ -314,4 +334,7 @@ def build_features(
                     )
             out[i, col] = value
             col += 1
+    if given is not None:
+        given[...] = out
+        out = given
     return out, names

@@ -462,15 +462,15 @@ def count_entries(path: str, layout: str = "auto") -> dict[str, Any]:
 
 
 def _kernel(
-    kind: str, batch: Any, spec: Any, n_threads: int | None
+    kind: str, batch: Any, spec: Any, n_threads: int | None, out: Any = None
 ) -> tuple[Any, list[str] | None]:
     if kind == "images":
         from .images import rasterize
 
-        return rasterize(batch, spec, n_threads=n_threads), None
+        return rasterize(batch, spec, n_threads=n_threads, out=out), None
     from .features import build_features
 
-    data, names = build_features(batch, spec, n_threads=n_threads)
+    data, names = build_features(batch, spec, n_threads=n_threads, out=out)
     return data, list(names)
 
 
@@ -538,10 +538,14 @@ def _process_task(
     part = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
     writer = None
     n_written = 0
+    buffer = None  # output of the last full kernel chunk, reused (the writer copies it)
     with contextlib.ExitStack() as stack:
         for lo in range(0, want, kernel_chunk):
             sub = batch.slice(lo, min(lo + kernel_chunk, want))
-            data, names = _kernel(kind, sub, spec, n_threads)
+            reuse = buffer is not None and len(buffer) == sub.n_events
+            data, names = _kernel(kind, sub, spec, n_threads, buffer if reuse else None)
+            if sub.n_events == kernel_chunk:
+                buffer = data
             if writer is None:
                 writer = stack.enter_context(
                     hdf5.ShardWriter(

@@ -132,7 +132,11 @@ QUANTITY_NEEDS = {
 
 
 def build_features(
-    batch: EventBatch, spec: FeatureSpec | None = None, *, n_threads: int | None = None
+    batch: EventBatch,
+    spec: FeatureSpec | None = None,
+    *,
+    n_threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Feature vectors of a whole batch, in one call to the C++ core.
 
@@ -145,12 +149,19 @@ def build_features(
     opposite-charge pair (i < j) among the pT-ordered selected muons (muon mass from the
     batch, else the PDG value); ``m_jj`` of the two leading selected jets (massless when
     the batch has no jet mass).  ``n_threads``: None or 0 uses every core.
+
+    ``out``: None gives a fresh array; or a C-contiguous float32 array of exactly
+    ``(N, F)`` (else TypeError for the type/dtype, ValueError for the shape/layout), e.g. a
+    buffer reused from chunk to chunk: it is zero-filled, written and returned as
+    ``features``.
     """
     from . import _core
-    from .images import batch_collection, core_columns, resolve_cuts, resolve_threads
+    from .images import batch_collection, check_out, core_columns, resolve_cuts, resolve_threads
 
     spec = FeatureSpec() if spec is None else spec
     threads = resolve_threads(n_threads)
+    names = feature_names(spec)
+    check_out(out, (batch.n_events, len(names)), "build_features")
     order: list[str] = []
     for coll, _ in spec.slots:
         if coll not in order:
@@ -183,5 +194,6 @@ def build_features(
         btag_threshold=float(spec.selection.jet.btag_threshold),
         muon_mass=MASSES["muon"],
         n_threads=threads,
+        out=out,
     )
-    return features, feature_names(spec)
+    return features, names

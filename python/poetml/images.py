@@ -214,6 +214,26 @@ def resolve_threads(n_threads: int | None) -> int:
     return int(n_threads)
 
 
+def check_out(out: Any, shape: tuple[int, ...], func: str) -> np.ndarray | None:
+    """Check an ``out=`` array: None, or a numpy float32 array of exactly ``shape``
+    (TypeError otherwise), C-contiguous and writeable (ValueError otherwise)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(
+            f"{func}: out must be a numpy float32 array of shape {shape}, got {type(out).__name__}"
+        )
+    if out.dtype != np.float32:
+        raise TypeError(f"{func}: out must have dtype float32, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{func}: out must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{func}: out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{func}: out must be writeable")
+    return out
+
+
 def spec_kwargs(spec: ImageSpec) -> Mapping[str, Any]:
     """Keyword arguments of ``_core.rasterize`` for ``spec``."""
     return {
@@ -246,6 +266,7 @@ def rasterize(
     *,
     n_threads: int | None = ...,
     return_dropped: Literal[False] = ...,
+    out: np.ndarray | None = ...,
 ) -> np.ndarray: ...
 
 
@@ -256,6 +277,7 @@ def rasterize(
     *,
     n_threads: int | None = ...,
     return_dropped: Literal[True],
+    out: np.ndarray | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -265,6 +287,7 @@ def rasterize(
     *,
     n_threads: int | None = None,
     return_dropped: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Event images of a whole batch, in one call to the C++ core.
 
@@ -297,11 +320,18 @@ def rasterize(
     the event's sum over all pixels and channels; all-zero events stay zero).
 
     ``n_threads``: None or 0 uses every core; the result does not depend on it.
+
+    ``out``: None returns a fresh array (``numpy.zeros``: for big batches fresh pages,
+    each costing a page fault on first touch).  Or a C-contiguous float32 array of exactly
+    ``(N, n_eta, n_phi, C)`` (else TypeError for the type/dtype, ValueError for the
+    shape/layout), e.g. a buffer reused from chunk to chunk: whatever it holds, it is
+    zero-filled (by the worker threads) and written, and returned as the images.
     """
     from . import _core
 
     spec = ImageSpec() if spec is None else spec
     threads = resolve_threads(n_threads)
+    check_out(out, (batch.n_events, spec.n_eta, spec.n_phi, len(spec.channels)), "rasterize")
     channels = []
     for name in spec.channels:
         coll = None if name == "met" else batch_collection(batch, name)
@@ -309,7 +339,7 @@ def rasterize(
         extra = ("charge",) if spec.mode == "glyph" else ()
         channels.append(core_columns(batch, name, cuts, extra))
     images, dropped = _core.rasterize(
-        channels, batch.n_events, **spec_kwargs(spec), n_threads=threads
+        channels, batch.n_events, **spec_kwargs(spec), n_threads=threads, out=out
     )
     if return_dropped:
         return images, dropped

@@ -101,8 +101,8 @@ inline double pair_mass(const Objects& o, std::int64_t a, std::int64_t b, double
 /// quantities in the order given.  m_mumu takes the first opposite-charge pair (i < j) in
 /// pT order; jets without a mass column count as massless in m_jj.  Events are split into
 /// contiguous ranges over `n_threads` threads (<= 0: all cores); the result does not
-/// depend on the number of threads.  `out` is zero-filled first unless `out_is_zeroed`
-/// says it already holds zeros.
+/// depend on the number of threads.  `out` may hold anything (a reused buffer): each worker
+/// zero-fills its own event range first, unless `out_is_zeroed` says it already holds zeros.
 inline void build_features(const std::vector<FeatureCollection>& collections, std::int64_t n_events,
                            const FeatureSpec& spec, float* out, int n_threads, bool out_is_zeroed = false) {
     const auto n_coll = static_cast<std::int64_t>(collections.size());

@@ -137,10 +137,11 @@ struct Scratch {
 }  // namespace detail
 
 /// Rasterize a batch of events into `out`, shape (n_events, n_eta, n_phi, n_channels),
-/// float32, channels last.  `out` is zero-filled first by the worker that owns each event
-/// range, unless `out_is_zeroed` says the caller's buffer already holds zeros (fresh
-/// calloc'd memory: its pages are then first touched, and zeroed by the OS, in the
-/// workers, and pages without deposits are never touched at all).  `dropped` (n_channels values) receives the number of
+/// float32, channels last.  `out` may hold anything (a reused buffer): it is zero-filled
+/// first, by the worker that owns each event range (so the memset runs in parallel), unless
+/// `out_is_zeroed` says the caller's buffer already holds zeros (fresh calloc'd memory: its
+/// pages are then first touched, and zeroed by the OS, in the workers, and pages without
+/// deposits are never touched at all; each first touch is a page fault).  `dropped` (n_channels values) receives the number of
 /// selected objects per channel that fell outside the eta range.
 ///
 /// Modes (pT below is the object's pT, accumulated in float32 in object order):
@@ -185,7 +186,9 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
         if (!out_is_zeroed)
             std::memset(out + ev0 * per_event, 0,
                         static_cast<std::size_t>((ev1 - ev0) * per_event) * sizeof(float));
-        std::int64_t* my_drops = drops.data() + worker * n_ch;
+        // counted locally, stored once at the end: the workers' slots of `drops` share a
+        // cache line, and incrementing them in place would bounce it between cores
+        std::vector<std::int64_t> my_drops(static_cast<std::size_t>(n_ch), 0);
         detail::Scratch scratch;
         detail::Bin b{};
         for (std::int64_t ev = ev0; ev < ev1; ++ev) {
@@ -198,7 +201,7 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                 for (std::int64_t k = o.begin(ev); k < k1; ++k) {
                     if (!passes(o, cuts, k)) continue;
                     if (!binner.bin(o.eta_of(k), o.phi[k], b)) {
-                        ++my_drops[c];
+                        ++my_drops[static_cast<std::size_t>(c)];
                         continue;
                     }
                     const float pt = o.pt[k];
@@ -276,6 +279,7 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                 }
             }
         }
+        std::copy(my_drops.begin(), my_drops.end(), drops.begin() + worker * n_ch);
     });
     for (std::int64_t w = 0; w < workers; ++w)
         for (std::int64_t c = 0; c < n_ch; ++c) dropped[c] += drops[static_cast<std::size_t>(w * n_ch + c)];

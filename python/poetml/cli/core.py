@@ -145,13 +145,25 @@ def _needed_collections(kind: str, spec: Any) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _kernel(kind: str, batch: Any, spec: Any, n_threads: int | None) -> tuple[Any, Any]:
+def _kernel(
+    kind: str, batch: Any, spec: Any, n_threads: int | None, buffers: dict[int, Any] | None = None
+) -> tuple[Any, Any]:
+    """Run the kernel on ``batch``.  With ``buffers`` (events -> output array), the output
+    of a slice as long as an earlier one goes into that slice's array (the writer has
+    copied it by then): no fresh pages to fault in; the two most recent lengths are kept."""
     import poetml
 
+    out = None if buffers is None else buffers.pop(batch.n_events, None)
     if kind == "images":
-        return poetml.rasterize(batch, spec, n_threads=n_threads), None
-    data, names = poetml.build_features(batch, spec, n_threads=n_threads)
-    return data, list(names)
+        data, names = poetml.rasterize(batch, spec, n_threads=n_threads, out=out), None
+    else:
+        data, names = poetml.build_features(batch, spec, n_threads=n_threads, out=out)
+        names = list(names)
+    if buffers is not None:
+        buffers[batch.n_events] = data
+        while len(buffers) > 2:
+            buffers.pop(next(iter(buffers)))
+    return data, names
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -207,6 +219,7 @@ def _convert(args: argparse.Namespace) -> int:
     bar = tqdm(total=total, unit="event", unit_scale=True, file=sys.stderr,
                disable=args.no_progress, desc=kind)  # fmt: skip
     warned: set[str] = set()
+    buffers: dict[int, Any] = {}  # kernel outputs reused slice after slice
     batches = None
     try:
         batches = reading.prefetch(
@@ -234,7 +247,7 @@ def _convert(args: argparse.Namespace) -> int:
             step = max(1, _KERNEL_BYTES // item)
             for lo in range(0, batch.n_events, step):
                 sub = batch if (lo == 0 and step >= batch.n_events) else batch.slice(lo, lo + step)
-                data, names = _kernel(kind, sub, spec, args.threads)
+                data, names = _kernel(kind, sub, spec, args.threads, buffers)
                 if writer is None:
                     writer = _writer(
                         out, kind, data, names, spec, attrs, files, args.compression, args.threads
