@@ -297,7 +297,9 @@ class CSim:
         return flat
 
     def _parallel(self, n: int, work, progress: bool, desc: str) -> None:
-        starts = list(range(0, n, self.chunk))
+        # at most self.chunk events per call, but small batches still split over all workers
+        chunk = max(1, min(self.chunk, -(-n // (4 * self.workers))))
+        starts = list(range(0, n, chunk))
         bar = None
         if progress and len(starts) > 1:
             from tqdm.auto import tqdm
@@ -308,7 +310,7 @@ class CSim:
         def run(w: int) -> None:
             lib = self._libs[w]
             for s in starts[w :: self.workers]:
-                e = min(s + self.chunk, n)
+                e = min(s + chunk, n)
                 work(lib, s, e)
                 if bar is not None:
                     with lock:
