@@ -170,7 +170,9 @@ def test_evaluate_classifier_and_anomaly_end_to_end(tmp_path):
     with pytest.warns(ev.SmallSampleWarning):
         am, asec = evaluate_anomaly(tmp_path, bkg, sig, fpr_targets=(1e-3, 1e-5), rate_khz=40.0)
     assert am["float"]["working_points"][2]["fpr"] == pytest.approx(1e-3)
-    assert len(asec.warnings) == 2  # FPR=1e-5 too small for 20k events, for each model
+    # FPR=1e-5 is too small for 20k events: one warning naming both models (same background)
+    assert len(asec.warnings) == 1
+    assert asec.warnings[0].startswith("float, pruned: FPR=1e-05: background sample too small")
     md = write_report(tmp_path, "run", [sec, asec]).read_text()
     assert "| metric | float | quantized | quantized vs float [%] |" in md
     assert "| metric | float | pruned | pruned vs float [%] |" in md

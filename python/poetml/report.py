@@ -282,6 +282,18 @@ def _html_doc(title: str, intro: str, sections: list[Section], outdir: Path, sta
     return "\n".join(out) + "\n"
 
 
+
+def _by_model(warnings: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per distinct message, naming every model it applies to, in first-seen order
+    (models evaluated on the same background share its small-sample warnings)."""
+    models: dict[str, list[str]] = {}
+    for m, w in warnings:
+        models.setdefault(w, [])
+        if m not in models[w]:
+            models[w].append(m)
+    return [f"{', '.join(ms)}: {w}" for w, ms in models.items()]
+
+
 def write_report(
     outdir: str | os.PathLike[str],
     title: str,
@@ -366,7 +378,7 @@ def classification_section(
             caption="Test-set metrics, models side by side",
         )
     ]
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []
     for m, r in results_by_model.items():
         names = r["class_names"]
         counts = r["confusion_matrix"]["counts"]
@@ -377,11 +389,11 @@ def classification_section(
         tables.append(
             Table(rows, caption=f"Confusion matrix, {m}: events (fraction of the true class)")
         )
-        warnings += [f"{m}: {w}" for w in r.get("warnings", [])]
+        warnings += [(m, w) for w in r.get("warnings", [])]
     first = next(iter(results_by_model.values()))
     n = first["n_events"]
     intro = text or f"{n} test events; classes: {', '.join(first['class_names'])}."
-    return Section(title, intro, tables, list(images), warnings)
+    return Section(title, intro, tables, list(images), _by_model(warnings))
 
 
 def anomaly_section(
@@ -414,7 +426,7 @@ def anomaly_section(
             "achieved FPR",
         ]
     ]
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []
     for m, r in results_by_model.items():
         for wp in r["working_points"]:
             rows.append(
@@ -428,7 +440,7 @@ def anomaly_section(
                     wp["achieved_fpr"],
                 ]
             )
-        warnings += [f"{m}: {w}" for w in r.get("warnings", [])]
+        warnings += [(m, w) for w in r.get("warnings", [])]
     tables.append(Table(rows, caption="Working points (thresholds set on the background sample)"))
     detail: list[list[Any]] = [
         [
@@ -463,7 +475,7 @@ def anomaly_section(
         f"{first['n_background']} background events; signals: {', '.join(first['signals'])}; "
         f"rate = FPR x {first['collision_rate_mhz']:g} MHz."
     )
-    return Section(title, intro, tables, list(images), warnings)
+    return Section(title, intro, tables, list(images), _by_model(warnings))
 
 
 # --------------------------------------------------------------------------------------
