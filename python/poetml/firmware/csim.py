@@ -109,10 +109,22 @@ _CSIM_CPP = """\
 // Batched C simulation entry points, written by poetml.firmware.csim.
 // Loops over events in C++, calling hls4ml's per-event bridge (same conversions as predict()).
 #include <cstddef>
+#include <malloc.h>
 #include "{project}_bridge.cpp"
 #ifdef POETML_WITH_TRIGGER
 #include "firmware/trigger.h"
 #endif
+
+namespace {{
+// hls4ml's io_stream C simulation allocates and frees its stream buffers on every event. With
+// glibc's default 128 KiB trim threshold each free hands the memory back to the OS and the next
+// event faults it in again; page faults of one process serialise across threads, so a second
+// worker added nothing for CNNs. Keeping up to 64 MiB of freed memory per arena lets the
+// workers run side by side (bench/bench_csim.py: CNN, 2 workers, 1.0x -> ~1.9x).
+struct KeepFreedMemory {{
+    KeepFreedMemory() {{ mallopt(M_TRIM_THRESHOLD, 64 << 20); }}
+}} keep_freed_memory;
+}}  // namespace
 
 extern "C" {{
 
