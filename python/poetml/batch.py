@@ -562,6 +562,8 @@ def _process_task(
                         channels=tuple(spec.channels) if kind == "images" else None,
                         inputs=(path,),
                         compression=compression,
+                        # deflate on as many threads as the kernel uses: a worker is one core
+                        threads=n_threads or 1,
                     )
                 )
             labels = None if label is None else np.full(len(data), label, dtype=np.int32)
