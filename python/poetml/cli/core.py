@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
                        help="input layout (default: the config's, auto)")  # fmt: skip
         q.add_argument("--label", type=int, help="int32 label stored for every event")
         q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
-                       help="HDF5 compression (default gzip level 4 with shuffle)")  # fmt: skip
+                       help="HDF5 compression (default gzip: level 1 for images, level 4 with shuffle for features)")  # fmt: skip
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
         q.set_defaults(func=_convert, kind=kind)
 
