@@ -73,7 +73,7 @@ def test_confusion_matrices(tmp_path, data):
     assert img.shape[1] > 2 * img.shape[0]  # three panels side by side
     _check_png(
         plots.plot_confusion_matrix(
-            cms["float"], NAMES, tmp_path / "cm.png", label="Open Data", com=8
+            cms["float"], NAMES, tmp_path / "cm.png", label="CMS Open Data", com=8
         )
     )
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):

@@ -77,7 +77,7 @@ class EvaluationConfig:
     rate_khz: tuple[float, ...] = (1.0,)
     collision_rate_mhz: float = 40.0
     selected_class: str | None = None
-    label: str = "Simulation"
+    label: str = "poetml Simulation"
     com: float | None = None
     batch_size: int = 1024
 

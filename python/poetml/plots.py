@@ -14,9 +14,10 @@ registered with a GUI backend, and it is freed when the function returns, so the
 functions are safe in notebooks, scripts and worker threads.  The CMS style is applied in a
 ``matplotlib.style.context``, leaving the caller's ``rcParams`` untouched.
 
-``label`` is the text after "CMS" (``"Simulation"`` by default; ``"Open Data"`` for plots
-of CMS Open Data collision events) and ``com`` the centre-of-mass energy in TeV (omitted
-when ``None``).
+``label`` is the experiment label above the axes, its first word in bold: ``"poetml
+Simulation"`` by default (poetml's own Pythia + parametric-detector events are not CMS
+simulation, so they do not carry the CMS name); ``"CMS Open Data"`` for plots of CMS Open
+Data collision events.  ``com`` is the centre-of-mass energy in TeV (omitted when ``None``).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def _figure(
 
 
 def _cms_label(ax: Any, label: str, com: float | None, fig: Any = None) -> None:
-    """ "CMS" in bold and ``label`` in italics above the top-left corner of ``ax``, the
+    """The first word of ``label`` in bold and the rest in italics above the top-left corner
+    of ``ax`` (e.g. **CMS** *Open Data*), the
     centre-of-mass energy above the top-right corner (the layout of ``mplhep.cms.label``
     with ``loc=0``, laid out with offset boxes: mplhep's own version draws the whole figure
     to measure the text, seconds per call)."""
@@ -106,9 +108,12 @@ def _cms_label(ax: Any, label: str, com: float | None, fig: Any = None) -> None:
     from matplotlib.offsetbox import AnchoredOffsetbox, HPacker, TextArea
 
     size = mpl.rcParams["font.size"]
-    parts = [TextArea("CMS", textprops={"fontsize": size * 1.3, "fontweight": "bold"})]
-    if label:
-        parts.append(TextArea(label, textprops={"fontsize": size, "fontstyle": "italic"}))
+    head, _, rest = label.strip().partition(" ")
+    parts = []
+    if head:
+        parts.append(TextArea(head, textprops={"fontsize": size * 1.3, "fontweight": "bold"}))
+    if rest:
+        parts.append(TextArea(rest, textprops={"fontsize": size, "fontstyle": "italic"}))
     if com is not None:
         energy = com if isinstance(com, str) else f"{com:g} TeV"
         parts.append(TextArea(f"({energy})", textprops={"fontsize": size}))
@@ -222,7 +227,7 @@ def plot_roc_curves(
     path: str | os.PathLike[str],
     *,
     log_fpr: bool = False,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """One-vs-rest ROC curve of every class; ``probabilities`` is ``(N, C)`` or
@@ -274,7 +279,7 @@ def plot_anomaly_roc(
     working_fpr: float | Sequence[float] | None = 1e-5,
     collision_rate_mhz: float = 40.0,
     min_bkg_events: float = 10.0,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """ROC of an anomaly score per signal, FPR on a log axis, with a vertical line at each
@@ -333,7 +338,7 @@ def plot_efficiency_vs_rate(
     rate_khz: float | Sequence[float] | None = None,
     log_efficiency: bool = False,
     min_bkg_events: float = 10.0,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Signal efficiency against trigger rate (``rate = FPR x collision rate``, kHz, log
@@ -389,7 +394,7 @@ def plot_confusion_matrix(
     path: str | os.PathLike[str],
     *,
     normalize: bool = False,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Confusion matrix (rows: true class, columns: predicted class) as counts, or with
@@ -442,7 +447,7 @@ def plot_learning_curves(
     *,
     metrics: Sequence[str] | None = None,
     log_loss: bool = False,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Training (solid) and validation (dashed) curves per epoch from Keras
@@ -581,7 +586,7 @@ def plot_mean_images(
     eta_range: tuple[float, float] | None = None,
     value_label: str = r"mean $p_T$ per pixel [GeV]",
     log: bool = True,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Mean event image of each class (rows) with the channels side by side (columns).
@@ -610,7 +615,7 @@ def plot_example_images(
     seed: int | None = None,
     value_label: str = r"$p_T$ [GeV]",
     log: bool = True,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """One example event image per class (rows), channels side by side: the first event of
@@ -643,7 +648,7 @@ def plot_score_distributions(
     background_name: str = "Background (SM)",
     thresholds: float | Mapping[str, float] | None = None,
     log_x: bool = False,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Score distributions of background (filled) and signals (lines), each normalised to
@@ -719,7 +724,7 @@ def plot_latent_space(
     explained_variance_ratio: Sequence[float] | None = None,
     max_points: int = 20000,
     seed: int = 0,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Latent space in two dimensions, coloured by true class (left) and by k-means cluster
@@ -786,7 +791,7 @@ def plot_dimuon_mass(
     reference_name: str = "all events",
     selection_name: str = "selected as DY",
     density: bool = False,
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> Path:
     """Leading opposite-sign dimuon mass of the events a classifier selects (e.g. as DY),

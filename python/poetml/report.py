@@ -521,7 +521,7 @@ def evaluate_classifier(
     plots_dir: str = "plots",
     metrics_file: str | None = "metrics_classification.json",
     title: str = "Classification",
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate classifiers on one test set: metrics, plots, JSON and a report section.
@@ -659,7 +659,7 @@ def evaluate_anomaly(
     plots_dir: str = "plots",
     metrics_file: str | None = "metrics_anomaly.json",
     title: str = "Anomaly detection",
-    label: str = "Simulation",
+    label: str = "poetml Simulation",
     com: float | None = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
