@@ -431,13 +431,12 @@ def plot_confusion_matrix(
             ax.set_xticks(range(c), names, rotation=45 if c > 4 else 0)
             ax.set_yticks(range(c), names)
             ax.minorticks_off()
-            ax.set_xlabel("Predicted class")
+            # the model's name goes under the axis: above it the experiment label needs the width
+            ax.set_xlabel(f"Predicted class ({m})" if m else "Predicted class")
             ax.set_ylabel("True class")
             cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
             cb.set_label("Fraction of true class" if normalize else "Events")
             _cms_label(ax, label, com)
-            if m:
-                ax.set_title(m, loc="right", fontsize="medium", fontweight="bold", pad=6)
     return Path(path)
 
 
