@@ -7,6 +7,7 @@ stages call :func:`require` at the moment they need one.
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 from .exceptions import MissingDependencyError
@@ -31,8 +32,16 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
+_TENSORFLOW_FAMILY = {"tensorflow", "qkeras", "tensorflow_model_optimization", "hls4ml"}
+
+
 def require(module: str, purpose: str = "") -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
+    if module.split(".")[0] in _TENSORFLOW_FAMILY:
+        # TensorFlow's C++ start-up chatter (CUDA/TensorRT not found, CPU instruction notes)
+        # says nothing a user of a CPU machine can act on; errors still show.  A value the
+        # user set wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return importlib.import_module(module)
     except ImportError as exc:

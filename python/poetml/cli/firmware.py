@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any
 
 # registers the `firmware:` configuration section and the `firmware` stage of `poetml run`
 # before any command parses a configuration (light: no TensorFlow or hls4ml)
-from .. import firmware as _firmware
+from .. import firmware as _firmware_stage  # noqa: F401  (imported for its registrations)
 
 
 def register(subparsers: Any) -> None:
@@ -50,7 +49,6 @@ def register(subparsers: Any) -> None:
 
 
 def _firmware(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ..firmware import FirmwareConfig
     from ..firmware.build import build_from_model_dir
     from ..firmware.validate import FirmwareValidationError
