@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = args.command or "poetml"
+
+    def format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        # one line a warning, like the error messages: a terminal user has no use for the
+        # Python source line that raised it (formatting only: recording is untouched)
+        return f"poetml {command}: warning: {message}\n"
+
+    warnings.formatwarning = format_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
