@@ -292,22 +292,7 @@ def plot_anomaly_roc(
     data = _anomaly_inputs(bkg_scores, signal_scores)
     with _figure(path) as (_, axes):
         ax = axes[0, 0]
-        colors = _colors()
-        sig_names: list[str] = []
-        n_bkg = min(len(b) for b, _ in data.values())
-        for j, (m, (b, sigs)) in enumerate(data.items()):
-            for s, arr in sigs.items():
-                if s not in sig_names:
-                    sig_names.append(s)
-                f, t, area = _roc_points(b, arr)
-                pos = f > 0
-                ax.plot(
-                    f[pos],
-                    t[pos],
-                    color=colors[sig_names.index(s) % len(colors)],
-                    ls=LINESTYLES[j % len(LINESTYLES)],
-                    label=_tag(m, f"{s}, AUC = {area:.3f}"),
-                )
+        n_bkg = _signal_curves(ax, data, x_scale=1.0, with_auc=True)
         wps = [] if working_fpr is None else np.atleast_1d(working_fpr).tolist()
         for k, w in enumerate(wps):
             ax.axvline(
@@ -329,6 +314,29 @@ def plot_anomaly_roc(
     return Path(path)
 
 
+
+def _signal_curves(ax: Any, data: dict[str, Any], *, x_scale: float, with_auc: bool) -> int:
+    """Efficiency against background FPR x ``x_scale`` for every (model, signal) of
+    :func:`_anomaly_inputs`: colour per signal, line style per model.  Returns the smallest
+    background sample size (what sets the low-statistics band)."""
+    colors = _colors()
+    sig_names: list[str] = []
+    for j, (m, (b, sigs)) in enumerate(data.items()):
+        for s, arr in sigs.items():
+            if s not in sig_names:
+                sig_names.append(s)
+            f, t, area = _roc_points(b, arr)
+            pos = f > 0
+            ax.plot(
+                f[pos] * x_scale,
+                t[pos],
+                color=colors[sig_names.index(s) % len(colors)],
+                ls=LINESTYLES[j % len(LINESTYLES)],
+                label=_tag(m, f"{s}, AUC = {area:.3f}" if with_auc else s),
+            )
+    return min(len(b) for b, _ in data.values())
+
+
 def plot_efficiency_vs_rate(
     bkg_scores: Any,
     signal_scores: Any,
@@ -347,22 +355,7 @@ def plot_efficiency_vs_rate(
     data = _anomaly_inputs(bkg_scores, signal_scores)
     with _figure(path) as (_, axes):
         ax = axes[0, 0]
-        colors = _colors()
-        sig_names: list[str] = []
-        n_bkg = min(len(b) for b, _ in data.values())
-        for j, (m, (b, sigs)) in enumerate(data.items()):
-            for s, arr in sigs.items():
-                if s not in sig_names:
-                    sig_names.append(s)
-                f, t, _ = _roc_points(b, arr)
-                pos = f > 0
-                ax.plot(
-                    f[pos] * collision_rate_mhz * 1e3,
-                    t[pos],
-                    color=colors[sig_names.index(s) % len(colors)],
-                    ls=LINESTYLES[j % len(LINESTYLES)],
-                    label=_tag(m, s),
-                )
+        n_bkg = _signal_curves(ax, data, x_scale=collision_rate_mhz * 1e3, with_auc=False)
         rates = [] if rate_khz is None else np.atleast_1d(rate_khz).tolist()
         for k, r in enumerate(rates):
             ax.axvline(r, color=WP_COLORS[k % len(WP_COLORS)], ls="--", lw=1.5, label=f"{r:g} kHz")
