@@ -74,18 +74,7 @@ def validate(mpi: bool, n_dy: int = 6000) -> None:
               f"b-tag eff b/c/light = {ak.mean(tag[fl == 5]):.3f}/{ak.mean(tag[fl == 4]):.3f}/"
               f"{ak.mean(tag[fl == 0]):.3f}, <n b-tags> = {ak.mean(ak.sum(g.jet_btag > 0.8484, axis=1)):.2f}")
         s = generate("hzz4l", 1000, tmp / "h.root", seed=24, mpi=mpi, progress=False)
-        with uproot.open(s["path"]) as f:
-            mu = f["mymuons/Events"].arrays(["muon_e", "muon_px", "muon_py", "muon_pz",
-                                             "muon_pfreliso04all", "muon_isLoose"])
-            el = f["myelectrons/Events"].arrays(["electron_e", "electron_px", "electron_py",
-                                                 "electron_pz", "electron_iso", "electron_isLoose"])
-        m = mu[(mu.muon_pfreliso04all < 0.35) & (mu.muon_isLoose == 1)]
-        e_ = el[(el.electron_iso < 0.35) & (el.electron_isLoose == 1)]
-        n4 = (ak.num(m.muon_e) + ak.num(e_.electron_e)) == 4
-        t = {c: ak.sum(m[f"muon_{c}"], axis=1) + ak.sum(e_[f"electron_{c}"], axis=1)
-             for c in ("e", "px", "py", "pz")}
-        m4 = ak.to_numpy(np.sqrt(np.maximum(t["e"] ** 2 - t["px"] ** 2 - t["py"] ** 2
-                                            - t["pz"] ** 2, 0))[n4])
+        m4 = val.four_lepton_mass(s["path"])
         print(f"H -> 4l: {len(m4)} events with 4 leptons, median m4l = {np.median(m4):.1f} GeV, "
               f"fraction within 10 GeV of 125: {np.mean(np.abs(m4 - 125) < 10):.2f}")
 

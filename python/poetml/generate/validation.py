@@ -134,3 +134,23 @@ def transverse_mass_w(path: str | os.PathLike[str]) -> np.ndarray:
     phi = ak.to_numpy(ak.firsts(good.muon_phi[one]))
     mpt, mphi = met["met_pt"][one], met["met_phi"][one]
     return np.sqrt(np.maximum(2 * pt * mpt * (1 - np.cos(phi - mphi)), 0))
+
+
+def four_lepton_mass(path: str | os.PathLike[str]) -> np.ndarray:
+    """Invariant mass of events with exactly four loose, isolated (relative isolation < 0.35)
+    muons and electrons in total: the H -> ZZ -> 4l check."""
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        mu = f["mymuons/Events"].arrays(["muon_e", "muon_px", "muon_py", "muon_pz",
+                                         "muon_pfreliso04all", "muon_isLoose"])
+        el = f["myelectrons/Events"].arrays(["electron_e", "electron_px", "electron_py",
+                                             "electron_pz", "electron_iso", "electron_isLoose"])
+    m = mu[(mu.muon_pfreliso04all < 0.35) & (mu.muon_isLoose == 1)]
+    e = el[(el.electron_iso < 0.35) & (el.electron_isLoose == 1)]
+    n4 = (ak.num(m.muon_e) + ak.num(e.electron_e)) == 4
+    tot = {c: ak.sum(m[f"muon_{c}"], axis=1) + ak.sum(e[f"electron_{c}"], axis=1)
+           for c in ("e", "px", "py", "pz")}
+    m4 = np.sqrt(np.maximum(tot["e"] ** 2 - tot["px"] ** 2 - tot["py"] ** 2 - tot["pz"] ** 2, 0))
+    return ak.to_numpy(m4[n4])
