@@ -118,28 +118,21 @@ def _cms_label(ax: Any, label: str, com: float | None, fig: Any = None) -> None:
         energy = com if isinstance(com, str) else f"{com:g} TeV"
         parts.append(TextArea(f"({energy})", textprops={"fontsize": size}))
     box = HPacker(children=parts, align="baseline", pad=0, sep=size * 0.4)
-    if fig is not None:  # whole-figure label in the top-left corner
-        anchored = AnchoredOffsetbox(
-            loc="upper left",
+    # whole-figure label in the figure's top-left corner, else just above the axes
+    loc, anchor, owner = (
+        ("upper left", (0.01, 0.995), fig) if fig is not None else ("lower left", (0.0, 1.005), ax)
+    )
+    owner.add_artist(
+        AnchoredOffsetbox(
+            loc=loc,
             child=box,
             pad=0.0,
             frameon=False,
-            bbox_to_anchor=(0.01, 0.995),
-            bbox_transform=fig.transFigure,
+            bbox_to_anchor=anchor,
+            bbox_transform=fig.transFigure if fig is not None else ax.transAxes,
             borderpad=0.0,
         )
-        fig.add_artist(anchored)
-        return
-    anchored = AnchoredOffsetbox(
-        loc="lower left",
-        child=box,
-        pad=0.0,
-        frameon=False,
-        bbox_to_anchor=(0.0, 1.005),
-        bbox_transform=ax.transAxes,
-        borderpad=0.0,
     )
-    ax.add_artist(anchored)
 
 
 def _colors() -> list[str]:
