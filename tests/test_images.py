@@ -361,7 +361,15 @@ def _out_batch(n: int = 9):
 @pytest.mark.parametrize("mode", ["histogram", "gaussian", "glyph"])
 def test_out_buffer_is_overwritten_and_returned(mode) -> None:
     batch = _out_batch()
-    spec = ImageSpec(mode=mode, selection=NO_CUTS, log1p=mode == "glyph")
+    # every post-processing step too: a reused buffer is built event by event in a
+    # per-thread image whose touched pixels are reset afterwards (0 must stay 0)
+    spec = ImageSpec(
+        mode=mode,
+        selection=NO_CUTS,
+        log1p=mode == "glyph",
+        normalize=mode == "gaussian",
+        saturate_bits=6 if mode == "histogram" else None,
+    )
     fresh, dropped = poetml.rasterize(batch, spec, n_threads=1, return_dropped=True)
     assert fresh.any()
     for threads in (1, 2):

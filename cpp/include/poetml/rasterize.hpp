@@ -1,7 +1,13 @@
 // poetml C++ core: event images (eta-phi grids, one channel per object collection).
 #pragma once
 
+#include <cstdint>
 #include <cstring>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define POETML_STREAM_STORES 1
+#endif
 
 #include "poetml/core.hpp"
 
@@ -134,15 +140,57 @@ struct Scratch {
     std::vector<double> w;
 };
 
+/// Copies `n` floats to `dst` with non-temporal (streaming) stores where the CPU has them:
+/// the destination lines are written without first being read into the cache, so a big
+/// output costs one write of memory bandwidth.  Callers end with stream_fence().
+inline void stream_copy(float* dst, const float* src, std::int64_t n) {
+#ifdef POETML_STREAM_STORES
+    std::int64_t i = 0;
+    for (; i < n && (reinterpret_cast<std::uintptr_t>(dst + i) & 15u) != 0; ++i) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; ++i) dst[i] = src[i];
+#else
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+#endif
+}
+
+/// Orders this thread's streaming stores before whatever it does next (the join).
+inline void stream_fence() {
+#ifdef POETML_STREAM_STORES
+    _mm_sfence();
+#endif
+}
+
+/// Saturation, log1p and normalisation of one event's image, in that order (see ImageSpec).
+inline void postprocess(float* img, std::int64_t per_event, const ImageSpec& spec, double sat_max) {
+    if (spec.saturate_bits > 0) {
+        for (std::int64_t p = 0; p < per_event; ++p)
+            img[p] = static_cast<float>(
+                std::min(std::floor(static_cast<double>(img[p]) / spec.lsb_gev), sat_max));
+    }
+    if (spec.log1p) {
+        for (std::int64_t p = 0; p < per_event; ++p) img[p] = std::log1p(img[p]);
+    }
+    if (spec.normalize) {
+        double sum = 0.0;
+        for (std::int64_t p = 0; p < per_event; ++p) sum += static_cast<double>(img[p]);
+        if (sum != 0.0) {
+            for (std::int64_t p = 0; p < per_event; ++p)
+                img[p] = static_cast<float>(static_cast<double>(img[p]) / sum);
+        }
+    }
+}
+
 }  // namespace detail
 
 /// Rasterize a batch of events into `out`, shape (n_events, n_eta, n_phi, n_channels),
-/// float32, channels last.  `out` may hold anything (a reused buffer): it is zero-filled
-/// first, by the worker that owns each event range (so the memset runs in parallel), unless
-/// `out_is_zeroed` says the caller's buffer already holds zeros (fresh calloc'd memory: its
-/// pages are then first touched, and zeroed by the OS, in the workers, and pages without
-/// deposits are never touched at all; each first touch is a page fault).  `dropped` (n_channels values) receives the number of
-/// selected objects per channel that fell outside the eta range.
+/// float32, channels last.  `out` may hold anything (a reused buffer): each event is then
+/// built in a small per-worker image that stays in the L1/L2 cache and written out whole
+/// with streaming stores, so every output byte is written once and never read.  When
+/// `out_is_zeroed` says the buffer already holds zeros (fresh calloc'd memory), deposits go
+/// straight into it instead: its pages are first touched, and zeroed by the OS, in the
+/// workers, and pages without deposits are never touched.  `dropped` (n_channels values)
+/// receives the number of selected objects per channel that fell outside the eta range.
 ///
 /// Modes (pT below is the object's pT, accumulated in float32 in object order):
 ///  - histogram: pixel (ix, iy) += pT.
@@ -182,17 +230,18 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
 
     parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t worker) {
         if (ev1 <= ev0) return;
-        // first touch of this range's output pages happens here, in the worker
-        if (!out_is_zeroed)
-            std::memset(out + ev0 * per_event, 0,
-                        static_cast<std::size_t>((ev1 - ev0) * per_event) * sizeof(float));
+        // a reused buffer: events are built in `local` (all zero between events; only the
+        // pixels in `touched` ever become non-zero) and streamed out whole
+        const bool staged = !out_is_zeroed;
+        std::vector<float> local(staged ? static_cast<std::size_t>(per_event) : 0u, 0.0f);
+        std::vector<std::int64_t> touched;
         // counted locally, stored once at the end: the workers' slots of `drops` share a
         // cache line, and incrementing them in place would bounce it between cores
         std::vector<std::int64_t> my_drops(static_cast<std::size_t>(n_ch), 0);
         detail::Scratch scratch;
         detail::Bin b{};
         for (std::int64_t ev = ev0; ev < ev1; ++ev) {
-            float* img = out + ev * per_event;
+            float* img = staged ? local.data() : out + ev * per_event;
             for (std::int64_t c = 0; c < n_ch; ++c) {
                 const Objects& o = channels[static_cast<std::size_t>(c)].objects;
                 const Cuts& cuts = channels[static_cast<std::size_t>(c)].cuts;
@@ -206,7 +255,9 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                     }
                     const float pt = o.pt[k];
                     if (spec.mode == ImageMode::histogram) {
-                        base[b.ix * row + b.iy * n_ch] += pt;
+                        const std::int64_t p = b.ix * row + b.iy * n_ch;
+                        base[p] += pt;
+                        if (staged) touched.push_back(c + p);
                         continue;
                     }
                     scratch.pix.clear();
@@ -234,6 +285,8 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                         const double ptd = static_cast<double>(pt);
                         for (std::size_t q = 0; q < scratch.pix.size(); ++q)
                             base[scratch.pix[q]] += static_cast<float>(ptd * scratch.w[q] / total);
+                        if (staged)
+                            for (std::int64_t p : scratch.pix) touched.push_back(c + p);
                     } else {  // glyph
                         const double ptd = static_cast<double>(pt);
                         double r = 0.0;
@@ -253,32 +306,27 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                             }
                         }
                         if (scratch.pix.empty()) {
-                            base[b.ix * row + b.iy * n_ch] += pt;
+                            const std::int64_t p = b.ix * row + b.iy * n_ch;
+                            base[p] += pt;
+                            if (staged) touched.push_back(c + p);
                         } else {
                             const float share = static_cast<float>(ptd / static_cast<double>(scratch.pix.size()));
                             for (std::int64_t p : scratch.pix) base[p] += share;
+                            if (staged)
+                                for (std::int64_t p : scratch.pix) touched.push_back(c + p);
                         }
                     }
                 }
             }
-            if (!post) continue;
-            if (spec.saturate_bits > 0) {
-                for (std::int64_t p = 0; p < per_event; ++p)
-                    img[p] = static_cast<float>(
-                        std::min(std::floor(static_cast<double>(img[p]) / spec.lsb_gev), sat_max));
-            }
-            if (spec.log1p) {
-                for (std::int64_t p = 0; p < per_event; ++p) img[p] = std::log1p(img[p]);
-            }
-            if (spec.normalize) {
-                double sum = 0.0;
-                for (std::int64_t p = 0; p < per_event; ++p) sum += static_cast<double>(img[p]);
-                if (sum != 0.0) {
-                    for (std::int64_t p = 0; p < per_event; ++p)
-                        img[p] = static_cast<float>(static_cast<double>(img[p]) / sum);
-                }
+            if (post) detail::postprocess(img, per_event, spec, sat_max);
+            if (staged) {
+                // post-processing maps 0 to 0, so only the touched pixels are non-zero
+                detail::stream_copy(out + ev * per_event, img, per_event);
+                for (std::int64_t p : touched) img[p] = 0.0f;
+                touched.clear();
             }
         }
+        if (staged) detail::stream_fence();
         std::copy(my_drops.begin(), my_drops.end(), drops.begin() + worker * n_ch);
     });
     for (std::int64_t w = 0; w < workers; ++w)
