@@ -59,14 +59,20 @@ namespace detail {
 /// Indices of the selected objects of event `ev`, sorted by pT descending, ties in input
 /// order (a stable insertion sort: events hold few objects).
 inline void selected_sorted(const FeatureCollection& fc, std::int64_t ev, std::vector<std::int64_t>& idx) {
-    idx.clear();
     const Objects& o = fc.objects;
-    const std::int64_t k1 = o.end(ev);
-    for (std::int64_t k = o.begin(ev); k < k1; ++k) {
-        if (!passes(o, fc.cuts, k)) continue;
+    const std::int64_t k0 = o.begin(ev), k1 = o.end(ev);
+    idx.resize(static_cast<std::size_t>(k1 - k0));
+    // compact the selected indices without a branch per object, then sort them
+    std::size_t n = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+        idx[n] = k;
+        n += passes(o, fc.cuts, k) ? 1u : 0u;
+    }
+    idx.resize(n);
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::int64_t k = idx[i];
         const float pt = o.pt[k];
-        std::size_t pos = idx.size();
-        idx.push_back(k);
+        std::size_t pos = i;
         while (pos > 0 && o.pt[idx[pos - 1]] < pt) {
             idx[pos] = idx[pos - 1];
             --pos;
@@ -101,10 +107,11 @@ inline double pair_mass(const Objects& o, std::int64_t a, std::int64_t b, double
 /// quantities in the order given.  m_mumu takes the first opposite-charge pair (i < j) in
 /// pT order; jets without a mass column count as massless in m_jj.  Events are split into
 /// contiguous ranges over `n_threads` threads (<= 0: all cores); the result does not
-/// depend on the number of threads.  `out` may hold anything (a reused buffer): each worker
-/// zero-fills its own event range first, unless `out_is_zeroed` says it already holds zeros.
+/// depend on the number of threads.  `out` may hold anything (a reused buffer): every float of
+/// every row is written, empty slots as zeros (`out_is_zeroed` is accepted for symmetry with
+/// rasterize and changes nothing).
 inline void build_features(const std::vector<FeatureCollection>& collections, std::int64_t n_events,
-                           const FeatureSpec& spec, float* out, int n_threads, bool out_is_zeroed = false) {
+                           const FeatureSpec& spec, float* out, int n_threads, bool /*out_is_zeroed*/ = false) {
     const auto n_coll = static_cast<std::int64_t>(collections.size());
     for (const auto& fc : collections) {
         if (fc.objects.n_events != n_events)
@@ -148,8 +155,6 @@ inline void build_features(const std::vector<FeatureCollection>& collections, st
     const unsigned threads = resolve_threads(n_threads);
     parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t) {
         if (ev1 <= ev0) return;
-        if (!out_is_zeroed)
-            std::memset(out + ev0 * nf, 0, static_cast<std::size_t>((ev1 - ev0) * nf) * sizeof(float));
         std::vector<std::int64_t> idx;
         idx.reserve(64);
         for (std::int64_t ev = ev0; ev < ev1; ++ev) {
@@ -167,6 +172,8 @@ inline void build_features(const std::vector<FeatureCollection>& collections, st
                         row[j * nfield + f] = col ? col[k] : 0.0f;
                     }
                 }
+                // the empty slots: every float of the row is written, so no memset pass
+                std::fill(row + n * nfield, row + s.count * nfield, 0.0f);
                 row += s.count * nfield;
             }
             for (EventQuantity q : spec.event_quantities) {
