@@ -40,6 +40,10 @@ const float* column_ptr(py::handle obj, const std::string& what, std::int64_t ex
 /// kernel skips its own memset.  Call with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
 
+/// Asks the OS for transparent huge pages on a big output buffer (Linux; a no-op elsewhere
+/// or below 4 MiB), as numpy does for numpy.empty but not for numpy.zeros.
+void advise_huge_pages(void* data, std::size_t nbytes);
+
 /// The output array of `func`: `out` itself when it is not None (checked: a numpy
 /// float32 array, TypeError otherwise; exactly `shape`, C-contiguous and writeable,
 /// ValueError otherwise; `zeroed` is then false, so the kernel zero-fills it in its
