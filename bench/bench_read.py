@@ -110,14 +110,28 @@ def main() -> int:
         def poetml_read() -> int:
             return sum(b.n_events for b in poetml.iterate(path, args.step_size))
 
-        def read_rasterize(prefetch: bool, slices: int | None) -> float:
+        # out= buffers, one per chunk length, allocated and touched before any timing
+        buffers: dict[int, np.ndarray] = {}
+
+        def buffer(n: int) -> np.ndarray:
+            if n not in buffers:
+                buffers[n] = np.zeros((n, *spec.shape), np.float32)
+                buffers[n].fill(0)
+            return buffers[n]
+
+        for n in {args.step_size, args.events % args.step_size} - {0}:
+            buffer(n)
+
+        def read_rasterize(prefetch: bool, slices: int | None, reuse: bool = False) -> float:
             total = 0.0
             batches = poetml.iterate(path, args.step_size)
             for b in reading.prefetch(batches) if prefetch else batches:
                 step = slices or b.n_events
                 for lo in range(0, b.n_events, step):
                     sub = b if step >= b.n_events else b.slice(lo, lo + step)
-                    total += float(poetml.rasterize(sub, spec, n_threads=threads)[:, 0, 0, 0].sum())
+                    out = buffer(sub.n_events) if reuse else None
+                    img = poetml.rasterize(sub, spec, n_threads=threads, out=out)
+                    total += float(img[:, 0, 0, 0].sum())
             return total
 
         uproot_read()  # warm the page cache and imports
@@ -126,25 +140,27 @@ def main() -> int:
         part = whole.slice(0, args.step_size)
         n_part = part.n_events
         scale = args.events / n_part
-        sums: dict[tuple[bool, int | None], float] = {}
+        sums: dict[tuple[bool, int | None, bool], float] = {}
 
-        def rasterize_alone(slices: int | None) -> None:
+        def rasterize_alone(slices: int | None, reuse: bool = False) -> None:
             # the chunk rasterized again and again, as many events as the file; each output
             # is dropped before the next call, as in the read + rasterize loops
             step = slices or n_part
             for _ in range(round(scale)):
                 for lo in range(0, n_part, step):
                     sub = part if step >= n_part else part.slice(lo, lo + step)
-                    poetml.rasterize(sub, spec, n_threads=threads)
+                    out = buffer(sub.n_events) if reuse else None
+                    poetml.rasterize(sub, spec, n_threads=threads, out=out)
 
-        def run_rr(prefetch: bool, slices: int | None) -> None:
-            sums[(prefetch, slices)] = read_rasterize(prefetch, slices)
+        def run_rr(prefetch: bool, slices: int | None, reuse: bool = False) -> None:
+            sums[(prefetch, slices, reuse)] = read_rasterize(prefetch, slices, reuse)
 
         variants = {
             "uproot alone, same branches (baseline)": uproot_read,
             "poetml.iterate (read + flatten)": poetml_read,
             f"rasterize alone, one call per {n_part}-event chunk": lambda: rasterize_alone(None),
             f"rasterize alone, {args.slice}-event slices": lambda: rasterize_alone(args.slice),
+            "rasterize alone, per chunk into a reused out=": lambda: rasterize_alone(None, True),
             "iterate + rasterize per chunk, serial": lambda: run_rr(False, None),
             "iterate + rasterize per chunk, prefetch": lambda: run_rr(True, None),
             f"iterate + rasterize {args.slice}-ev slices, serial": lambda: run_rr(
@@ -153,6 +169,8 @@ def main() -> int:
             f"iterate + rasterize {args.slice}-ev slices, prefetch": lambda: run_rr(
                 True, args.slice
             ),
+            "iterate + rasterize per chunk, out=, serial": lambda: run_rr(False, None, True),
+            "iterate + rasterize per chunk, out=, prefetch": lambda: run_rr(True, None, True),
         }
         # round robin, best of --repeat: the machine may be shared, so every variant gets
         # its chance at a quiet moment
