@@ -112,6 +112,24 @@ def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
     assert "cannot read configuration" in capsys.readouterr().err
 
 
+def test_seeded_training_repeats_exactly(ntuples, tmp_path):
+    """Same config, same seed: the same weights, whether a variant is trained after another
+    one in the same process or on its own (a resumed run)."""
+    from poetml.training import load_model_dir
+
+    cfg = _cnn_cfg(ntuples, tmp_path / "a")
+    prep = pipeline.prepare_data(cfg, tmp_path / "a")
+    both = pipeline.train(cfg, prep, tmp_path / "a", variants=["float", "quantized"])
+    alone = pipeline.train(cfg, prep, tmp_path / "b", variants=["quantized"])
+    again = pipeline.train(cfg, prep, tmp_path / "c", variants=["float"])
+    for first, second in ((both["quantized"], alone["quantized"]), (both["float"], again["float"])):
+        w1 = load_model_dir(first).model.get_weights()
+        w2 = load_model_dir(second).model.get_weights()
+        assert len(w1) == len(w2) > 0
+        for a, b in zip(w1, w2, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow  # ~1-2 min on 2 cores; pruning itself is covered by test_models
 def test_autoencoder_run_with_pruning(ntuples, tmp_path):
     out = tmp_path / "ae"

@@ -163,6 +163,15 @@ def _check_config(cfg: RunConfig) -> None:
     model: ModelConfig = cfg["model"]
     if not ds.processes:
         raise ConfigError("dataset.processes: empty; list the processes and their labels")
+    if ds.default_events:
+        from .generate import DEFAULT_DATASET
+
+        unknown = [k for k in ds.default_events if k not in DEFAULT_DATASET]
+        if unknown:
+            raise ConfigError(
+                f"dataset.default_events: {', '.join(map(repr, unknown))} not in the default "
+                f"dataset; its processes: {', '.join(DEFAULT_DATASET)}"
+            )
     if model.type == "cnn":
         if ds.kind != "images":
             raise ConfigError("model type 'cnn' needs dataset.kind: images")
@@ -190,9 +199,11 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
         default_dir = Path(ds.default_dir)
         mpath = default_dir / "manifest.json"
         if cfg["run"].generate_missing:
-            from .generate import generate_default
+            from .generate import DEFAULT_DATASET, generate_default
 
-            manifest = generate_default(default_dir, scale=ds.default_scale, progress=progress)
+            events = {**DEFAULT_DATASET, **ds.default_events} if ds.default_events else None
+            manifest = generate_default(default_dir, events=events, scale=ds.default_scale,
+                                        progress=progress)
         elif mpath.exists():
             manifest = json.loads(mpath.read_text())
         else:
@@ -373,6 +384,9 @@ def train(
         t0 = time.time()
         extra_cbs: list[Any] = []
         epochs = None
+        # seeded before the model is built: its initial weights come from the same seed
+        # whichever variants ran before it in this process (resume gives the same model)
+        training.set_seeds(tcfg)
         if v in ("pruned", "quantized_pruned"):
             base_v = "float" if v == "pruned" else "quantized"
             base = trained.get(base_v)
