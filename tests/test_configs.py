@@ -12,17 +12,33 @@ from poetml.exceptions import ConfigError
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["dtw_cnn", "dhjw_cnn", "anomaly_ae"])
+def test_every_shipped_config_is_tested():
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(SHIPPED)
+
+
+SHIPPED = ["dtw_cnn", "dhjw_cnn", "anomaly_ae", "anomaly_ae_trigger", "anomaly_conv_ae"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_config_loads(name):
     cfg = config.load(CONFIGS / f"{name}.yaml")
     ds, model = cfg["dataset"], cfg["model"]
-    if name == "anomaly_ae":
-        assert ds.kind == "features" and model.type == "dense_ae"
+    if name.startswith("anomaly"):
         assert ds.class_names() == ["SM"]
         assert {p.name for p in ds.processes if p.role == "signal"} >= {"zprime", "a4l"}
         assert "quantized_pruned" in cfg["run"].variants
+        assert "firmware" in cfg["run"].stages
+    if name == "anomaly_conv_ae":
+        assert ds.kind == "images" and model.type == "conv_ae"
+    elif name.startswith("anomaly"):
+        assert ds.kind == "features" and model.type == "dense_ae"
         assert model.hidden == (32, 16) and model.latent_dim == 3
-    else:
+    if name == "anomaly_ae_trigger":
+        # its own large background: a 1 kHz threshold (FPR 2.5e-5) rests on ~10 test events
+        assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml")["dataset"].default_dir
+        n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
+        assert n_sm * ds.split[2] * 2.5e-5 >= 8
+    elif not name.startswith("anomaly"):
         assert ds.kind == "images" and model.type == "cnn"
         expected = ["DY", "W+jets", "ttbar"] if name == "dtw_cnn" else ["DY", "Higgs", "J/psi", "W+jets"]
         assert ds.class_names() == expected
@@ -57,3 +73,10 @@ def test_config_mismatches_are_errors():
         {"name": "a"}, {"name": "b", "role": "signal"}]}, "model": {"type": "cnn"}})
     with pytest.raises(ConfigError, match="role 'signal' is for anomaly detection"):
         _check_config(cfg)
+    cfg = config.parse({"dataset": {"kind": "features", "processes": [{"name": "qcd"}],
+                                    "default_events": {"qcd": 10, "qcd_lowpt": 5}},
+                        "model": {"type": "dense_ae"}})
+    with pytest.raises(ConfigError, match="'qcd_lowpt' not in the default dataset; its processes: dy"):
+        _check_config(cfg)
+    with pytest.raises(ConfigError, match="default_events must be >= 1"):
+        config.parse({"dataset": {"default_events": {"qcd": 0}}})

@@ -61,9 +61,12 @@ class DatasetConfig:
         ``images`` (the ``images:`` section's ImageSpec) or ``features`` (``features:``).
     processes
         list of :class:`ProcessConfig`.
-    default_dir, default_scale
-        where the default dataset is generated (when a process has no files) and the
-        factor on its per-process event counts.
+    default_dir, default_scale, default_events
+        where the default dataset is generated (when a process has no files), the factor
+        on its per-process event counts, and counts that replace the default ones for the
+        processes named (``{qcd: 100000}``: a large background for trigger-rate working
+        points; give such a dataset its own ``default_dir``, as any change of counts
+        regenerates the whole default dataset in that directory).
     split, seed
         train/validation/test fractions (stratified) and the seed of the shuffle.
     balance
@@ -77,6 +80,7 @@ class DatasetConfig:
     processes: tuple[ProcessConfig, ...] = ()
     default_dir: str = "default-data"
     default_scale: float = 1.0
+    default_events: dict[str, int] | None = None
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = 1
     balance: Literal["weights", "resample", "none"] = "weights"
@@ -89,6 +93,9 @@ class DatasetConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"process names must be unique; repeated: {', '.join(dup)}")
+        bad = {k: v for k, v in (self.default_events or {}).items() if v < 1}
+        if bad:
+            raise ValueError(f"default_events must be >= 1; got {bad}")
 
     def train_processes(self) -> list[ProcessConfig]:
         return [p for p in self.processes if p.role == "train"]
