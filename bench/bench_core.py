@@ -25,10 +25,13 @@ one is a fresh mmap whose pages fault on first touch.  The core advises transpar
 pages on it (one fault per 2 MiB instead of per 4 KiB), which numpy itself does for
 ``numpy.empty`` but not for ``numpy.zeros``; so the ``np.empty + out.fill(0)`` row, the
 bare cost of writing the output with huge pages, is printed beside the issue's
-``np.zeros`` baseline.  The ``reused`` rows pass
+``np.zeros`` baseline.  The ``system`` column is the kernel's share of the CPU time: on
+fresh output that is the OS populating pages, which no code in the process can make
+faster (nor make scale with threads).  The ``reused`` rows pass
 ``out=`` a buffer allocated and touched once before timing (one per chunk length, as
-``poetml images`` does), which the kernel zero-fills itself in its worker threads; the
-``reused.fill(0)`` row is that memset alone.  RATIO lines for the reused rows follow the
+``poetml images`` does); the kernel builds each event in a small per-thread image and
+streams it out, so every output byte is written once; the
+``reused.fill(0)`` row is a memset of the same buffers.  RATIO lines for the reused rows follow the
 fresh ones: core(reused, 1 thread) vs numpy bincount and vs ``np.zeros + fill(0)``,
 2 threads vs 1 thread (reused), build_features(reused, 1 thread) vs awkward.
 
@@ -84,30 +87,35 @@ def synthetic_batch(n_events: int, seed: int = 0) -> EventBatch:
     return EventBatch(n_events, colls, met)
 
 
-def measure(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Median (wall seconds, process CPU seconds) of each function.
+def measure(
+    fns: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, tuple[float, float, float]]:
+    """Median (wall seconds, process CPU seconds, of which system) of each function.
 
     ``repeats`` rounds, each running every function in a fresh random order (seeded), so
     that machine load hits all methods alike.  Each timed call directly follows an untimed
     call of the same function: it measures the steady state of a loop of such calls (what
-    ``poetml images`` and a user's ``iterate`` loop run), not the cost of the OS
-    reorganising the memory the previous method left behind (on this VM, huge-page
-    allocations right after a 4 KiB-page method stall for seconds in compaction, whichever
-    method comes second).  CPU time (user + system, all threads of this process) is what a
-    method costs whatever else runs on the machine."""
+    ``poetml images`` and a user's ``iterate`` loop run), not the one-off cost of the OS
+    reorganising the memory another method just freed.  CPU time (user + system, all
+    threads of this process) is what a method costs whatever else runs on the machine."""
     rng = np.random.default_rng(1)
     names = list(fns)
     walls: dict[str, list[float]] = {k: [] for k in fns}
     cpus: dict[str, list[float]] = {k: [] for k in fns}
+    syss: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for i in rng.permutation(len(names)):
             name = names[i]
             fns[name]()  # untimed: the same call just before, as in a loop
-            c0, t0 = time.process_time(), time.perf_counter()
+            s0, c0, t0 = os.times().system, time.process_time(), time.perf_counter()
             fns[name]()
             walls[name].append(time.perf_counter() - t0)
             cpus[name].append(time.process_time() - c0)
-    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
+            syss[name].append(os.times().system - s0)
+    return {
+        k: (statistics.median(walls[k]), statistics.median(cpus[k]), statistics.median(syss[k]))
+        for k in fns
+    }
 
 
 def numpy_bincount_images(batch: EventBatch, spec: ImageSpec) -> np.ndarray:
@@ -259,10 +267,10 @@ def main() -> None:
         "empty_fill": "np.empty + out.fill(0)        ",
         "add": "np.zeros + out += 0           ",
     }
-    print("                                   wall [s]   CPU [s]")
+    print("                                   wall [s]   CPU [s]  of which system [s]")
     for k, label in labels.items():
-        print(f"{label}   {times[k][0]:8.3f}  {times[k][1]:8.3f}")
-    (w1, c1), (w2, _) = times["core1"], times["core2"]
+        print(f"{label}   {times[k][0]:8.3f}  {times[k][1]:8.3f}  {times[k][2]:8.3f}")
+    (w1, c1, _), (w2, _, _) = times["core1"], times["core2"]
     for k, text, target in (
         ("bincount", "core(1 thread) vs numpy bincount    ", "(target >= 3x)"),
         ("fill", "core(1 thread) vs np.zeros+fill(0)   ", "(target >= 0.8)"),
@@ -273,9 +281,13 @@ def main() -> None:
             f"RATIO {text}: wall {times[k][0] / w1:6.2f}x  CPU {times[k][1] / c1:6.2f}x  {target}"
         )
     print(f"RATIO core 2 threads vs 1 thread (wall)    : {w1 / w2:6.2f}x  (target >= 1.6x)")
-    print(f"      CPU time 2 threads / 1 thread: {times['core2'][1] / c1:.2f} (threading overhead)")
+    print(
+        f"      CPU time 2 threads / 1 thread: {times['core2'][1] / c1:.2f}; system (page "
+        f"population) {times['core1'][2]:.3f} s of {c1:.3f} s on 1 thread, "
+        f"{times['core2'][2]:.3f} s on 2"
+    )
     print(f"      rasterize: {args.events / w1 / 1e6:.2f} M events/s on 1 thread (wall)")
-    (r1, rc1), (r2, rc2) = times["reused1"], times["reused2"]
+    (r1, rc1, _), (r2, rc2, _) = times["reused1"], times["reused2"]
     for k, text, target in (
         ("bincount", "core(reused, 1 thread) vs numpy bincount  ", "(target >= 3x)"),
         ("fill", "core(reused, 1 thread) vs np.zeros+fill(0) ", "(target >= 0.8)"),
