@@ -62,3 +62,40 @@ def test_run_ends_with_validated_firmware(tmp_path):
         again["validation"]["agreement"]["n_events"]
         == report["validation"]["agreement"]["n_events"]
     )
+
+
+@pytest.mark.slow
+def test_conv_autoencoder_run_ends_with_validated_firmware(tmp_path):
+    """The image autoencoder end to end: quantized, pruned, deployed as an io_stream project
+    whose encoder-only score agrees exactly with QKeras."""
+    nt = {
+        "muony": write_poet_random(tmp_path / "muony.root", 300, seed=1, mean_muons=3.0, mean_jets=0.5),
+        "jetty": write_poet_random(tmp_path / "jetty.root", 300, seed=2, mean_muons=0.2, mean_jets=6.0),
+        "odd": write_poet_random(tmp_path / "odd.root", 100, seed=3, mean_muons=0.1, mean_electrons=4.0),
+    }  # fmt: skip
+    out = tmp_path / "cae"
+    cfg = config.parse({
+        "dataset": {"kind": "images", "processes": [
+            {"name": "muony", "files": [str(nt["muony"])], "label": "SM"},
+            {"name": "jetty", "files": [str(nt["jetty"])], "label": "SM"},
+            {"name": "odd", "files": [str(nt["odd"])], "role": "signal"}]},
+        "images": {"n_eta": 8, "n_phi": 8, "log1p": True},
+        "model": {"type": "conv_ae", "filters": [4], "latent_dim": 4,
+                  "pruning": {"sparsity": 0.5, "epochs": 1, "frequency": 1}},
+        "training": {"epochs": 2, "batch_size": 32, "patience": 2, "verbose": 0, "seed": 3},
+        "evaluation": {"fpr_targets": [1e-2], "rate_khz": [4000.0]},
+        "firmware": {"rate_khz": 4000.0},
+        "run": {"output": str(out), "variants": ["float", "quantized", "quantized_pruned"],
+                "progress": False, "stages": ["data", "train", "evaluate", "firmware"]},
+    })  # fmt: skip
+    ctx = pipeline.run(cfg)
+    assert set(ctx.metrics) >= {"float", "quantized", "quantized_pruned", "firmware"}
+    fw = ctx.metrics["firmware"]
+    assert fw["variant"] == "quantized_pruned"
+    assert fw["passed"] is True
+    assert fw["exact_fraction"] == 1.0
+    report = json.loads((out / "firmware" / "firmware.json").read_text())
+    assert report["io_type"] == "io_stream"
+    assert report["score_kind"] == "latent"
+    assert report["trigger_csim"]["fire_matches"]
+    assert report["trigger_csim"]["score_matches"]
