@@ -18,19 +18,21 @@ from conftest import write_poet_random
 from poetml import config, pipeline
 
 
+def _processes(tmp_path, n_sm: int, n_signal: int) -> list[dict]:
+    """Two SM-like processes and one signal, as tiny POET ntuples."""
+    muony = write_poet_random(tmp_path / "muony.root", n_sm, seed=1, mean_muons=3.0, mean_jets=0.5)
+    jetty = write_poet_random(tmp_path / "jetty.root", n_sm, seed=2, mean_muons=0.2, mean_jets=6.0)
+    odd = write_poet_random(tmp_path / "odd.root", n_signal, seed=3, mean_muons=0.1, mean_electrons=4.0)
+    return [{"name": "muony", "files": [str(muony)], "label": "SM"},
+            {"name": "jetty", "files": [str(jetty)], "label": "SM"},
+            {"name": "odd", "files": [str(odd)], "role": "signal"}]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_run_ends_with_validated_firmware(tmp_path):
-    nt = {
-        "muony": write_poet_random(tmp_path / "muony.root", 400, seed=1, mean_muons=3.0, mean_jets=0.5),
-        "jetty": write_poet_random(tmp_path / "jetty.root", 400, seed=2, mean_muons=0.2, mean_jets=6.0),
-        "odd": write_poet_random(tmp_path / "odd.root", 150, seed=3, mean_muons=0.1, mean_electrons=4.0),
-    }  # fmt: skip
     out = tmp_path / "ae"
     cfg = config.parse({
-        "dataset": {"kind": "features", "processes": [
-            {"name": "muony", "files": [str(nt["muony"])], "label": "SM"},
-            {"name": "jetty", "files": [str(nt["jetty"])], "label": "SM"},
-            {"name": "odd", "files": [str(nt["odd"])], "role": "signal"}]},
+        "dataset": {"kind": "features", "processes": _processes(tmp_path, 400, 150)},
         "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
         "training": {"epochs": 2, "batch_size": 32, "patience": 2, "verbose": 0, "seed": 3},
         "firmware": {"rate_khz": 4000.0},
@@ -68,17 +70,9 @@ def test_run_ends_with_validated_firmware(tmp_path):
 def test_conv_autoencoder_run_ends_with_validated_firmware(tmp_path):
     """The image autoencoder end to end: quantized, pruned, deployed as an io_stream project
     whose encoder-only score agrees exactly with QKeras."""
-    nt = {
-        "muony": write_poet_random(tmp_path / "muony.root", 300, seed=1, mean_muons=3.0, mean_jets=0.5),
-        "jetty": write_poet_random(tmp_path / "jetty.root", 300, seed=2, mean_muons=0.2, mean_jets=6.0),
-        "odd": write_poet_random(tmp_path / "odd.root", 100, seed=3, mean_muons=0.1, mean_electrons=4.0),
-    }  # fmt: skip
     out = tmp_path / "cae"
     cfg = config.parse({
-        "dataset": {"kind": "images", "processes": [
-            {"name": "muony", "files": [str(nt["muony"])], "label": "SM"},
-            {"name": "jetty", "files": [str(nt["jetty"])], "label": "SM"},
-            {"name": "odd", "files": [str(nt["odd"])], "role": "signal"}]},
+        "dataset": {"kind": "images", "processes": _processes(tmp_path, 300, 100)},
         "images": {"n_eta": 8, "n_phi": 8, "log1p": True},
         "model": {"type": "conv_ae", "filters": [4], "latent_dim": 4,
                   "pruning": {"sparsity": 0.5, "epochs": 1, "frequency": 1}},
