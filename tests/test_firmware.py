@@ -70,6 +70,20 @@ def _images(n: int, seed: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- dense autoencoder, CLI
 
+FEATURES = [f"{obj}_{f}" for obj in ("met", "muon_0", "muon_1", "jet_0", "jet_1", "jet_2")
+            for f in ("pt", "eta", "phi")] + ["ht"]  # fmt: skip
+
+
+def _slots(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Feature-slot-like inputs: pT >= 0, and about a third of the object slots empty (zeros)."""
+    x = x.copy()
+    for k in range(6):
+        x[:, 3 * k] = np.abs(x[:, 3 * k])
+        if k:
+            x[rng.random(len(x)) < 0.35, 3 * k : 3 * k + 3] = 0.0
+    x[:, 18] = np.abs(x[:, 18])
+    return x
+
 
 @pytest.fixture(scope="module")
 def dense_run(tmp_path_factory):
@@ -83,13 +97,14 @@ def dense_run(tmp_path_factory):
     model.save(model_dir / "model.h5", include_optimizer=False, save_format="h5")
     (model_dir / "metadata.json").write_text(json.dumps({"variant": "quantized"}))
     rng = np.random.default_rng(0)
-    bkg = rng.normal(0, 2, (6000, 19))
-    sig = rng.normal(0.5, 3, (800, 19))
+    bkg = _slots(rng.normal(0, 2, (6000, 19)), rng)
+    sig = _slots(rng.normal(0.5, 3, (800, 19)), rng)
     np.savez(
         model_dir / "test_events.npz",
         x=np.concatenate([bkg, sig]).astype(np.float32),
         labels=np.r_[np.zeros(6000, int), np.ones(800, int)],
         label_names=np.array(["SM", "BSM"]),
+        feature_names=np.array(FEATURES),
     )
     out = d / "fw"
     err = io.StringIO()
@@ -108,7 +123,7 @@ def test_dense_ae_csim_equals_qkeras_score_model(dense_run):
     assert a["exact_fraction"] == 1.0
     assert a["max_diff_lsb"] == 0.0
     assert r["validation"]["passed"] is True
-    assert r["score_kind"] == "latent"
+    assert r["score_kind"] == "reconstruction"
     assert r["io_type"] == "io_parallel"
     assert r["validation"]["trace"] is None
     assert set(r["validation"]["signals"]) == {"BSM"}
@@ -120,27 +135,61 @@ def test_dense_ae_csim_equals_qkeras_score_model(dense_run):
     assert "| 6800 | 1.000000 | 1.000000 | 0 | PASS |" in md
 
 
-def test_dense_ae_score_is_encoder_latent_norm(dense_run):
-    """The firmware outputs ||q(z)||^2 of the trained encoder, recomputed here with NumPy."""
-    import tensorflow as tf
-    from qkeras import quantized_bits
+def _quantizers(note: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in part.split(")")[0].split(","))
+            for part in note.split("quantized_bits(")[1:]]  # fmt: skip
 
-    model = dense_run["model"]
-    enc = tf.keras.Model(model.inputs, model.get_layer("latent").output)
-    note = dense_run["report"]["notes"][-1]
-    bits, ibits = (int(v) for v in note.split("quantized_bits(")[1].split(")")[0].split(","))
-    z = enc.predict(dense_run["bkg"][:200], verbose=0)
-    zq = quantized_bits(bits, ibits, alpha=1)(z).numpy().astype(np.float64)
-    expected = (zq**2).sum(axis=1)
+
+def test_dense_ae_score_is_masked_reconstruction_error(dense_run):
+    """The firmware outputs the squared reconstruction errors of the present objects, summed;
+    recomputed here with NumPy from the model's reconstruction."""
     from poetml.firmware.build import load_model_dir
+    from poetml.firmware.convert import make_score_model
+    from poetml.models.autoencoder import slot_pt_index
+    from poetml.models.quantized import quantize_fixed
 
     inputs = load_model_dir(dense_run["out"].parent / "model")
     assert inputs.model_path.name == "model.h5"
+    assert inputs.feature_names == tuple(FEATURES)
+    note = dense_run["report"]["notes"][-1]
+    assert "absent objects" in note
+    (e_bits, e_int), (s_bits, s_int) = _quantizers(note)
+    x = dense_run["bkg"][:300]
+    xq = quantize_fixed(x, 14, 5).astype(np.float64)  # the model's input quantizer
+    reco = dense_run["model"].predict(x, verbose=0).astype(np.float64)
+    present = xq[:, slot_pt_index(FEATURES)] != 0
+    assert 0.3 < present.mean() < 0.9
+    err = quantize_fixed((xq - reco) * 1.5 * present, e_bits, e_int).astype(np.float64)
+    expected = quantize_fixed(err**2, s_bits, s_int).astype(np.float64).sum(axis=1)
+    sm = make_score_model(inputs.model, FirmwareConfig(), dense_run["bkg"], inputs.feature_names)
+    assert sm.kind == "reconstruction"
+    assert sm.denominator_index == 1
+    got = sm.model.predict(x, verbose=0)
+    np.testing.assert_array_equal(got[:, 0], expected)
+    np.testing.assert_array_equal(got[:, 1], 1.5 * present.sum(axis=1))
+    # the anomaly score is their ratio: 1.5 x the offline masked mean squared error
+    offline = ((err / 1.5) ** 2).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    np.testing.assert_allclose(sm.scores(got), 1.5 * offline, rtol=0.05, atol=1e-3)
+    # the C simulation separates the signal as the model does: AUC of the deployed score
+    assert dense_run["report"]["validation"]["signals"]["BSM"]["auc_csim"] > 0.7
+
+
+def test_dense_ae_latent_score_is_encoder_latent_norm(dense_run):
+    """With score: latent the firmware outputs ||q(z)||^2 of the trained encoder."""
+    import tensorflow as tf
+    from qkeras import quantized_bits
+
     from poetml.firmware.convert import make_score_model
 
-    sm = make_score_model(inputs.model, FirmwareConfig(), calibration=dense_run["bkg"])
+    model = dense_run["model"]
+    sm = make_score_model(model, FirmwareConfig(score="latent"), calibration=dense_run["bkg"])
+    assert sm.kind == "latent"
+    ((bits, ibits),) = _quantizers(sm.notes[-1])
+    enc = tf.keras.Model(model.inputs, model.get_layer("latent").output)
+    z = enc.predict(dense_run["bkg"][:200], verbose=0)
+    zq = quantized_bits(bits, ibits, alpha=1)(z).numpy().astype(np.float64)
     got = sm.model.predict(dense_run["bkg"][:200], verbose=0)[:, 0]
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, (zq**2).sum(axis=1))
 
 
 def test_trigger_threshold_constant_and_csim(dense_run):
@@ -153,13 +202,17 @@ def test_trigger_threshold_constant_and_csim(dense_run):
     trig = r["trigger_csim"]
     assert trig == {**trig, "n_events": 6800, "fire_matches": True, "score_matches": True}
     assert trig["background_fire_fraction"] == t["fpr"]
+    # the score is the ratio sum / count: the constant lies on its own 2^-24 grid and the
+    # firmware compares without dividing
     header = (Path(r["project_dir"]) / "firmware" / "trigger.h").read_text()
-    lsb = r["output_lsb"]
     assert f"kTriggerThreshold = {float(t['value'])!r};" in header
-    assert float(t["value"]) / lsb == round(float(t["value"]) / lsb)
+    grid = 2.0**24
+    assert float(t["value"]) * grid == round(float(t["value"]) * grid)
     assert "typedef ap_fixed<" in header
+    assert re.search(r"static const ap_ufixed<\d+,\d+> kTriggerThreshold", header)
     cpp = (Path(r["project_dir"]) / "firmware" / "trigger.cpp").read_text()
-    assert "fire = score > kTriggerThreshold;" in cpp
+    assert "fire = score > kTriggerThreshold * result[1];" in cpp
+    assert r["trigger_rule"].startswith("output 0 > threshold x output 1")
 
 
 def test_synth_flag_without_tool_fails_clearly(dense_run):
@@ -194,13 +247,12 @@ def test_cost_estimate_counts_nonzero_products(dense_run):
     model = dense_run["model"]
     from qkeras import quantized_bits
 
-    nnz = 0
-    for name in ("enc1", "latent"):
-        kernel = model.get_layer(name).get_weights()[0]
-        nnz += int(np.count_nonzero(quantized_bits(8, 0, alpha=1)(kernel).numpy()))
     by_layer = {row["layer"]: row for row in cost["layers"]}
-    assert by_layer["enc1"]["multiplications"] + by_layer["latent"]["multiplications"] == nnz
-    assert by_layer["latent_sq"]["multiplications"] == 4
+    for name in ("enc1", "latent", "dec1", "reco"):
+        kernel = model.get_layer(name).get_weights()[0]
+        nnz = int(np.count_nonzero(quantized_bits(8, 0, alpha=1)(kernel).numpy()))
+        assert by_layer[name]["multiplications"] == nnz
+    assert by_layer["reco_sq"]["multiplications"] == 19
     assert cost["multiplications"] == sum(row["multiplications"] for row in cost["layers"])
     assert cost["bops"] > cost["multiplications"]
 
@@ -300,6 +352,26 @@ def test_autoencoder_must_deploy_a_score():
 
     with pytest.raises(FirmwareError, match="must output the anomaly score"):
         make_score_model(_qkeras_dense_ae(), FirmwareConfig(score="output"), np.zeros((5, 19)))
+    with pytest.raises(FirmwareError, match="calibration events"):
+        make_score_model(_qkeras_dense_ae(), FirmwareConfig(), None)
+    with pytest.raises(FirmwareError, match="'reconstruction' is for autoencoders"):
+        make_score_model(_qkeras_cnn(), FirmwareConfig(score="reconstruction"))
+
+
+def test_conv_autoencoder_without_bit_exact_decoder_falls_back_to_latent():
+    """hls4ml 1.3 has no bit-exact rule for UpSampling2D: auto deploys the encoder-only score
+    and says why; asking for the reconstruction names the layer and the alternative."""
+    from poetml.firmware.convert import UnsupportedLayerError, make_score_model
+    from poetml.models import ModelConfig, build
+
+    model = build(ModelConfig(type="conv_ae", filters=(2,), latent_dim=3), (4, 4, 2),
+                  quantized=True)  # fmt: skip
+    calib = _images(20, 5)[:, :4, :4, :]
+    sm = make_score_model(model, FirmwareConfig(), calib)
+    assert sm.kind == "latent"
+    assert any("UpSampling2D" in n and "encoder-only" in n for n in sm.notes)
+    with pytest.raises(UnsupportedLayerError, match=r"'dec_up_0' \(UpSampling2D\).*score: latent"):
+        make_score_model(model, FirmwareConfig(score="reconstruction"), calib)
 
 
 # ---------------------------------------------------------------- pure functions

@@ -3,9 +3,11 @@
 ::
 
     poetml firmware MODEL_DIR --rate-khz 1 -o fw/ [--synth] [--backend Vitis|Vivado]
-                    [--events N] [--config FILE] [--events-file FILE.npz] [--workers N]
+                    [--score auto|reconstruction|latent|output] [--events N] [--config FILE]
+                    [--events-file FILE.npz] [--workers N]
 
-Converts the model (an autoencoder becomes its encoder-only anomaly score), writes and checks
+Converts the model (an autoencoder is deployed with its anomaly score: by default its
+reconstruction error, computed in the firmware; a classifier outputs logits), writes and checks
 the hls4ml project in ``OUT/hls``, sets the trigger threshold for the rate on C-simulated
 background events, writes ``OUT/firmware.json`` and ``OUT/firmware.md``.  Exit status 1 when
 C simulation and QKeras disagree beyond the tolerance (the first disagreeing event's layer
@@ -38,9 +40,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (the project is OUT/hls)")
     p.add_argument("--rate-khz", type=float, help="trigger rate in kHz (default: config, 1)")
     p.add_argument("--backend", choices=("Vitis", "Vivado"), help="hls4ml backend (default Vitis)")
+    p.add_argument("--score", choices=("auto", "reconstruction", "latent", "output"),
+                   help="what the firmware outputs: auto (default: an autoencoder's "
+                   "reconstruction error, a classifier's logits), reconstruction, latent "
+                   "(encoder-only ||z||^2) or output")  # fmt: skip
     p.add_argument("--events", type=int, help="use at most N events per sample (default: all)")
-    p.add_argument("--events-file", help=".npz with arrays x, labels[, label_names] "
-                   "(default: firmware_events.npz or test_events.npz in MODEL_DIR)")  # fmt: skip
+    p.add_argument("--events-file", help=".npz with arrays x, labels[, label_names, "
+                   "feature_names] (default: firmware_events.npz or test_events.npz in "
+                   "MODEL_DIR)")  # fmt: skip
     p.add_argument("--config", help="YAML run configuration whose 'firmware' section is used")
     p.add_argument("--workers", type=int, help="C-simulation workers (default: all cores)")
     p.add_argument("--synth", action="store_true", help="run vendor HLS synthesis (needs the tool)")
@@ -51,7 +58,7 @@ def register(subparsers: Any) -> None:
 def _firmware(args: argparse.Namespace) -> int:
     from ..firmware import FirmwareConfig
     from ..firmware.build import build_from_model_dir
-    from ..firmware.validate import FirmwareValidationError
+    from ..firmware.validate import FirmwareValidationError, trigger_rule
 
     config = FirmwareConfig()
     if args.config:
@@ -61,6 +68,7 @@ def _firmware(args: argparse.Namespace) -> int:
     overrides = {
         "rate_khz": args.rate_khz,
         "backend": args.backend,
+        "score": args.score,
         "events": args.events,
         "workers": args.workers,
         "synth": True if args.synth else None,
@@ -82,7 +90,7 @@ def _firmware(args: argparse.Namespace) -> int:
         f"max diff {a['max_diff_lsb']:g} LSB -> {'PASS' if result.passed else 'FAIL'}"
     )
     print(
-        f"threshold for {t['target_rate_khz']:g} kHz: score > {t['value']:.10g} "
+        f"threshold for {t['target_rate_khz']:g} kHz: {trigger_rule(r, t['value'])} "
         f"({t['rate_khz']:.3g} +- {t['rate_khz_err']:.2g} kHz on {t['n_background']} events)"
     )
     if t.get("warning"):

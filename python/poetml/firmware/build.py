@@ -16,7 +16,7 @@ import numpy as np
 
 from .._atomic import write_text
 from .._optional import require
-from .config import FirmwareConfig
+from .config import ANOMALY_SCORES, FirmwareConfig
 from .convert import FirmwareError, choose_io_type, convert, load_qkeras_model, make_score_model
 
 __all__ = ["FirmwareResult", "ModelInputs", "build_firmware", "load_model_dir", "split_events"]
@@ -35,6 +35,7 @@ class ModelInputs:
     labels: np.ndarray
     label_names: tuple[str, ...]
     background_label: int = 0
+    feature_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def load_events(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     """Read ``x``, ``labels`` (and ``label_names``) from an ``.npz`` of test events.
 
     ``x`` holds the model inputs exactly as the model sees them (scaled, quantized).
+    (An optional ``feature_names`` array is read by :func:`load_model_dir`.)
     """
     path = Path(path)
     try:
@@ -134,8 +136,17 @@ def load_model_dir(path: str | Path, events: str | Path | None = None) -> ModelI
     x, labels, names = load_events(events)
     if isinstance(meta.get("label_names"), list) and len(meta["label_names"]) >= len(names):
         names = tuple(map(str, meta["label_names"]))
+    features: tuple[str, ...] | None = None
+    if isinstance(meta.get("feature_names"), list):
+        features = tuple(map(str, meta["feature_names"]))
+    else:
+        with np.load(events, allow_pickle=False) as f:
+            if "feature_names" in f.files:
+                features = tuple(str(n) for n in f["feature_names"])
     model = load_qkeras_model(model_path)
-    return ModelInputs(model, model_path, x, labels, names, int(meta.get("background_label", 0)))
+    return ModelInputs(
+        model, model_path, x, labels, names, int(meta.get("background_label", 0)), features
+    )
 
 
 def split_events(
@@ -151,7 +162,7 @@ def split_events(
     def name(i: int) -> str:
         return names[i] if i < len(names) else f"class{i}"
 
-    if kind == "latent":
+    if kind in ANOMALY_SCORES:
         bkg = inputs.x[lab == inputs.background_label]
         sig = {name(i): inputs.x[lab == i] for i in np.unique(lab) if i != inputs.background_label}
     else:
@@ -183,10 +194,14 @@ def build_firmware(
     *,
     background: np.ndarray,
     signals: dict[str, np.ndarray] | None = None,
+    feature_names: tuple[str, ...] | list[str] | None = None,
     progress: bool = True,
     raise_on_mismatch: bool = True,
 ) -> FirmwareResult:
     """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
+
+    ``background`` also sizes the quantizers of an autoencoder's score; ``feature_names``
+    (the model's input features) let its reconstruction score skip absent objects.
 
     Steps: deployable score model; hls4ml project in ``out_dir/hls`` with compiled C simulation;
     batched C simulation of background and signal events; trigger threshold for
@@ -199,7 +214,7 @@ def build_firmware(
     """
     from . import csim as cs
     from .cost import estimate_cost
-    from .trigger import efficiency, threshold_for_rate, write_trigger
+    from .trigger import ratio_threshold, threshold_for_rate, write_trigger
     from .validate import (
         FirmwareValidationError,
         agreement,
@@ -223,7 +238,7 @@ def build_firmware(
         signals = {k: np.asarray(v, np.float32)[: config.events] for k, v in signals.items()}
 
     t0 = time.perf_counter()
-    score = make_score_model(model, config, calibration=background)
+    score = make_score_model(model, config, calibration=background, feature_names=feature_names)
     hls_model = convert(score.model, project_dir, config, compile=False)
     timings["convert_s"] = time.perf_counter() - t0
 
@@ -257,18 +272,32 @@ def build_firmware(
     )
     timings["csim_s"] = t_csim
 
-    def part(y: np.ndarray, i: int) -> np.ndarray:
-        return y[bounds[i] : bounds[i + 1], score.score_index]
+    def rows(y: np.ndarray, i: int) -> np.ndarray:
+        return y[bounds[i] : bounds[i + 1]]
 
-    thr = threshold_for_rate(part(y_c, 0), config.rate_khz, config.collision_rate_mhz)
-    thr_q = threshold_for_rate(part(y_q, 0), config.rate_khz, config.collision_rate_mhz)
+    def part(y: np.ndarray, i: int) -> np.ndarray:
+        return score.scores(rows(y, i))
+
+    def working_point(y: np.ndarray) -> Any:
+        if score.denominator_index is None:
+            return threshold_for_rate(part(y, 0), config.rate_khz, config.collision_rate_mhz)
+        b = rows(y, 0)
+        return ratio_threshold(b[:, score.score_index], b[:, score.denominator_index],
+                               config.rate_khz, config.collision_rate_mhz)  # fmt: skip
+
+    def efficiency(y: np.ndarray, i: int, threshold: float) -> float:
+        fires = score.fires(rows(y, i), threshold)
+        return float(fires.mean()) if len(fires) else float("nan")
+
+    thr = working_point(y_c)
+    thr_q = working_point(y_q)
     ag = agreement(y_q, y_c, lsb)
     signal_rows = {}
     for i, name in enumerate(names[1:], start=1):
         auc_q = rank_auc(part(y_q, 0), part(y_q, i))
         auc_c = rank_auc(part(y_c, 0), part(y_c, i))
-        eff_q = efficiency(part(y_q, i), thr_q.value)
-        eff_c = efficiency(part(y_c, i), thr.value)
+        eff_q = efficiency(y_q, i, thr_q.value)
+        eff_c = efficiency(y_c, i, thr.value)
         signal_rows[name] = {
             "n_events": int(bounds[i + 1] - bounds[i]),
             "auc_qkeras": auc_q,
@@ -296,6 +325,7 @@ def build_firmware(
         score.score_index,
         part=config.part,
         clock_period=config.clock_period,
+        denominator_index=score.denominator_index,
     )
     t0 = time.perf_counter()
     trig_lib = cs.build_csim_library(project_dir, sig, with_trigger=True)
@@ -304,7 +334,7 @@ def build_firmware(
         fire, t_score = sim.trigger(x_all, progress=progress)
     trigger_csim = {
         "n_events": len(x_all),
-        "fire_matches": bool(np.array_equal(fire, y_c[:, score.score_index] > thr.value)),
+        "fire_matches": bool(np.array_equal(fire, score.fires(y_c, thr.value))),
         "score_matches": bool(np.array_equal(t_score, y_c[:, score.score_index])),
         "background_fire_fraction": float(fire[: bounds[1]].mean()),
     }
@@ -319,6 +349,13 @@ def build_firmware(
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "score_kind": score.kind,
         "score_index": score.score_index,
+        "denominator_index": score.denominator_index,
+        "trigger_rule": (
+            "score > threshold"
+            if score.denominator_index is None
+            else f"output {score.score_index} > threshold x output {score.denominator_index} "
+            f"(score = output {score.score_index} / output {score.denominator_index})"
+        ),
         "notes": list(score.notes),
         "output_precision": str(precision),
         "output_lsb": lsb,
@@ -393,9 +430,16 @@ def build_from_model_dir(
         from .stage import events_from_prepared, prepared_for_model_dir
 
         model = load_qkeras_model(path if path.is_file() else _pick_model_file(d, _read_meta(d)))
-        bkg, sigs = events_from_prepared(prepared_for_model_dir(d), config)
+        prep = prepared_for_model_dir(d)
+        bkg, sigs = events_from_prepared(prep, config)
         return build_firmware(
-            model, out_dir, config, background=bkg, signals=sigs, progress=progress
+            model,
+            out_dir,
+            config,
+            background=bkg,
+            signals=sigs,
+            feature_names=prep.preprocessing.feature_names,
+            progress=progress,
         )
     inputs = load_model_dir(model_dir, events_file)
     from .convert import is_autoencoder
@@ -407,5 +451,11 @@ def build_from_model_dir(
         kind, index, n_classes = "logits", config.trigger_class % max(n_out, 1), n_out
     bkg, sigs = split_events(inputs, kind, index, n_classes)
     return build_firmware(
-        inputs.model, out_dir, config, background=bkg, signals=sigs, progress=progress
+        inputs.model,
+        out_dir,
+        config,
+        background=bkg,
+        signals=sigs,
+        feature_names=inputs.feature_names,
+        progress=progress,
     )

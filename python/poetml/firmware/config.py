@@ -12,7 +12,9 @@ __all__ = ["FirmwareConfig"]
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("auto", "io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
-SCORES = ("latent", "output")
+SCORES = ("auto", "reconstruction", "latent", "output")
+#: score kinds of an autoencoder (the others are a classifier's output)
+ANOMALY_SCORES = ("reconstruction", "latent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +27,20 @@ class FirmwareConfig:
     io_type: ``auto`` picks ``io_parallel`` for dense models and ``io_stream`` for CNNs.
     strategy: hls4ml ``Latency`` (fully unrolled) or ``Resource`` (reuses multipliers).
     reuse_factor: multiplications sharing one multiplier (1 = fully parallel).
-    score: ``latent`` (autoencoders: the deployed network is the encoder followed by the
-        squared latent norm, as the CMS AXOL1TL trigger) or ``output`` (the model's own output,
-        a final softmax removed: classifiers output logits).
+    score: what the firmware outputs.  ``auto``: ``reconstruction`` for an autoencoder
+        (``latent`` when its decoder has a layer hls4ml's bit-exact conversion cannot map, such
+        as UpSampling2D), ``output`` for a classifier.  ``reconstruction``: the whole
+        autoencoder plus its reconstruction error, the sum of the squared errors over the
+        present objects (the offline anomaly score times the number of inputs it averages,
+        see :mod:`.convert`).  ``latent``: the encoder followed by the squared latent norm,
+        the encoder-only score the CMS AXOL1TL trigger deploys (it suits a variational
+        autoencoder trained for it; on a plain autoencoder it separates much less).
+        ``output``: the model's own output, a final softmax removed (classifiers: logits).
     latent_bits: width of the fixed-point quantizer put on the latent vector before squaring;
         its integer bits are chosen from the calibration events so no latent value saturates.
+    error_bits: width of the fixed-point quantizer put on the reconstruction errors before
+        squaring (<= 12, so QKeras squares them exactly in float32); its integer bits are
+        chosen from the calibration events so no error of theirs saturates.
     trigger_class: for classifiers, the class whose logit is the trigger score (negative counts
         from the end; -1 is the last class).
     rate_khz: trigger rate the threshold is set for; rate = false-positive rate x
@@ -50,8 +61,9 @@ class FirmwareConfig:
     io_type: Literal["auto", "io_parallel", "io_stream"] = "auto"
     strategy: Literal["Latency", "Resource"] = "Latency"
     reuse_factor: int = 1
-    score: Literal["latent", "output"] = "latent"
+    score: Literal["auto", "reconstruction", "latent", "output"] = "auto"
     latent_bits: int = 10
+    error_bits: int = 12
     trigger_class: int = -1
     rate_khz: float = 1.0
     collision_rate_mhz: float = 40.0
@@ -76,6 +88,11 @@ class FirmwareConfig:
             raise ValueError(f"reuse_factor must be >= 1, got {self.reuse_factor}")
         if self.clock_period <= 0:
             raise ValueError(f"clock_period must be > 0 ns, got {self.clock_period}")
+        if not 2 <= self.error_bits <= 12:
+            raise ValueError(
+                f"error_bits must be in [2, 12] so squared errors are exact in float32, "
+                f"got {self.error_bits}"
+            )
         if not 2 <= self.latent_bits <= 12:
             raise ValueError(
                 f"latent_bits must be in [2, 12] so squared latents add up exactly in float32, "

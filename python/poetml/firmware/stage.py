@@ -113,6 +113,7 @@ def firmware_stage(ctx: Any) -> None:
         cfg,
         background=background,
         signals=signals,
+        feature_names=md.preprocessing.feature_names,
         progress=progress,
         raise_on_mismatch=False,
     )

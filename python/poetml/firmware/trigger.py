@@ -16,7 +16,18 @@ import numpy as np
 
 from .convert import FirmwareError
 
-__all__ = ["Threshold", "efficiency", "threshold_for_rate", "write_trigger"]
+__all__ = [
+    "RATIO_FRAC_BITS",
+    "Threshold",
+    "efficiency",
+    "ratio_threshold",
+    "ratio_threshold_type",
+    "threshold_for_rate",
+    "write_trigger",
+]
+
+#: fraction bits of the threshold constant of a ratio score (num > threshold x den)
+RATIO_FRAC_BITS = 24
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,45 @@ def threshold_for_rate(
     )
 
 
+def ratio_threshold(
+    num: np.ndarray, den: np.ndarray, rate_khz: float, collision_rate_mhz: float = 40.0
+) -> Threshold:
+    """The working point of a ratio score ``num / den`` (0 where ``den`` is 0), which the
+    firmware tests without a division as ``num > t x den``.
+
+    ``t`` is the threshold :func:`threshold_for_rate` gives for the ratios, rounded up to
+    the grid of :data:`RATIO_FRAC_BITS` fraction bits so it is an exact fixed-point constant
+    (rounding up never raises the rate); the counts are those of ``num > t x den``, exact in
+    float64 for fixed-point ``num`` and ``den``.
+    """
+    num = np.asarray(num, np.float64).ravel()
+    den = np.asarray(den, np.float64).ravel()
+    if np.any(den < 0):
+        raise FirmwareError("a ratio score needs a non-negative denominator")
+    ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    base = threshold_for_rate(ratio, rate_khz, collision_rate_mhz)
+    value = math.ceil(base.value * 2.0**RATIO_FRAC_BITS) / 2.0**RATIO_FRAC_BITS
+    n_pass = int(np.count_nonzero(num > value * den))
+    collision_khz = collision_rate_mhz * 1e3
+    return Threshold(
+        value=value,
+        target_rate_khz=base.target_rate_khz,
+        target_fpr=base.target_fpr,
+        fpr=n_pass / len(num),
+        rate_khz=n_pass / len(num) * collision_khz,
+        rate_khz_err=math.sqrt(max(n_pass, 1)) / len(num) * collision_khz,
+        n_pass=n_pass,
+        n_background=len(num),
+        warning=base.warning,
+    )
+
+
+def ratio_threshold_type(value: float) -> str:
+    """An unsigned fixed-point type that holds ``value`` exactly (see :func:`ratio_threshold`)."""
+    integer = max(1, math.floor(math.log2(value)) + 1) if value >= 1 else 1
+    return f"ap_ufixed<{integer + RATIO_FRAC_BITS},{integer}>"
+
+
 def efficiency(scores: np.ndarray, threshold: float) -> float:
     """Fraction of events with score > threshold."""
     s = np.asarray(scores).ravel()
@@ -123,16 +173,23 @@ def write_trigger(
     score_index: int = 0,
     part: str | None = None,
     clock_period: float | None = None,
+    denominator_index: int | None = None,
 ) -> tuple[Path, Path]:
     """Write ``firmware/trigger.h`` (the threshold as a fixed-point constant of the score type)
     and ``firmware/trigger.cpp`` (top function ``trigger_decision``: runs the network, outputs
     the score and the trigger bit ``score > threshold``).  ``sig`` is the
-    :class:`~poetml.firmware.csim.TopSignature` of the network's top function.  With ``part``
-    and ``clock_period`` also ``build_trigger.tcl``, the vendor-tool script that synthesizes
-    ``trigger_decision`` (``vitis_hls -f build_trigger.tcl``)."""
+    :class:`~poetml.firmware.csim.TopSignature` of the network's top function.  With
+    ``denominator_index`` the score is a ratio (see :func:`ratio_threshold`): the constant
+    gets its own type and the bit is ``output[score_index] > threshold x
+    output[denominator_index]``.  With ``part`` and ``clock_period`` also
+    ``build_trigger.tcl``, the vendor-tool script that synthesizes ``trigger_decision``
+    (``vitis_hls -f build_trigger.tcl``)."""
     fw = Path(project_dir) / "firmware"
-    literal = _exact_literal(threshold.value, score_frac_bits)
-    raw = round(threshold.value * 2.0**score_frac_bits)
+    ratio = denominator_index is not None
+    frac_bits = RATIO_FRAC_BITS if ratio else score_frac_bits
+    literal = _exact_literal(threshold.value, frac_bits)
+    raw = round(threshold.value * 2.0**frac_bits)
+    threshold_type = ratio_threshold_type(threshold.value) if ratio else "trigger_score_t"
     if sig.io_stream:
         proto = f"void trigger_decision(hls::stream<{sig.in_type}> &in, trigger_score_t &score, bool &fire)"
         body = (
@@ -149,6 +206,17 @@ def write_trigger(
             f"    {sig.project}(in, result);\n"
             f"    score = result[{score_index}];\n"
         )
+    rule = (
+        f"score > kTriggerThreshold * result[{denominator_index}]"
+        if ratio
+        else "score > kTriggerThreshold"
+    )
+    what = (
+        f"score = output {score_index} of the network, the anomaly score is score / output "
+        f"{denominator_index}; fire = {rule}"
+        if ratio
+        else f"fire = {rule}"
+    )
     header = f"""\
 // Trigger decision for {sig.project}, written by poetml.firmware.trigger.
 // Threshold set on {threshold.n_background} background events through the C simulation for
@@ -161,8 +229,9 @@ def write_trigger(
 
 typedef {score_precision} trigger_score_t;
 
-// fire = score > kTriggerThreshold  (raw integer value {raw} x 2^-{score_frac_bits})
-static const trigger_score_t kTriggerThreshold = {literal};
+// {what}
+// (threshold: raw integer value {raw} x 2^-{frac_bits})
+static const {threshold_type} kTriggerThreshold = {literal};
 
 {proto};
 
@@ -174,7 +243,7 @@ static const trigger_score_t kTriggerThreshold = {literal};
 
 {proto} {{
     #pragma HLS PIPELINE
-{body}    fire = score > kTriggerThreshold;
+{body}    fire = {rule};
 }}
 """
     h, c = fw / "trigger.h", fw / "trigger.cpp"

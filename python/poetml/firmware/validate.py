@@ -24,6 +24,7 @@ __all__ = [
     "rank_auc",
     "to_markdown",
     "trace_text",
+    "trigger_rule",
     "within_tolerance",
 ]
 
@@ -164,6 +165,11 @@ class _Fmt:
         return format(self.v, spec)
 
 
+def trigger_rule(report: dict[str, Any], value: float) -> str:
+    """The trigger condition with the threshold's value in it."""
+    return report.get("trigger_rule", "score > threshold").replace("threshold", f"{value:.10g}", 1)
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The validation report (as written to ``firmware.json``) as a Markdown section."""
     v = report["validation"]
@@ -194,8 +200,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         (
             f"Trigger threshold for {t['target_rate_khz']:g} kHz (FPR {t['target_fpr']:.3g}), set on "
-            f"{t['n_background']} background events through the C simulation: score > "
-            f"{t['value']:.10g}, giving {t['rate_khz']:.3g} ± {t['rate_khz_err']:.2g} kHz."
+            f"{t['n_background']} background events through the C simulation: "
+            f"{trigger_rule(report, t['value'])}, giving {t['rate_khz']:.3g} ± {t['rate_khz_err']:.2g} "
+            "kHz."
         ),
         "",
     ]
@@ -218,7 +225,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [
             (
                 f"`trigger_decision()` C simulation on {trig['n_events']} events: fire bit equals "
-                f"score > threshold for {'all' if trig['fire_matches'] else 'NOT all'} events; scores "
+                f"{report.get('trigger_rule', 'score > threshold')} for "
+                f"{'all' if trig['fire_matches'] else 'NOT all'} events; scores "
                 f"{'equal' if trig['score_matches'] else 'DIFFER from'} the network's."
             ),
             "",
