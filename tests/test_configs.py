@@ -34,10 +34,11 @@ def test_config_loads(name):
         assert ds.kind == "features" and model.type == "dense_ae"
         assert model.hidden == (32, 16) and model.latent_dim == 3
     if name == "anomaly_ae_trigger":
-        # its own large background: a 1 kHz threshold (FPR 2.5e-5) rests on ~10 test events
+        # its own large background: a 1 kHz threshold (FPR 2.5e-5) rests on >= 10 test
+        # events, the evaluation's rule for a trustworthy rate
         assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml")["dataset"].default_dir
         n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
-        assert n_sm * ds.split[2] * 2.5e-5 >= 8
+        assert n_sm * ds.split[2] * 2.5e-5 >= 10
     elif not name.startswith("anomaly"):
         assert ds.kind == "images" and model.type == "cnn"
         expected = ["DY", "W+jets", "ttbar"] if name == "dtw_cnn" else ["DY", "Higgs", "J/psi", "W+jets"]
