@@ -1,10 +1,13 @@
 """Batched, parallel C simulation against hls4ml's ``ModelGraph.predict`` on the same events.
 
-    python bench/bench_csim.py [--dense-events 20000] [--cnn-events 1000] [--repeat 2] [--json OUT]
+    python bench/bench_csim.py [--dense-events 20000] [--cnn-events 1000] [--repeat 2]
+                               [--score auto|latent] [--json OUT]
 
 Two networks (seeded QKeras weights, shapes of the toolkit's models):
-* the deployed score of the dense anomaly autoencoder on the 57 feature slots (encoder
-  57-32-16-8 + squared latent norm, io_parallel);
+* the deployed score of the dense anomaly autoencoder 57-32-16-8-16-32-57 on the 57 feature
+  slots, io_parallel: by default (``--score auto``) the whole autoencoder and its masked
+  reconstruction error (sum and count outputs), as ``poetml run`` deploys it; with
+  ``--score latent`` the encoder and its squared latent norm;
 * a quantized CNN classifier on 32 x 32 x 2 event images (io_stream).
 
 For each: hls4ml ``predict`` (per-event calls from Python, the baseline), poetml's batched
@@ -81,13 +84,15 @@ def best(fn, repeat):
     return wall, cpu, out
 
 
-def bench(name, model, x, calib, workdir, repeat, workers):
+def bench(name, model, x, calib, workdir, repeat, workers, score_kind="auto"):
+    from poetml.features import FeatureSpec, feature_names
     from poetml.firmware import FirmwareConfig
     from poetml.firmware.convert import convert, make_score_model
     from poetml.firmware.csim import CSim, build_csim_library, top_signature
 
-    cfg = FirmwareConfig()
-    score = make_score_model(model, cfg, calibration=calib)
+    cfg = FirmwareConfig(score=score_kind)
+    names = feature_names(FeatureSpec()) if x.ndim == 2 else None
+    score = make_score_model(model, cfg, calibration=calib, feature_names=names)
     proj = Path(workdir) / name
     hls_model = convert(score.model, proj, cfg, compile=True)
     n_in = int(hls_model.get_input_variables()[0].size())
@@ -139,19 +144,27 @@ def main(argv=None) -> int:
     ap.add_argument("--cnn-events", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="default: all cores")
+    ap.add_argument("--score", choices=("auto", "latent"), default="auto",
+                    help="deployed score of the dense autoencoder (default: as poetml run)")  # fmt: skip
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     from poetml.firmware.csim import default_workers
 
     workers = args.workers or default_workers()
     rng = np.random.default_rng(0)
-    xd = (rng.normal(0, 2, (args.dense_events, 57))).astype(np.float32)
+    xd = rng.normal(0, 2, (args.dense_events, 57))
+    xd[:, 0::3] = np.abs(xd[:, 0::3])  # pT columns (met, electron_k, muon_k, jet_k: pt, eta, phi)
+    for slot in range(1, 19):  # about 40 % of the object slots empty, as zero-padded slots are
+        xd[rng.random(args.dense_events) < 0.4, 3 * slot : 3 * slot + 3] = 0.0
+    xd = xd.astype(np.float32)
     xi = (rng.exponential(3, (args.cnn_events, 32, 32, 2))
           * (rng.random((args.cnn_events, 32, 32, 2)) < 0.1)).astype(np.float32)  # fmt: skip
     print(f"cores: {workers}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_csim_") as tmp:
-        results.append(bench("dense_ae", dense_ae(), xd, xd[:5000], tmp, args.repeat, workers))
+        results.append(
+            bench("dense_ae", dense_ae(), xd, xd[:5000], tmp, args.repeat, workers, args.score)
+        )
         if args.cnn_events:
             results.append(bench("cnn", cnn(), xi, None, tmp, args.repeat, workers))
     if args.json:
