@@ -19,7 +19,6 @@ from .convert import FirmwareError
 __all__ = [
     "RATIO_FRAC_BITS",
     "Threshold",
-    "efficiency",
     "ratio_threshold",
     "ratio_threshold_type",
     "threshold_for_rate",
@@ -145,12 +144,6 @@ def ratio_threshold_type(value: float) -> str:
     """An unsigned fixed-point type that holds ``value`` exactly (see :func:`ratio_threshold`)."""
     integer = max(1, math.floor(math.log2(value)) + 1) if value >= 1 else 1
     return f"ap_ufixed<{integer + RATIO_FRAC_BITS},{integer}>"
-
-
-def efficiency(scores: np.ndarray, threshold: float) -> float:
-    """Fraction of events with score > threshold."""
-    s = np.asarray(scores).ravel()
-    return float(np.count_nonzero(s > threshold) / len(s)) if len(s) else float("nan")
 
 
 def _exact_literal(value: float, frac_bits: int) -> str:
