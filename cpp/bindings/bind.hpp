@@ -36,18 +36,15 @@ const float* column_ptr(py::handle obj, const std::string& what, std::int64_t ex
 
 /// A fresh C-contiguous float32 output array of `shape` from numpy.zeros (calloc: zero;
 /// a big one is fresh mmap memory whose pages the OS zeroes when a worker thread first
-/// writes to them, and pages without deposits are never touched).  Sets `zeroed`, so the
-/// kernel skips its own memset.  Call with the GIL held.
+/// writes to them, and pages without deposits are never touched; a big one is advised for
+/// transparent huge pages).  Sets `zeroed`, so rasterize deposits straight into it.  Call
+/// with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
-
-/// Asks the OS for transparent huge pages on a big output buffer (Linux; a no-op elsewhere
-/// or below 4 MiB), as numpy does for numpy.empty but not for numpy.zeros.
-void advise_huge_pages(void* data, std::size_t nbytes);
 
 /// The output array of `func`: `out` itself when it is not None (checked: a numpy
 /// float32 array, TypeError otherwise; exactly `shape`, C-contiguous and writeable,
-/// ValueError otherwise; `zeroed` is then false, so the kernel zero-fills it in its
-/// workers), else output_f32(shape, zeroed).  Call with the GIL held.
+/// ValueError otherwise; `zeroed` is then false, so the kernel overwrites every element of
+/// it), else output_f32(shape, zeroed).  Call with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object out, const char* func,
                               bool& zeroed);
 

@@ -45,6 +45,10 @@ poetml::Objects PyColumns::objects() const {
     return o;
 }
 
+namespace {
+
+/// Asks the OS for transparent huge pages on a big output buffer (Linux; a no-op elsewhere
+/// or below 4 MiB), as numpy does for numpy.empty but not for numpy.zeros.
 void advise_huge_pages(void* data, std::size_t nbytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     // numpy.zeros (calloc) does not madvise, unlike numpy.empty (malloc) for >= 4 MiB.  A big
@@ -63,6 +67,8 @@ void advise_huge_pages(void* data, std::size_t nbytes) {
     (void)nbytes;
 #endif
 }
+
+}  // namespace
 
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed) {
     py::tuple t(shape.size());

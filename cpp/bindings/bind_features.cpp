@@ -68,7 +68,7 @@ void bind_features(py::module_& m) {
             spec.btag_threshold = btag_threshold;
             spec.muon_mass = muon_mass;
             const std::int64_t nf = poetml::n_features(spec);
-            bool zeroed = false;
+            bool zeroed = false;  // not needed: build_features writes every float
             auto features = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)}, out_arg,
                                        "build_features", zeroed);
             float* out = features.mutable_data();
@@ -77,7 +77,7 @@ void bind_features(py::module_& m) {
                 // (kept alive by `collections` and `slots`) and writes the output array (`out`,
                 // when given, is kept alive by the caller's reference for the whole call).
                 py::gil_scoped_release release;
-                poetml::build_features(colls, n_events, spec, out, n_threads, zeroed);
+                poetml::build_features(colls, n_events, spec, out, n_threads);
             }
             return features;
         },

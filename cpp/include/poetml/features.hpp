@@ -108,10 +108,9 @@ inline double pair_mass(const Objects& o, std::int64_t a, std::int64_t b, double
 /// pT order; jets without a mass column count as massless in m_jj.  Events are split into
 /// contiguous ranges over `n_threads` threads (<= 0: all cores); the result does not
 /// depend on the number of threads.  `out` may hold anything (a reused buffer): every float of
-/// every row is written, empty slots as zeros (`out_is_zeroed` is accepted for symmetry with
-/// rasterize and changes nothing).
+/// every row is written, empty slots as zeros.
 inline void build_features(const std::vector<FeatureCollection>& collections, std::int64_t n_events,
-                           const FeatureSpec& spec, float* out, int n_threads, bool /*out_is_zeroed*/ = false) {
+                           const FeatureSpec& spec, float* out, int n_threads) {
     const auto n_coll = static_cast<std::int64_t>(collections.size());
     for (const auto& fc : collections) {
         if (fc.objects.n_events != n_events)
