@@ -128,8 +128,9 @@ def test_wrong_tuple_length() -> None:
 
 
 def test_dataclass_validation_becomes_config_error() -> None:
-    """ValueError/TypeError from a spec's own checks surface as ConfigError with the path."""
-    with pytest.raises(ConfigError, match=r"^config: images: .*unknown image mode 'fancy'"):
+    """ValueError/TypeError from a spec's own checks surface as ConfigError with the path,
+    down to the key that is wrong."""
+    with pytest.raises(ConfigError, match=r"^config: images\.mode: unknown image mode 'fancy'"):
         parse({"images": {"mode": "fancy"}})
 
 

@@ -104,6 +104,10 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") 
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError as exc:  # a dataclass's own check: prefix the key path
+        if exc.key:
+            raise ConfigError(f"{where}.{exc.key}: {exc.detail}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
@@ -119,8 +123,40 @@ def to_mapping(obj: Any) -> Any:
     return obj
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def _unique_key_loader() -> type:
+    """A yaml SafeLoader whose mappings reject a repeated key (PyYAML keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may override keys
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # unhashable: the base class reports it
+                        continue
+                    line = key_node.start_mark.line + 1
+                    if first is not None:
+                        raise _DuplicateKey(key, line, first)
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file."""
+    """Read a YAML mapping; errors name the file.  A key repeated in a mapping is an error
+    (naming the key and both lines), never 'the last one wins'."""
     import yaml
 
     path = Path(path)
@@ -129,7 +165,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{path}: line {exc.line}: duplicate key {exc.key!r} (first given on line "
+            f"{exc.first}); a key may appear once in a mapping"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
@@ -145,6 +186,19 @@ class ReadingConfig:
 
     step_size: int = 100_000
     layout: str = "auto"
+
+    def __post_init__(self) -> None:
+        from .schema import LAYOUTS
+
+        if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or (
+            self.step_size < 1
+        ):
+            raise ConfigError(f"must be a positive number of events, got {self.step_size!r}",
+                              key="step_size")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise ConfigError(
+                f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}", key="layout"
+            )
 
 
 # Sections of a run configuration: name -> dataclass.  Later stages register theirs with
@@ -206,9 +260,10 @@ def _known_sections() -> dict[str, type]:
 def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
     """Validate a configuration mapping into a :class:`RunConfig`."""
     sections = _known_sections()
+    errors: list[str] = []  # one per section: all of them are reported at once
     unknown = [k for k in data if k not in sections]
     if unknown:
-        raise ConfigError(
+        errors.append(
             f"{where}: unknown section{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))}; valid sections: {', '.join(sections)}"
         )
@@ -225,10 +280,22 @@ def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
             and "selection" not in section
         ):
             section = {**section, "selection": selection}
-        out[name] = from_mapping(cls, section, f"{where}: {name}")
+        try:
+            out[name] = from_mapping(cls, section, f"{where}: {name}")
+        except ConfigError as exc:
+            errors.append(str(exc))
+            if name == "selection":  # reported once, not again for images and features
+                selection = None
     for name in ("images", "features"):
-        if name not in out and selection is not None and name in sections:
-            out[name] = from_mapping(sections[name], {"selection": selection}, f"{where}: {name}")
+        if name not in data and selection is not None and name in sections:
+            try:
+                out[name] = from_mapping(
+                    sections[name], {"selection": selection}, f"{where}: {name}"
+                )
+            except ConfigError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
     return RunConfig(types.MappingProxyType(out))
 
 

@@ -15,7 +15,17 @@ class ReadError(PoetmlError, OSError):
 
 
 class ConfigError(PoetmlError, ValueError):
-    """A configuration is invalid: unknown key, wrong type or value."""
+    """A configuration is invalid: unknown key, wrong type or value.
+
+    ``key`` names the offending field relative to the dataclass that raised it (``split``,
+    ``slots[2]``); the configuration loader prefixes the section path, so a file's error reads
+    ``run.yaml: dataset.split: ...``.  A message holding several errors has one per line.
+    """
+
+    def __init__(self, message: str = "", *, key: str | None = None) -> None:
+        self.key = key
+        self.detail = message
+        super().__init__(f"{key}: {message}" if key else message)
 
 
 class MissingDependencyError(PoetmlError, ImportError):

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .exceptions import ConfigError
 from .schema import CANONICAL_FIELDS, COLLECTIONS, MASSES
 from .selection import Selection
 
 if TYPE_CHECKING:
     from .jagged import EventBatch
 
-__all__ = ["EVENT_QUANTITIES", "FeatureSpec", "build_features", "feature_names"]
+__all__ = ["EVENT_QUANTITIES", "MAX_SLOTS", "FeatureSpec", "build_features", "feature_names"]
+
+#: Most object slots per collection (the Level-1 layout uses at most 10).
+MAX_SLOTS = 1024
 
 #: Event-level quantities that can be appended after the object slots.
 EVENT_QUANTITIES = {
@@ -49,24 +53,34 @@ class FeatureSpec:
         object.__setattr__(self, "slots", slots)
         object.__setattr__(self, "fields", tuple(self.fields))
         object.__setattr__(self, "event_quantities", tuple(self.event_quantities))
-        for coll, count in slots:
+        for i, (coll, count) in enumerate(slots):
             if coll not in COLLECTIONS:
-                raise ValueError(
-                    f"unknown slot collection {coll!r}; valid: {', '.join(COLLECTIONS)}"
+                raise ConfigError(
+                    f"unknown slot collection {coll!r}; valid: {', '.join(COLLECTIONS)}",
+                    key=f"slots[{i}]",
                 )
             if count < 0 or (coll == "met" and count > 1):
-                raise ValueError(
+                raise ConfigError(
                     f"slot count for {coll!r} must be >= 0{' and at most 1' if coll == 'met' else ''}, "
-                    f"got {count}"
+                    f"got {count}", key=f"slots[{i}]",
+                )
+            if coll in [c for c, _ in slots[:i]]:
+                raise ConfigError(f"collection {coll!r} is given twice", key=f"slots[{i}]")
+            if count > MAX_SLOTS:
+                raise ConfigError(
+                    f"{count} {coll} slots is more than the limit of {MAX_SLOTS} per collection",
+                    key=f"slots[{i}]",
                 )
         known = sorted({f for fields in CANONICAL_FIELDS.values() for f in fields})
         bad = [f for f in self.fields if f not in known]
         if bad:
-            raise ValueError(f"unknown feature fields {bad}; valid: {', '.join(known)}")
+            raise ConfigError(f"unknown feature fields {bad}; valid: {', '.join(known)}",
+                              key="fields")
         bad = [q for q in self.event_quantities if q not in EVENT_QUANTITIES]
         if bad:
-            raise ValueError(
-                f"unknown event quantities {bad}; valid: {', '.join(EVENT_QUANTITIES)}"
+            raise ConfigError(
+                f"unknown event quantities {bad}; valid: {', '.join(EVENT_QUANTITIES)}",
+                key="event_quantities",
             )
 
     @property

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from .exceptions import ConfigError
 from .schema import OBJECT_COLLECTIONS
 from .selection import ElectronSelection, JetSelection, MuonSelection, ObjectSelection, Selection
 
@@ -32,6 +33,8 @@ __all__ = ["IMAGE_MODES", "ImageSpec", "rasterize"]
 
 #: Rasterization modes.
 IMAGE_MODES = ("histogram", "gaussian", "glyph")
+#: Most pixels along eta or phi (a 1024 x 1024 image of 4 channels is 16 MB per event).
+MAX_PIXELS = 1024
 
 
 @dataclass(frozen=True)
@@ -71,32 +74,47 @@ class ImageSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in IMAGE_MODES:
-            raise ValueError(f"unknown image mode {self.mode!r}; valid: {', '.join(IMAGE_MODES)}")
-        if self.n_eta <= 0 or self.n_phi <= 0:
-            raise ValueError(f"n_eta and n_phi must be positive, got {self.n_eta} x {self.n_phi}")
+            raise ConfigError(
+                f"unknown image mode {self.mode!r}; valid: {', '.join(IMAGE_MODES)}", key="mode"
+            )
+        for name in ("n_eta", "n_phi"):
+            n = getattr(self, name)
+            if not 1 <= n <= MAX_PIXELS:
+                raise ConfigError(f"must be in [1, {MAX_PIXELS}] pixels, got {n}", key=name)
         if not (math.isfinite(self.eta_min) and math.isfinite(self.eta_max)) or not (
             self.eta_max > self.eta_min
         ):
-            raise ValueError(
-                f"eta_max ({self.eta_max}) must be larger than eta_min ({self.eta_min}), both finite"
+            raise ConfigError(
+                f"eta_max ({self.eta_max}) must be larger than eta_min ({self.eta_min}), both "
+                "finite", key="eta_max"
             )
         object.__setattr__(self, "channels", tuple(self.channels))
         valid = (*OBJECT_COLLECTIONS, "met")
         bad = [c for c in self.channels if c not in valid]
         if bad or not self.channels:
-            raise ValueError(
-                f"image channels must be a non-empty list of {', '.join(valid)}; got {list(self.channels)}"
+            raise ConfigError(
+                f"image channels must be a non-empty list of {', '.join(valid)}; got "
+                f"{list(self.channels)}", key="channels"
             )
         if len(set(self.channels)) != len(self.channels):
-            raise ValueError(f"image channels repeat: {list(self.channels)}")
+            raise ConfigError(f"image channels repeat: {list(self.channels)}", key="channels")
         if not (0.0 < self.sigma <= 1000.0):
-            raise ValueError(f"sigma must be in (0, 1000] pixels, got {self.sigma}")
-        if not (0.0 <= self.glyph_width <= 1000.0 and 0.0 <= self.glyph_width_positive <= 1000.0):
-            raise ValueError("glyph_width and glyph_width_positive must be in [0, 1000] pixels")
+            raise ConfigError(f"sigma must be in (0, 1000] pixels, got {self.sigma}", key="sigma")
+        for name in ("glyph_width", "glyph_width_positive"):
+            if not 0.0 <= getattr(self, name) <= 1000.0:
+                raise ConfigError(
+                    f"must be in [0, 1000] pixels, got {getattr(self, name)}", key=name
+                )
+        for name in ("glyph_radius0", "glyph_radius_per_log"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"must be finite, got {getattr(self, name)}", key=name)
         if self.saturate_bits is not None and not (1 <= self.saturate_bits <= 31):
-            raise ValueError(f"saturate_bits must be in [1, 31] or None, got {self.saturate_bits}")
+            raise ConfigError(
+                f"saturate_bits must be in [1, 31] or None, got {self.saturate_bits}",
+                key="saturate_bits",
+            )
         if not (self.lsb_gev > 0.0 and math.isfinite(self.lsb_gev)):
-            raise ValueError(f"lsb_gev must be positive, got {self.lsb_gev}")
+            raise ConfigError(f"lsb_gev must be positive, got {self.lsb_gev}", key="lsb_gev")
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -81,6 +81,29 @@ class EvaluationConfig:
     com: float | None = None
     batch_size: int = 1024
 
+    def __post_init__(self) -> None:
+        import math
+
+        if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
+            raise ConfigError(f"must be > 0 MHz, got {self.collision_rate_mhz}",
+                              key="collision_rate_mhz")
+        limit = self.collision_rate_mhz * 1e3
+        for i, r in enumerate(self.rate_khz):
+            if not 0 < r < limit:
+                raise ConfigError(
+                    f"{r} kHz must be > 0 and below the collision rate "
+                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)", key=f"rate_khz[{i}]",
+                )
+        for i, f in enumerate(self.fpr_targets):
+            if not 0 < f < 1:
+                raise ConfigError(f"a false-positive rate must be in (0, 1), got {f}",
+                                  key=f"fpr_targets[{i}]")
+        if isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"must be >= 1, got {self.batch_size}", key="batch_size")
+        if self.com is not None and not (math.isfinite(self.com) and self.com > 0):
+            raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}",
+                              key="com")
+
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -97,9 +120,17 @@ class OutputConfig:
     def __post_init__(self) -> None:
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
-            raise ValueError(f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}",
+                              key="variants")
         if "float" not in self.variants:
-            raise ValueError("variants must include 'float' (the reference model)")
+            raise ConfigError("variants must include 'float' (the reference model)",
+                              key="variants")
+        if not self.stages:
+            raise ConfigError("name at least one stage (data, train, evaluate, firmware)",
+                              key="stages")
+        if self.output is not None and not self.output:
+            raise ConfigError("must name a directory (or be left out: out/<config name>)",
+                              key="output")
 
 
 def register_sections() -> None:
@@ -174,7 +205,7 @@ def _check_config(cfg: RunConfig) -> None:
             )
     if model.type == "cnn":
         if ds.kind != "images":
-            raise ConfigError("model type 'cnn' needs dataset.kind: images")
+            raise ConfigError("model.type: model type 'cnn' needs dataset.kind: images")
         if any(p.role == "signal" for p in ds.processes):
             raise ConfigError(
                 "dataset: role 'signal' is for anomaly detection (model type dense_ae or "
@@ -186,10 +217,123 @@ def _check_config(cfg: RunConfig) -> None:
                 f"dataset: a classifier needs at least 2 classes, got {len(classes)} "
                 f"({', '.join(classes)}); give processes different labels"
             )
+        selected = cfg["evaluation"].selected_class
+        if selected is not None and selected not in classes:
+            raise ConfigError(
+                f"evaluation.selected_class: {selected!r} is not a class; classes: "
+                f"{', '.join(classes)}"
+            )
     elif model.type == "dense_ae" and ds.kind != "features":
-        raise ConfigError("model type 'dense_ae' needs dataset.kind: features")
+        raise ConfigError("model.type: model type 'dense_ae' needs dataset.kind: features")
     elif model.type == "conv_ae" and ds.kind != "images":
-        raise ConfigError("model type 'conv_ae' needs dataset.kind: images")
+        raise ConfigError("model.type: model type 'conv_ae' needs dataset.kind: images")
+
+
+def default_dataset_events(cfg: RunConfig) -> dict[str, int]:
+    """Events per process that generating the default dataset of ``cfg`` writes (all of its
+    processes, ``dataset.default_events`` and ``default_scale`` applied)."""
+    from .generate import DEFAULT_DATASET
+
+    ds: DatasetConfig = cfg["dataset"]
+    events = {**DEFAULT_DATASET, **(ds.default_events or {})}
+    return {k: max(1, round(v * ds.default_scale)) for k, v in events.items()}
+
+
+def _file_problems(cfg: RunConfig) -> list[str]:
+    """The input files ``cfg`` names that do not exist, and a default dataset that is
+    missing when ``run.generate_missing`` is false."""
+    from .reading import expand_files
+
+    ds: DatasetConfig = cfg["dataset"]
+    out: list[str] = []
+    for i, p in enumerate(ds.processes):
+        for j, f in enumerate(p.files):
+            where = f"dataset.processes[{i}].files[{j}] (process {p.name!r})"
+            try:
+                matches = expand_files([f])
+            except (OSError, ValueError) as exc:
+                out.append(f"{where}: {exc}")
+                continue
+            missing = [m for m in matches if "://" not in m and not os.path.isfile(m)]
+            if missing:
+                out.append(f"{where}: no such file {missing[0]}")
+    defaults = [(i, p) for i, p in enumerate(ds.processes) if not p.files]
+    if not defaults:
+        return out
+    from .generate import DEFAULT_DATASET
+
+    for i, p in defaults:
+        if p.name not in DEFAULT_DATASET:
+            out.append(
+                f"dataset.processes[{i}]: process {p.name!r} names no files and is not in the "
+                f"default dataset; its processes: {', '.join(DEFAULT_DATASET)} (or give files:)"
+            )
+    default_dir = Path(ds.default_dir)
+    if default_dir.exists() and not default_dir.is_dir():
+        out.append(f"dataset.default_dir: {default_dir} is not a directory")
+    elif not cfg["run"].generate_missing:
+        mpath = default_dir / "manifest.json"
+        try:
+            manifest = json.loads(mpath.read_text())
+            known = manifest["processes"]
+        except (OSError, ValueError, KeyError, TypeError):
+            out.append(
+                f"dataset.default_dir: the default dataset ({mpath}) is missing or unreadable "
+                "and run.generate_missing is false; run 'poetml generate' or set "
+                "run.generate_missing: true"
+            )
+            return out
+        for i, p in defaults:
+            f = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
+            if p.name in known and not f.is_file():
+                out.append(f"dataset.processes[{i}] (process {p.name!r}): default dataset file "
+                           f"{f} is missing")
+    return out
+
+
+def config_problems(cfg: RunConfig) -> list[str]:
+    """Every problem of ``cfg`` found without doing any work, one message per problem naming
+    its key path: the sections agree with each other, the stages exist, the input files exist
+    (each glob matches) and the default dataset is there or may be generated.  (The values
+    of each section were checked when it was built.)"""
+    problems: list[str] = []
+    try:
+        _check_config(cfg)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    for name in cfg["run"].stages:
+        try:
+            _stage(name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    problems.extend(_file_problems(cfg))
+    prefix = f"{cfg.path}: " if cfg.path is not None else ""
+    return [prefix + p for p in problems]
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Raise ConfigError listing every problem :func:`config_problems` finds (one a line)."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def config_summary(cfg: RunConfig) -> str:
+    """One line saying what ``cfg`` would do (for ``poetml check``)."""
+    ds: DatasetConfig = cfg["dataset"]
+    n_default = sum(1 for p in ds.processes if not p.files)
+    n_files = sum(len(p.files) for p in ds.processes)
+    parts = [f"{ds.kind} dataset of {len(ds.processes)} processes"]
+    if n_files:
+        parts.append(f"{n_files} file pattern{'s' if n_files > 1 else ''}")
+    if n_default:
+        how = "generated when missing" if cfg["run"].generate_missing else "must exist"
+        parts.append(f"{n_default} from the default dataset in {ds.default_dir} ({how})")
+    model: ModelConfig = cfg["model"]
+    parts.append(f"model {model.type}, variants {', '.join(cfg['run'].variants)}")
+    parts.append(f"stages {', '.join(cfg['run'].stages)}")
+    parts.append(f"output {output_dir(cfg)}")
+    return "; ".join(parts)
 
 
 def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
@@ -199,10 +343,9 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
         default_dir = Path(ds.default_dir)
         mpath = default_dir / "manifest.json"
         if cfg["run"].generate_missing:
-            from .generate import DEFAULT_DATASET, generate_default
+            from .generate import generate_default
 
-            events = {**DEFAULT_DATASET, **ds.default_events} if ds.default_events else None
-            manifest = generate_default(default_dir, events=events, scale=ds.default_scale,
+            manifest = generate_default(default_dir, events=default_dataset_events(cfg),
                                         progress=progress)
         elif mpath.exists():
             manifest = json.loads(mpath.read_text())
@@ -227,29 +370,47 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_or_build_dataset(cfg: RunConfig, outdir: Path, progress: bool = True) -> LabelledData:
-    """The labelled dataset of ``cfg``, built once and cached in ``outdir/data/dataset.h5``."""
+def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
+    """The fingerprint a cached dataset of ``cfg`` made from ``files`` carries."""
+    return _fingerprint(_spec(cfg), cfg["dataset"], files)
+
+
+def cached_dataset(path: Path, key: str) -> LabelledData | None:
+    """The dataset in ``path`` when it exists and carries fingerprint ``key`` (read only)."""
+    if not path.exists():
+        return None
+    try:
+        from .datasets.hdf5 import load as hload
+
+        if hload(path, start=0, stop=0).attrs.get("fingerprint") == key:
+            return labelled.load(path)
+    except Exception:  # a stale or foreign file is rebuilt  # noqa: BLE001
+        pass
+    return None
+
+
+def build_dataset(
+    cfg: RunConfig, files: Mapping[str, Sequence[str]], path: Path, progress: bool = True
+) -> LabelledData:
+    """Build the labelled dataset of ``cfg`` from ``files`` and save it to ``path``."""
     ds: DatasetConfig = cfg["dataset"]
     spec = _spec(cfg)
     reading: ReadingConfig = cfg["reading"]
-    files = _resolve_files(cfg, progress)
-    key = _fingerprint(spec, ds, files)
-    path = outdir / "data" / "dataset.h5"
-    if path.exists():
-        try:
-            data = labelled.load(path)
-            from .datasets.hdf5 import load as hload
-
-            if hload(path, start=0, stop=0).attrs.get("fingerprint") == key:
-                return data
-        except Exception:  # a stale or foreign file is rebuilt
-            pass
     data = labelled.build(
         ds, spec, files, layout=reading.layout, aux={"m_mumu": _dimuon_mass}, progress=progress
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    labelled.save(path, data, attrs={"fingerprint": key, "spec": to_mapping(spec)})
+    labelled.save(path, data, attrs={"fingerprint": dataset_key(cfg, files),
+                                     "spec": to_mapping(spec)})
     return data
+
+
+def load_or_build_dataset(cfg: RunConfig, outdir: Path, progress: bool = True) -> LabelledData:
+    """The labelled dataset of ``cfg``, built once and cached in ``outdir/data/dataset.h5``."""
+    files = _resolve_files(cfg, progress)
+    path = outdir / "data" / "dataset.h5"
+    data = cached_dataset(path, dataset_key(cfg, files))
+    return data if data is not None else build_dataset(cfg, files, path, progress)
 
 
 def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
@@ -305,7 +466,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
 
 def prepare_data(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Prepared:
     """Generate (if needed), build or reuse the dataset, split and preprocess it."""
-    _check_config(cfg)
+    check_config(cfg)
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     data = load_or_build_dataset(cfg, out, progress=cfg["run"].progress)
     return prepare(cfg, data)
@@ -626,7 +787,7 @@ def run(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Context
     from . import report
     from .evaluation import write_json
 
-    _check_config(cfg)
+    check_config(cfg)
     stages = [(s, _stage(s)) for s in cfg["run"].stages]
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     out.mkdir(parents=True, exist_ok=True)

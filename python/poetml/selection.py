@@ -11,9 +11,27 @@ every object.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ConfigError
 
 __all__ = ["ElectronSelection", "JetSelection", "MuonSelection", "ObjectSelection", "Selection"]
+
+
+def _check(sel: Any) -> None:
+    """Cuts make sense: a finite pT >= 0, |eta| > 0, isolation >= 0, a finite b-tag threshold."""
+    if not (math.isfinite(sel.min_pt) and sel.min_pt >= 0):
+        raise ConfigError(f"must be a finite pT >= 0 GeV, got {sel.min_pt}", key="min_pt")
+    if not sel.max_abs_eta > 0:  # .inf: no cut
+        raise ConfigError(f"must be > 0, got {sel.max_abs_eta}", key="max_abs_eta")
+    iso = getattr(sel, "max_iso", None)
+    if iso is not None and not (math.isfinite(iso) and iso >= 0):
+        raise ConfigError(f"must be finite and >= 0 (or null: no cut), got {iso}", key="max_iso")
+    btag = getattr(sel, "btag_threshold", 0.0)
+    if not math.isfinite(btag):
+        raise ConfigError(f"must be finite, got {btag}", key="btag_threshold")
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,9 @@ class MuonSelection:
     tight_id: bool = True
     max_iso: float | None = 0.15
 
+    def __post_init__(self) -> None:
+        _check(self)
+
 
 @dataclass(frozen=True)
 class ElectronSelection:
@@ -30,6 +51,9 @@ class ElectronSelection:
     max_abs_eta: float = 2.5
     tight_id: bool = True
     max_iso: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,9 @@ class JetSelection:
     #: b-tag discriminant threshold defining a b jet (CSVv2 medium).
     btag_threshold: float = 0.8484
 
+    def __post_init__(self) -> None:
+        _check(self)
+
 
 @dataclass(frozen=True)
 class ObjectSelection:
@@ -46,6 +73,9 @@ class ObjectSelection:
 
     min_pt: float = 0.0
     max_abs_eta: float = 1.0e9
+
+    def __post_init__(self) -> None:
+        _check(self)
 
 
 @dataclass(frozen=True)

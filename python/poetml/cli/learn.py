@@ -1,14 +1,28 @@
-"""``poetml run | train | evaluate | score``: the learning stages from the command line."""
+"""``poetml check | run | train | evaluate | score``: the learning stages from the command
+line.  ``run``, ``train`` and ``evaluate`` first make the checks of ``check``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "check", help="validate CONFIG and the files it names, doing no work",
+        description="Validate a YAML run configuration without reading, generating or "
+        "training anything: every value (with its key path in the message), the sections "
+        "against each other, the stages, and that the input files it names exist (or that "
+        "the default dataset is there or may be generated).  Prints one line saying what the "
+        "configuration would do and exits 0, or one line per error and exits 1.  run, train "
+        "and evaluate make the same checks first.",
+    )
+    p.add_argument("config", help="YAML run configuration, e.g. configs/dtw_cnn.yaml")
+    p.set_defaults(func=_check)
+
     p = subparsers.add_parser(
         "run", help="whole task end to end: data, training, evaluation, report",
         description="Generate the default dataset if missing, build images/features, train "
@@ -51,9 +65,27 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .. import config
+    """The configuration, checked as ``poetml check`` does (ConfigError: one line an error)."""
+    from .. import config, pipeline
 
-    return config.load(args.config)
+    cfg = config.load(args.config)
+    pipeline.check_config(cfg)
+    return cfg
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .. import config, pipeline
+    from ..exceptions import ConfigError
+
+    try:
+        cfg = config.load(args.config)
+        pipeline.check_config(cfg)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"poetml check: error: {line}", file=sys.stderr)
+        return 1
+    print(f"poetml check: {args.config} OK: {pipeline.config_summary(cfg)}")
+    return 0
 
 
 def _out(args: argparse.Namespace, cfg) -> Path:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ the process table, so the same file serves classifiers and autoencoders.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ class ProcessConfig:
     label: str | None = None
     role: Literal["train", "signal"] = "train"
     max_events: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", tuple(self.files))
+        if not self.name:
+            raise ConfigError("a process needs a non-empty name", key="name")
+        if any(not f for f in self.files):
+            raise ConfigError(f"an empty file name in {list(self.files)}", key="files")
+        if self.label is not None and not self.label:
+            raise ConfigError("must be a non-empty class name (or left out: the name)",
+                              key="label")
+        if self.max_events is not None and self.max_events < 1:
+            raise ConfigError(f"must be >= 1 (or left out: all), got {self.max_events}",
+                              key="max_events")
 
     @property
     def class_name(self) -> str:
@@ -92,10 +106,35 @@ class DatasetConfig:
         names = [p.name for p in self.processes]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"process names must be unique; repeated: {', '.join(dup)}")
+            raise ConfigError(f"process names must be unique; repeated: {', '.join(dup)}",
+                              key="processes")
         bad = {k: v for k, v in (self.default_events or {}).items() if v < 1}
         if bad:
-            raise ValueError(f"default_events must be >= 1; got {bad}")
+            raise ConfigError(f"default_events must be >= 1; got {bad}", key="default_events")
+        split = tuple(self.split)
+        if len(split) != 3:
+            raise ConfigError(f"needs 3 fractions (train, validation, test), got {list(split)}",
+                              key="split")
+        for part, f in zip(("train", "validation", "test"), split, strict=True):
+            if not 0.0 < f < 1.0:
+                raise ConfigError(f"the {part} fraction must be in (0, 1), got {f}", key="split")
+        if abs(sum(split) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"fractions must sum to 1, got {'+'.join(f'{f:g}' for f in split)}="
+                f"{sum(split):g}", key="split",
+            )
+        if isinstance(self.step_size, bool) or self.step_size < 1:
+            raise ConfigError(f"must be a positive number of events, got {self.step_size!r}",
+                              key="step_size")
+        if not (math.isfinite(self.default_scale) and self.default_scale > 0):
+            raise ConfigError(
+                f"must be a finite factor > 0 on the default dataset's event counts, got "
+                f"{self.default_scale}", key="default_scale",
+            )
+        if not self.default_dir:
+            raise ConfigError("must name a directory", key="default_dir")
+        if not 0.0 < self.quantile <= 1.0:
+            raise ConfigError(f"must be in (0, 1], got {self.quantile}", key="quantile")
 
     def train_processes(self) -> list[ProcessConfig]:
         return [p for p in self.processes if p.role == "train"]

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from ..config import register_section
+from ..exceptions import ConfigError
 
 __all__ = ["FirmwareConfig"]
 
@@ -76,50 +77,67 @@ class FirmwareConfig:
     variant: str = "auto"
 
     def __post_init__(self) -> None:
+        import math
+
+        def bad(key: str, message: str) -> ConfigError:
+            return ConfigError(message, key=key)
+
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+            raise bad("backend", f"{self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.io_type not in IO_TYPES:
-            raise ValueError(f"io_type {self.io_type!r} is not one of {', '.join(IO_TYPES)}")
+            raise bad("io_type", f"{self.io_type!r} is not one of {', '.join(IO_TYPES)}")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+            raise bad("strategy", f"{self.strategy!r} is not one of {', '.join(STRATEGIES)}")
         if self.score not in SCORES:
-            raise ValueError(f"score {self.score!r} is not one of {', '.join(SCORES)}")
+            raise bad("score", f"{self.score!r} is not one of {', '.join(SCORES)}")
         if self.reuse_factor < 1:
-            raise ValueError(f"reuse_factor must be >= 1, got {self.reuse_factor}")
-        if self.clock_period <= 0:
-            raise ValueError(f"clock_period must be > 0 ns, got {self.clock_period}")
+            raise bad("reuse_factor", f"reuse_factor must be >= 1, got {self.reuse_factor}")
+        if not (math.isfinite(self.clock_period) and self.clock_period > 0):
+            raise bad("clock_period", f"clock_period must be > 0 ns, got {self.clock_period}")
         if not 2 <= self.error_bits <= 12:
-            raise ValueError(
+            raise bad(
+                "error_bits",
                 f"error_bits must be in [2, 12] so squared errors are exact in float32, "
-                f"got {self.error_bits}"
+                f"got {self.error_bits}",
             )
         if not 2 <= self.latent_bits <= 12:
-            raise ValueError(
+            raise bad(
+                "latent_bits",
                 f"latent_bits must be in [2, 12] so squared latents add up exactly in float32, "
-                f"got {self.latent_bits}"
+                f"got {self.latent_bits}",
             )
-        if self.rate_khz <= 0 or self.collision_rate_mhz <= 0:
-            raise ValueError(
-                f"rate_khz and collision_rate_mhz must be > 0, got {self.rate_khz}, "
-                f"{self.collision_rate_mhz}"
-            )
+        if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
+            raise bad("collision_rate_mhz",
+                      f"collision_rate_mhz must be > 0, got {self.collision_rate_mhz}")
+        if not self.rate_khz > 0:
+            raise bad("rate_khz", f"rate_khz must be > 0, got {self.rate_khz}")
         if self.rate_khz * 1e3 >= self.collision_rate_mhz * 1e6:
-            raise ValueError(
+            raise bad(
+                "rate_khz",
                 f"rate_khz={self.rate_khz} is not below the collision rate "
-                f"{self.collision_rate_mhz} MHz"
+                f"{self.collision_rate_mhz} MHz",
             )
         if not 0.0 <= self.min_exact_fraction <= 1.0:
-            raise ValueError(f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}")
-        if self.tolerance_lsb < 0 or self.events < 0 or self.workers < 0:
-            raise ValueError("tolerance_lsb, events and workers must be >= 0")
+            raise bad("min_exact_fraction",
+                      f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}")
+        for key in ("tolerance_lsb", "events", "workers"):
+            if not getattr(self, key) >= 0:
+                raise bad(key, f"{key} must be >= 0, got {getattr(self, key)}")
         if not self.project_name.isidentifier() or self.project_name in (
             "trigger_decision",
             "poetml_trigger_decision",
             "trigger",
         ):
-            raise ValueError(
+            raise bad(
+                "project_name",
                 f"project_name {self.project_name!r} must be a C identifier other than the "
-                "trigger's names (trigger, trigger_decision)"
+                "trigger's names (trigger, trigger_decision)",
+            )
+        if self.variant not in ("auto", "quantized", "quantized_pruned"):
+            raise bad(
+                "variant",
+                f"{self.variant!r} is not a quantized variant; valid: auto, quantized, "
+                "quantized_pruned",
             )
 
     @property
