@@ -4,12 +4,15 @@
 
     poetml firmware MODEL_DIR --rate-khz 1 -o fw/ [--synth] [--backend Vitis|Vivado]
                     [--score auto|reconstruction|latent|output] [--events N] [--config FILE]
-                    [--events-file FILE.npz] [--workers N]
+                    [--events-file FILE.npz] [--workers N] [--generate]
 
 Converts the model (an autoencoder is deployed with its anomaly score: by default its
 reconstruction error, computed in the firmware; a classifier outputs logits), writes and checks
 the hls4ml project in ``OUT/hls``, sets the trigger threshold for the rate on C-simulated
-background events, writes ``OUT/firmware.json`` and ``OUT/firmware.md``.  Exit status 1 when
+background events, writes ``OUT/firmware.json`` and ``OUT/firmware.md``.  It writes only under
+``OUT``: for a model directory of ``poetml run`` the run's dataset is read, or rebuilt into
+``OUT/data``; the default dataset is generated (into ``OUT/default-data``) only with
+``--generate``.  A float (non-QKeras) model is refused before any data is read.  Exit status 1 when
 C simulation and QKeras disagree beyond the tolerance (the first disagreeing event's layer
 trace is printed) or when ``--synth`` is asked and no vendor HLS tool is on PATH.
 """
@@ -34,7 +37,10 @@ def register(subparsers: Any) -> None:
         "compile a batched C simulation, check it agrees bit for bit with QKeras on the test "
         "events, set the trigger threshold for a rate on C-simulated background events and "
         "write it into the project as a fixed-point constant with a trigger_decision() top "
-        "function.  --synth also runs vitis_hls/vivado_hls when it is on PATH.",
+        "function.  --synth also runs vitis_hls/vivado_hls when it is on PATH.  Everything "
+        "is written under OUT: a model directory of 'poetml run' reads its run's dataset, or "
+        "rebuilds it into OUT/data, and generates nothing unless --generate is given.  A float "
+        "model is refused before any data is read.",
     )
     p.add_argument("model_dir", help="trained model directory (or a .keras/.h5 file)")
     p.add_argument("-o", "--output", required=True, help="output folder (the project is OUT/hls)")
@@ -51,6 +57,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", help="YAML run configuration whose 'firmware' section is used")
     p.add_argument("--workers", type=int, help="C-simulation workers (default: all cores)")
     p.add_argument("--synth", action="store_true", help="run vendor HLS synthesis (needs the tool)")
+    p.add_argument("--generate", action="store_true",
+                   help="for a model directory of 'poetml run' whose dataset and default "
+                   "dataset are both gone: generate the default dataset with Pythia into "
+                   "OUT/default-data (it says what it generates); without it, nothing is "
+                   "generated")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_firmware)
 
@@ -76,7 +87,8 @@ def _firmware(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     try:
         result = build_from_model_dir(
-            args.model_dir, args.output, config, args.events_file, progress=not args.no_progress
+            args.model_dir, args.output, config, args.events_file, progress=not args.no_progress,
+            generate=args.generate,
         )
     except FirmwareValidationError as exc:
         print(f"poetml firmware: validation FAILED: {exc}", file=sys.stderr)

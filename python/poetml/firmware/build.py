@@ -409,18 +409,33 @@ def build_firmware(
     return FirmwareResult(out_dir, project_dir, report, md, passed)
 
 
+def _require_quantized(model: Any, path: Path) -> None:
+    from .convert import is_quantized
+
+    if not is_quantized(model):
+        raise FirmwareError(
+            f"{path} is a float model (no QKeras layer): firmware is made from the quantized "
+            "twin; pass RUN/models/quantized (or quantized_pruned), or a QKeras model file"
+        )
+
+
 def build_from_model_dir(
     model_dir: str | Path,
     out_dir: str | Path,
     config: FirmwareConfig | None = None,
     events_file: str | Path | None = None,
     progress: bool = True,
+    generate: bool = False,
 ) -> FirmwareResult:
     """:func:`build_firmware` on a trained model directory.
 
     A directory written by ``poetml run`` (``RUN/models/<variant>``, with ``config.json``) uses
-    its run's test split (the run's dataset in ``RUN/data`` is reused); otherwise the events
-    come from ``events_file`` or an ``.npz`` in the directory (see :func:`load_model_dir`)."""
+    its run's test split: the run's dataset in ``RUN/data`` is read, or the dataset is built
+    into ``out_dir/data`` (and, only with ``generate``, the default dataset it needs is
+    generated into ``out_dir/default-data``; see :func:`.stage.prepared_for_model_dir`).
+    Otherwise the events come from ``events_file`` or an ``.npz`` in the directory (see
+    :func:`load_model_dir`).  Nothing is written outside ``out_dir``.  A model that is not
+    quantized (no QKeras layer) is refused before any data is read."""
     config = config or FirmwareConfig()
     path = Path(model_dir)
     d = path if path.is_dir() else path.parent
@@ -429,8 +444,10 @@ def build_from_model_dir(
         # a model directory of `poetml run`: its run's test split
         from .stage import events_from_prepared, prepared_for_model_dir
 
-        model = load_qkeras_model(path if path.is_file() else _pick_model_file(d, _read_meta(d)))
-        prep = prepared_for_model_dir(d)
+        model_file = path if path.is_file() else _pick_model_file(d, _read_meta(d))
+        model = load_qkeras_model(model_file)
+        _require_quantized(model, model_file)
+        prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
         bkg, sigs = events_from_prepared(prep, config)
         return build_firmware(
             model,
@@ -442,6 +459,7 @@ def build_from_model_dir(
             progress=progress,
         )
     inputs = load_model_dir(model_dir, events_file)
+    _require_quantized(inputs.model, inputs.model_path)
     from .convert import is_autoencoder
 
     if is_autoencoder(inputs.model):

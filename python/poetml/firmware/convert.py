@@ -50,6 +50,7 @@ __all__ = [
     "convert",
     "is_autoencoder",
     "is_convolutional",
+    "is_quantized",
     "load_qkeras_model",
     "make_score_model",
 ]
@@ -132,6 +133,12 @@ def is_autoencoder(model: Any) -> bool:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         return False
     return tuple(model.inputs[0].shape[1:]) == tuple(model.outputs[0].shape[1:])
+
+
+def is_quantized(model: Any) -> bool:
+    """True when the model has any QKeras layer (QDense, QConv2D, QActivation ...): a float
+    Keras model has none and cannot become bit-exact firmware."""
+    return any("qkeras" in type(layer).__module__ for layer in _flat_layers(model))
 
 
 def is_convolutional(model: Any) -> bool:

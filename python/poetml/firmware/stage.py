@@ -32,17 +32,30 @@ def events_from_prepared(prep: Any, cfg: FirmwareConfig) -> tuple[Any, dict[str,
     return prep.x_test[y != idx], {str(names[idx]): prep.x_test[y == idx]}
 
 
-def prepared_for_model_dir(model_dir: Any) -> Any:
-    """The prepared data of the ``poetml run`` that trained ``RUN/models/<variant>``: the run
-    configuration is rebuilt from the model directory's ``config.json`` and the run's
-    dataset (``RUN/data``) is reused."""
+def prepared_for_model_dir(
+    model_dir: Any, out_dir: Any, *, generate: bool = False, progress: bool = False
+) -> Any:
+    """The prepared data of the ``poetml run`` that trained ``RUN/models/<variant>``.
+
+    The run configuration is rebuilt from the model directory's ``config.json``.  The run's
+    dataset ``RUN/data/dataset.h5`` is read when it was made from the same inputs; otherwise
+    the dataset is built into ``OUT/data/dataset.h5``: nothing is written outside ``out_dir``.
+    Processes that come from the default dataset read it from ``dataset.default_dir`` (or
+    ``OUT/default-data``); when it is missing, ``generate=True`` generates it into
+    ``OUT/default-data``, printing what it generates, and otherwise a FirmwareError says how
+    to ask for that.
+    """
+    import dataclasses
     import json
     from pathlib import Path
 
     from .. import config as run_config
     from .. import pipeline
+    from ..datasets import labelled
 
     d = Path(model_dir)
+    run_dir = d.parent.parent
+    out = Path(out_dir)
     try:
         saved = json.loads((d / "config.json").read_text())
         section = {"FeatureSpec": "features", "ImageSpec": "images"}[saved["spec_type"]]
@@ -51,14 +64,72 @@ def prepared_for_model_dir(model_dir: Any) -> Any:
             section: saved["spec"],
             "model": saved["model"],
             "training": saved["training"],
-            "run": {"output": str(d.parent.parent), "progress": False},
+            "run": {"output": str(out), "progress": progress, "generate_missing": False},
         }
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FirmwareError(
             f"{d}/config.json does not describe a poetml run ({exc}); pass --events-file"
         ) from exc
-    cfg = run_config.parse(data, where=str(d / "config.json"))
-    return pipeline.prepare_data(cfg, d.parent.parent)
+    where = str(d / "config.json")
+    cfg = run_config.parse(data, where=where)
+    pipeline._check_config(cfg)
+    ds = cfg["dataset"]
+    defaults = [p for p in ds.processes if not p.files]
+    gen_dir = out / "default-data"
+
+    def read_manifest(directory: Path) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((directory / "manifest.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    manifest = None
+    if defaults:
+        manifest = read_manifest(Path(ds.default_dir))
+        if manifest is None and read_manifest(gen_dir) is not None:  # an earlier --generate
+            data["dataset"] = {**saved["dataset"], "default_dir": str(gen_dir)}
+            cfg = run_config.parse(data, where=where)
+            ds = cfg["dataset"]
+            manifest = read_manifest(gen_dir)
+    if not defaults or manifest is not None:
+        files = labelled.resolve_files(ds, None, manifest)
+    else:
+        # no default dataset: the run's cached dataset may still be there, and its key names
+        # the files generate_default writes (<default_dir>/<process>.root)
+        explicit = tuple(dataclasses.replace(p, role="train") for p in ds.processes if p.files)
+        files = labelled.resolve_files(
+            dataclasses.replace(ds, processes=explicit), None, None) if explicit else {}
+        planned = Path(ds.default_dir)
+        files = {p.name: files[p.name] if p.files else [str(planned / f"{p.name}.root")]
+                 for p in ds.processes}
+    key = pipeline.dataset_key(cfg, files)
+    own = out / "data" / "dataset.h5"
+    for path in (run_dir / "data" / "dataset.h5", own):
+        cached = pipeline.cached_dataset(path, key)
+        if cached is not None:
+            return pipeline.prepare(cfg, cached)
+    if defaults and manifest is None:
+        events = pipeline.default_dataset_events(cfg)
+        what = (f"{sum(events.values())} events of {len(events)} processes "
+                f"({', '.join(f'{k} {v}' for k, v in events.items())})")
+        if not generate:
+            raise FirmwareError(
+                f"the run's dataset {run_dir / 'data' / 'dataset.h5'} is missing (or was made "
+                f"from other inputs) and so is the default dataset it needs "
+                f"({Path(ds.default_dir) / 'manifest.json'}); pass --generate to generate "
+                f"{what} with Pythia into {gen_dir}, or pass --events-file"
+            )
+        print(f"poetml firmware: generating the default dataset into {gen_dir}: {what}")
+        from ..generate import generate_default
+
+        data["dataset"] = {**saved["dataset"], "default_dir": str(gen_dir)}
+        cfg = run_config.parse(data, where=where)
+        manifest = generate_default(gen_dir, events=events, progress=progress)
+        files = labelled.resolve_files(cfg["dataset"], None, manifest)
+        cached = pipeline.cached_dataset(own, pipeline.dataset_key(cfg, files))
+        if cached is not None:
+            return pipeline.prepare(cfg, cached)
+    return pipeline.prepare(cfg, pipeline.build_dataset(cfg, files, own, progress))
 
 
 def _variant(ctx: Any, cfg: FirmwareConfig) -> str:
