@@ -3,7 +3,15 @@ value at fault and, where there is a choice, lists the valid ones."""
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "MissingDependencyError", "PoetmlError", "ReadError"]
+__all__ = [
+    "BadValueError",
+    "ConfigError",
+    "MissingDependencyError",
+    "PoetmlError",
+    "ReadError",
+    "UntrustedModelError",
+    "WriteError",
+]
 
 
 class PoetmlError(Exception):
@@ -12,6 +20,16 @@ class PoetmlError(Exception):
 
 class ReadError(PoetmlError, OSError):
     """A file, tree or branch cannot be read (missing, truncated, corrupt, inconsistent)."""
+
+
+class WriteError(PoetmlError, OSError):
+    """An output cannot be written (no space, no permission, another writer holds it, an
+    output that would overwrite an input); nothing half-written is left behind."""
+
+
+class BadValueError(PoetmlError, ValueError):
+    """An input file holds a value the toolkit cannot use (NaN, inf, negative pT); the
+    message names the file, tree, branch and entry."""
 
 
 class ConfigError(PoetmlError, ValueError):
@@ -30,3 +48,9 @@ class ConfigError(PoetmlError, ValueError):
 
 class MissingDependencyError(PoetmlError, ImportError):
     """An optional dependency is not installed; the message says which extra installs it."""
+
+
+class UntrustedModelError(PoetmlError):
+    """A model file holds a layer or object that could run code stored in the file (a
+    ``Lambda`` layer, an unknown custom object); loading it needs an explicit
+    ``trust_model=True`` (CLI: ``--trust-model``)."""

@@ -27,6 +27,7 @@ import os
 import queue
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import schema
-from .exceptions import ReadError
+from .exceptions import BadValueError, ReadError
 from .jagged import Collection, EventBatch, flatten
 
 __all__ = [
@@ -89,7 +90,21 @@ def expand_files(files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
             out.append(os.path.expanduser(s))
     if not out:
         raise ReadError("no input files given")
-    return out
+    seen: dict[str, str] = {}  # the same file (through links too) is read once
+    twice: list[str] = []
+    for f in out:
+        key = f if "://" in f else os.path.realpath(f)
+        if key in seen:
+            twice.append(f if f == seen[key] else f"{f} (= {seen[key]})")
+        else:
+            seen[key] = f
+    if twice:
+        warnings.warn(
+            f"input given more than once: {', '.join(dict.fromkeys(twice))}; each file is "
+            "read once",
+            stacklevel=2,
+        )
+    return list(seen.values())
 
 
 def _open(path: str) -> Any:
@@ -480,6 +495,35 @@ def _plan(
 # --------------------------------------------------------------------------------------
 
 
+#: fields the C++ core requires finite (True: also >= 0); checked as they are read, so a
+#: bad value is reported with its file, tree, branch and entry
+_CHECKED_FIELDS = {"pt": True, "eta": False, "phi": False, "mass": False}
+
+
+def _check_values(
+    path: str, col: _Column, fld: str, values: np.ndarray, offsets: np.ndarray | None,
+    entry_start: int,
+) -> None:
+    non_negative = _CHECKED_FIELDS.get(fld)
+    if non_negative is None or values.dtype.kind != "f":
+        return
+    ok = (values >= 0) if non_negative else np.isfinite(values)
+    if non_negative:
+        ok &= values != np.inf
+    if ok.all():
+        return
+    k = int(np.argmin(ok))
+    event = k if offsets is None else int(np.searchsorted(offsets, k, side="right")) - 1
+    v = values[k]
+    what = "not finite" if not np.isfinite(v) else "negative"
+    where = "" if offsets is None else f", object {k - int(offsets[event])} of the entry"
+    raise BadValueError(
+        f"{path}: tree {col.tree!r}, branch {col.branch!r}: value {v} at entry "
+        f"{entry_start + event}{where} is {what} ({fld} must be finite"
+        f"{' and >= 0' if non_negative else ''})"
+    )
+
+
 def _build(
     plan: _Plan, chunk: Mapping[str, Mapping[str, Any]], entry_start: int, n: int = 0
 ) -> EventBatch:
@@ -525,6 +569,7 @@ def _build(
             if col.convert is not None:
                 extra = {e: get(col.tree, e)[0] for e in col.extra}
                 content = np.asarray(col.convert(content, **extra))
+            _check_values(plan.path, col, fld, content, off, entry_start)
             fields[fld] = content
         assert offsets is not None  # pt is always read from a branch
         n_obj = int(offsets[-1])
@@ -544,6 +589,7 @@ def _build(
         if col.convert is not None:
             extra = {e: ak.to_numpy(chunk[col.tree][e]) for e in col.extra}
             values = np.asarray(col.convert(values, **extra))
+        _check_values(plan.path, col, fld, values, None, entry_start)
         met[fld] = values
     for coll, names in plan.empty.items():
         if coll == "met":
@@ -612,7 +658,7 @@ def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> It
             return
         try:
             batch = _build(plan, chunk, pos)
-        except ReadError:
+        except (ReadError, BadValueError):
             raise
         except Exception as exc:
             raise ReadError(
@@ -725,7 +771,7 @@ def read(
                 raise _corrupt(path, tree, start, exc) from exc
         try:
             return _build(plan, chunk, start, stop - start)
-        except ReadError:
+        except (ReadError, BadValueError):
             raise
         except Exception as exc:
             raise ReadError(

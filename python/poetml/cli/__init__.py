@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         "trained networks and hls4ml trigger firmware.",
     )
     parser.add_argument("--version", action="version", version=f"poetml {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="show the Python traceback of an error (default: one line naming the file, "
+        "branch, entry or value at fault)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in GROUPS:
         importlib.import_module(f".{group}", __name__).register(sub)
@@ -47,14 +53,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM (a batch system's kill, `kill PID`) unwinds like Ctrl-C: outputs being
+    # written are deleted, nothing half-written stays under a final name
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
-    except PoetmlError as exc:
+    except (PoetmlError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        # poetml's own errors name the file, branch, entry or value at fault; OS errors
+        # (disk full, permissions) and value errors are one line too (--debug: traceback)
         print(f"poetml {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"poetml {args.command}: terminated; no partial output was kept", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"poetml {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM, so it unwinds as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,14 @@ from typing import Any
 _KERNEL_BYTES = 16 << 20
 
 
+def _int32(text: str) -> int:
+    """argparse type: an int that fits the int32 label column (never silently wrapped)."""
+    value = int(text)
+    if not -(2**31) <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{value} does not fit in int32 (the label column)")
+    return value
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "inspect",
@@ -61,7 +69,7 @@ def register(subparsers: Any) -> None:
         q.add_argument("--threads", type=int, help="threads of the C++ core (default: all cores)")
         q.add_argument("--layout", choices=("auto", "poet", "poet-merged", "nanoaod"),
                        help="input layout (default: the config's, auto)")  # fmt: skip
-        q.add_argument("--label", type=int, help="int32 label stored for every event")
+        q.add_argument("--label", type=_int32, help="int32 label stored for every event")
         q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                        help="HDF5 compression (default gzip: level 1 for images, level 4 with shuffle for features)")  # fmt: skip
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,6 +181,7 @@ def _convert(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .. import reading
+    from .._atomic import check_output
     from ..config import ReadingConfig, load, to_mapping
     from ..datasets.hdf5 import ShardWriter
     from ..features import FeatureSpec
@@ -202,9 +211,9 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"poetml {kind}: error: --threads must be positive", file=sys.stderr)
         return 2
     files = reading.expand_files(args.inputs)
+    out = os.fspath(check_output(args.output, files))  # before anything is read
     source_id = {f: i for i, f in enumerate(files)}
     collections = _needed_collections(kind, spec)
-    out = os.path.abspath(args.output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
 
     total = sum(reading.num_entries(f, layout=reading_cfg.layout) for f in files)

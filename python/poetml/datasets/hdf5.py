@@ -17,9 +17,11 @@ and attributes ``kind``, ``channels`` and ``inputs`` (JSON lists), ``poetml_vers
 ``format_version`` and the caller's ``attrs`` (the spec used, as JSON for mappings and
 lists; their keys are listed in ``json_attrs`` so :func:`load` can decode them).
 
-Files are written under a temporary name in the same folder (``OUT.h5.tmp``) and renamed
-only on success; an exception or KeyboardInterrupt removes the temporary file, so a
-half-written file never sits under the final name.
+Files are written under a temporary name in the same folder, unique to the process
+(``.OUT.h5.PID.tmp``), and renamed only on success; an exception, KeyboardInterrupt or a
+full disk removes the temporary file, so a half-written file never sits under the final
+name.  A second process writing the same output at the same time is refused
+(:class:`poetml._atomic.OutputLock`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._atomic import OutputLock, temp_path, write_error
 from ..exceptions import ReadError
 
 if TYPE_CHECKING:
@@ -95,7 +98,7 @@ class ShardWriter:
     features level 4 with shuffle), ``lzf`` or ``none``; ``compression_level`` overrides
     the gzip level; ``chunk_events`` the events per chunk (default: about 1 MiB).
 
-    The data go to ``path + ".tmp"`` and are renamed to ``path`` by a clean exit of the
+    The data go to a temporary name beside ``path`` and are renamed to ``path`` by a clean exit of the
     ``with`` block (or :meth:`close`); an exception (KeyboardInterrupt too) deletes the
     temporary file (or call :meth:`abort`).  ``append`` copies what it keeps, so the
     caller may reuse its arrays.
@@ -157,13 +160,18 @@ class ShardWriter:
         self._closed = False
         if not self.path.parent.is_dir():
             raise OSError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        if self.path.is_dir():
+            raise IsADirectoryError(f"cannot write {self.path}: it is a directory")
+        self.tmp_path = temp_path(self.path)
         ce = chunk_events or _chunk_events(self.item_shape)
         self.chunk_events = ce
+        self._file = None
+        self._lock = OutputLock(self.path)
         try:
             self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=4 * _CHUNK_BYTES + (1 << 20))
         except OSError as exc:
-            raise OSError(f"cannot create {self.tmp_path}: {exc}") from exc
+            self._lock.release()
+            raise write_error(self.path, exc) from exc
         try:
             f = self._file
             self._data = f.create_dataset(
@@ -249,6 +257,16 @@ class ShardWriter:
             raise ValueError(f"{self.path}: labels must be given for every append or for none")
         if n == 0:
             return
+        try:
+            self._append(data, event_index, source, labels, n)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from exc
+
+    def _append(
+        self, data: np.ndarray, event_index: np.ndarray, source: np.ndarray, labels: Any, n: int
+    ) -> None:
+        has_labels = labels is not None
         lo, hi = self.n_events, self.n_events + n
         self._data.resize(hi, axis=0)
         if self._direct:
@@ -329,10 +347,14 @@ class ShardWriter:
             self._file.attrs["n_events"] = self.n_events
             self._file.close()
             os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
         self._closed = True
+        self._lock.release()
         return self.path
 
     def abort(self) -> None:
@@ -341,11 +363,25 @@ class ShardWriter:
         try:
             if getattr(self, "_pool", None) is not None:
                 self._shutdown_pool()
-            if getattr(self, "_file", None) is not None and self._file.id.valid:
-                self._file.close()
+            f = getattr(self, "_file", None)
+            if f is not None and f.id.valid:
+                # the file is discarded: point HDF5's descriptor at /dev/null first, so the
+                # close flushes nothing.  On a full disk the flush would fail, and HDF5 left
+                # with a file it cannot close crashes the interpreter (SIGSEGV) later.
+                with contextlib.suppress(Exception):
+                    null = os.open(os.devnull, os.O_RDWR)
+                    try:
+                        os.dup2(null, f.id.get_vfd_handle())
+                    finally:
+                        os.close(null)
+                with contextlib.suppress(OSError):
+                    f.close()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp_path)
+            lock = getattr(self, "_lock", None)
+            if lock is not None:
+                lock.release()
 
 
 def write(
