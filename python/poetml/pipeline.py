@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, check_output
 from .config import ReadingConfig, RunConfig, to_mapping
 from .datasets import labelled
 from .datasets.labelled import DatasetConfig, LabelledData
@@ -679,12 +679,13 @@ def score(
     from .reading import expand_files, iterate
     from .training import load_model_dir
 
+    files = expand_files([os.fspath(i) for i in inputs])
+    check_output(output, files)  # before the model or any input is read
     md = load_model_dir(model_dir)
     conf = md.config
     spec_cls = ImageSpec if conf.get("spec_type") == "ImageSpec" else FeatureSpec
     spec = from_mapping(spec_cls, conf["spec"])
     autoencoder = conf["model"]["type"] != "cnn"
-    files = expand_files([os.fspath(i) for i in inputs])
     output = Path(output)
     from . import features as feat
     from . import images as img
