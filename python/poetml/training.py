@@ -56,10 +56,23 @@ class TrainingConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        import math
+
+        from .exceptions import ConfigError
+
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, key)}", key=key)
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}",
+                              key="learning_rate")
+        for key in ("patience", "lr_patience", "threads"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"must be >= 0, got {getattr(self, key)}", key=key)
+        if not 0 < self.lr_factor < 1:
+            raise ConfigError(f"must be in (0, 1), got {self.lr_factor}", key="lr_factor")
+        if not self.min_lr >= 0:
+            raise ConfigError(f"must be >= 0, got {self.min_lr}", key="min_lr")
 
 
 def set_seeds(config: TrainingConfig) -> None:
