@@ -41,10 +41,16 @@ const float* column_ptr(py::handle obj, const std::string& what, std::int64_t ex
 /// with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroed);
 
+/// Refuses (std::invalid_argument naming `func`, the shape and the bytes) a float32 output
+/// of `shape` with a negative dimension, one bigger than the machine's physical memory, or
+/// one whose non-zero dimensions multiply to more than 2^63 bytes (numpy refuses those even
+/// when another dimension is 0), before numpy is asked for it.  Call with the GIL held.
+void check_output_size(const std::vector<py::ssize_t>& shape, const char* func);
+
 /// The output array of `func`: `out` itself when it is not None (checked: a numpy
 /// float32 array, TypeError otherwise; exactly `shape`, C-contiguous and writeable,
 /// ValueError otherwise; `zeroed` is then false, so the kernel overwrites every element of
-/// it), else output_f32(shape, zeroed).  Call with the GIL held.
+/// it), else output_f32(shape, zeroed) after check_output_size(shape, func).  Call with the GIL held.
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object out, const char* func,
                               bool& zeroed);
 

@@ -26,6 +26,70 @@ void check_len(const std::optional<F32>& a, const std::string& coll, const char*
 
 const float* ptr(const std::optional<F32>& a) { return a ? a->data() : nullptr; }
 
+std::string shape_str(const std::vector<py::ssize_t>& shape) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+/// Why the typed Columns constructor rejected its arguments, where pybind11 only lists them:
+/// the first one of the wrong type, dtype or layout (as pybind11, a TypeError saying
+/// "incompatible function arguments").  Reached through an overload that takes anything.
+[[noreturn]] void columns_type_error(const py::args& args, const py::kwargs& kwargs) {
+    static const char* const names[] = {"name", "offsets", "pt", "phi", "eta",
+                                        "charge", "mass", "tight_id", "iso", "btag"};
+    constexpr std::size_t n_names = sizeof(names) / sizeof(names[0]);
+    const std::string head = "Columns: incompatible function arguments: ";
+    std::vector<py::object> given(n_names);  // null: not given
+    if (args.size() > 4)
+        throw py::type_error(head + "takes at most 4 positional arguments (name, offsets, pt, phi), got " +
+                             std::to_string(args.size()));
+    for (std::size_t i = 0; i < args.size(); ++i) given[i] = py::reinterpret_borrow<py::object>(args[i]);
+    for (auto [key, value] : kwargs) {
+        const std::string k = py::str(key);
+        std::size_t i = 0;
+        while (i < n_names && k != names[i]) ++i;
+        if (i == n_names) throw py::type_error(head + "unexpected keyword argument '" + k + "'");
+        if (given[i]) throw py::type_error(head + "argument '" + k + "' given twice");
+        given[i] = py::reinterpret_borrow<py::object>(value);
+    }
+    if (!given[0] || !py::isinstance<py::str>(given[0]))
+        throw py::type_error(head + "name must be a str, got " +
+                             (given[0] ? std::string(py::str(py::type::handle_of(given[0]).attr("__name__")))
+                                       : std::string("nothing")));
+    const std::string where = head + "collection '" + given[0].cast<std::string>() + "', ";
+    for (std::size_t i = 1; i < n_names; ++i) {
+        const bool required = i <= 3;  // offsets (may be None), pt, phi
+        const std::string what = i == 1 ? std::string("offsets") : "field '" + std::string(names[i]) + "'";
+        const char* dtype = i == 1 ? "int64" : "float32";
+        const std::string want = std::string(": expected a C-contiguous ") + dtype + " numpy array" +
+                                 (i == 1 || !required ? " or None" : "") + " (no silent copies), got ";
+        const py::object& h = given[i];
+        if (!h) {
+            if (required) throw py::type_error(where + what + ": missing");
+            continue;
+        }
+        if (h.is_none()) {
+            if (i == 2 || i == 3) throw py::type_error(where + what + want + "None");
+            continue;
+        }
+        if (!py::isinstance<py::array>(h))
+            throw py::type_error(where + what + want +
+                                 std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+        auto a = py::reinterpret_borrow<py::array>(h);
+        const bool dtype_ok = i == 1 ? a.dtype().equal(py::dtype::of<std::int64_t>())
+                                     : a.dtype().equal(py::dtype::of<float>());
+        if (!dtype_ok) throw py::type_error(where + what + want + "dtype " + std::string(py::str(a.dtype())));
+        if (!(a.flags() & py::array::c_style))
+            throw py::type_error(where + what + want + "a non-contiguous array (strides " +
+                                 std::string(py::str(h.attr("strides"))) + ")");
+    }
+    throw py::type_error(head + std::string(py::str(py::repr(args))) + ", " + std::string(py::str(py::repr(kwargs))));
+}
+
 }  // namespace
 
 poetml::Objects PyColumns::objects() const {
@@ -79,22 +143,36 @@ py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, bool& zeroe
     return arr;
 }
 
-namespace {
 
-std::string shape_str(const std::vector<py::ssize_t>& shape) {
-    std::string s = "(";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += ", ";
-        s += std::to_string(shape[i]);
+void check_output_size(const std::vector<py::ssize_t>& shape, const char* func) {
+    // the bytes of the non-zero dimensions (as numpy counts them), or -1 when that overflows
+    std::int64_t bytes = static_cast<std::int64_t>(sizeof(float));
+    bool empty = false;
+    for (py::ssize_t d : shape) {
+        if (d < 0)
+            throw std::invalid_argument(std::string(func) + ": output shape " + shape_str(shape) +
+                                        " has a negative dimension");
+        if (d == 0) empty = true;
+        else if (bytes >= 0 && __builtin_mul_overflow(bytes, static_cast<std::int64_t>(d), &bytes)) bytes = -1;
     }
-    return s + (shape.size() == 1 ? ",)" : ")");
+    std::int64_t limit = std::numeric_limits<std::int64_t>::max();
+#if defined(__linux__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && pages <= limit / page) limit = static_cast<std::int64_t>(pages) * page;
+#endif
+    if (bytes < 0 || (!empty && bytes > limit))
+        throw std::invalid_argument(std::string(func) + ": output of shape " + shape_str(shape) + " needs " +
+                                    (bytes < 0 ? std::string("more than 2^63 bytes")
+                                               : std::to_string(bytes) + " bytes, more than this machine's " +
+                                                     std::to_string(limit) + " bytes of memory"));
 }
-
-}  // namespace
 
 py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object out, const char* func,
                               bool& zeroed) {
-    if (out.is_none()) return output_f32(shape, zeroed);
+    if (out.is_none()) {
+        check_output_size(shape, func);
+        return output_f32(shape, zeroed);
+    }
     const std::string what = std::string(func) + ": out";
     if (!py::isinstance<py::array>(out))
         throw py::type_error(what + " must be a numpy float32 array of shape " + shape_str(shape) + ", got " +
@@ -151,8 +229,9 @@ values (offsets, finiteness) by each kernel call.)doc")
                  check_len(btag, name, "btag", n);
                  if (offsets) {
                      if (offsets->ndim() != 1 || offsets->size() < 1)
-                         throw std::invalid_argument("collection '" + name +
-                                                     "': offsets must be 1-D with n_events + 1 values");
+                         throw std::invalid_argument(
+                             "collection '" + name + "': offsets must be 1-D with n_events + 1 values, got shape " +
+                             shape_str(std::vector<py::ssize_t>(offsets->shape(), offsets->shape() + offsets->ndim())));
                  }
                  return PyColumns{std::move(name), std::move(offsets), std::move(pt), std::move(phi),
                                   std::move(eta), std::move(charge), std::move(mass), std::move(tight_id),
@@ -165,6 +244,10 @@ values (offsets, finiteness) by each kernel call.)doc")
              py::arg("tight_id").noconvert().none(true) = py::none(),
              py::arg("iso").noconvert().none(true) = py::none(),
              py::arg("btag").noconvert().none(true) = py::none())
+        // only reached when the constructor above rejected the arguments: say which one
+        .def(py::init([](const py::args& args, const py::kwargs& kwargs) -> PyColumns {
+            columns_type_error(args, kwargs);
+        }))
         .def_readonly("name", &PyColumns::name)
         .def_property_readonly("n_events", [](const PyColumns& c) { return c.objects().n_events; })
         .def_property_readonly("n_objects", [](const PyColumns& c) { return c.objects().n_objects; })

@@ -12,21 +12,37 @@ void bind_features(py::module_& m) {
            const std::vector<std::string>& event_quantities, std::int64_t muon, std::int64_t electron,
            std::int64_t jet, std::int64_t met, double btag_threshold, double muon_mass, int n_threads,
            py::object out_arg) {
-            if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores)");
-            if (n_events < 0) throw std::invalid_argument("n_events must be >= 0");
+            if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores), got " + std::to_string(n_threads));
+            if (n_events < 0) throw std::invalid_argument("n_events must be >= 0, got " + std::to_string(n_events));
             std::vector<poetml::FeatureCollection> colls;
             colls.reserve(collections.size());
             for (const auto& [cols, cuts] : collections) {
                 if (!cols) throw py::type_error("build_features: collection columns must not be None");
                 poetml::FeatureCollection fc{cols->objects(), cuts};
                 poetml::validate(fc.objects);  // offsets, finiteness: GIL held
+                // before the output is allocated: a wrong n_events may ask for any size
+                if (fc.objects.n_events != n_events)
+                    throw std::invalid_argument("collection '" + fc.objects.name + "' has " +
+                                                std::to_string(fc.objects.n_events) + " events, expected " +
+                                                std::to_string(n_events));
                 colls.push_back(std::move(fc));
             }
             poetml::FeatureSpec spec;
+            std::int64_t nf_slots = 0;  // floats per event of the slots, checked for overflow
             for (const auto& [ci, count, columns] : slots) {
+                const std::string slot = "slot " + std::to_string(spec.slots.size());
                 if (ci >= colls.size())
-                    throw std::invalid_argument("slot refers to collection " + std::to_string(ci) + " of " +
+                    throw std::invalid_argument(slot + " refers to collection " + std::to_string(ci) + " of " +
                                                 std::to_string(colls.size()));
+                if (count < 0)
+                    throw std::invalid_argument(slot + " (collection '" + colls[ci].objects.name +
+                                                "'): count must be >= 0, got " + std::to_string(count));
+                std::int64_t floats = 0;
+                if (__builtin_mul_overflow(count, static_cast<std::int64_t>(py::len(columns)), &floats) ||
+                    __builtin_add_overflow(nf_slots, floats, &nf_slots))
+                    throw std::invalid_argument(slot + " (collection '" + colls[ci].objects.name + "'): count " +
+                                                std::to_string(count) + " x " + std::to_string(py::len(columns)) +
+                                                " columns overflows the feature vector length");
                 poetml::FeatureSlot s;
                 s.collection = ci;
                 s.count = count;
@@ -67,7 +83,12 @@ void bind_features(py::module_& m) {
             spec.met = met;
             spec.btag_threshold = btag_threshold;
             spec.muon_mass = muon_mass;
-            const std::int64_t nf = poetml::n_features(spec);
+            if (nf_slots > std::numeric_limits<std::int64_t>::max() -
+                               static_cast<std::int64_t>(spec.event_quantities.size()))
+                throw std::invalid_argument("the feature vector length overflows: " + std::to_string(nf_slots) +
+                                            " slot values + " + std::to_string(spec.event_quantities.size()) +
+                                            " event quantities");
+            const std::int64_t nf = poetml::n_features(spec);  // no overflow: checked above
             bool zeroed = false;  // not needed: build_features writes every float
             auto features = output_f32({static_cast<py::ssize_t>(n_events), static_cast<py::ssize_t>(nf)}, out_arg,
                                        "build_features", zeroed);

@@ -30,8 +30,8 @@ void bind_images(py::module_& m) {
             spec.normalize = normalize;
             spec.saturate_bits = saturate_bits;
             spec.lsb_gev = lsb_gev;
-            if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores)");
-            if (n_events < 0) throw std::invalid_argument("n_events must be >= 0");
+            if (n_threads < 0) throw std::invalid_argument("n_threads must be >= 0 (0: all cores), got " + std::to_string(n_threads));
+            if (n_events < 0) throw std::invalid_argument("n_events must be >= 0, got " + std::to_string(n_events));
             poetml::validate(spec);
             std::vector<poetml::Channel> chans;
             chans.reserve(channels.size());
@@ -39,6 +39,11 @@ void bind_images(py::module_& m) {
                 if (!cols) throw py::type_error("rasterize: channel columns must not be None");
                 poetml::Channel ch{cols->objects(), cuts};
                 poetml::validate(ch.objects);  // offsets, finiteness: GIL held
+                // before the output is allocated: a wrong n_events may ask for any size
+                if (ch.objects.n_events != n_events)
+                    throw std::invalid_argument("collection '" + ch.objects.name + "' has " +
+                                                std::to_string(ch.objects.n_events) + " events, expected " +
+                                                std::to_string(n_events));
                 chans.push_back(std::move(ch));
             }
             const auto n_ch = static_cast<py::ssize_t>(chans.size());

@@ -151,6 +151,7 @@ inline void build_features(const std::vector<FeatureCollection>& collections, st
         }
     }
     const std::int64_t nf = n_features(spec);
+    if (nf == 0 || n_events == 0) return;  // an empty output: nothing to do (for any n_events)
     const unsigned threads = resolve_threads(n_threads);
     parallel_for(n_events, threads, [&](std::int64_t ev0, std::int64_t ev1, std::int64_t) {
         if (ev1 <= ev0) return;

@@ -54,23 +54,33 @@ struct Channel {
     Cuts cuts;
 };
 
-/// Throws std::invalid_argument when `spec` is not usable.
+/// Throws std::invalid_argument when `spec` is not usable, naming the offending values.
 inline void validate(const ImageSpec& spec) {
     auto bad = [](const std::string& what) { throw std::invalid_argument("ImageSpec: " + what); };
-    if (spec.n_eta <= 0 || spec.n_phi <= 0) bad("n_eta and n_phi must be positive");
+    auto str = [](double v) {
+        std::ostringstream s;
+        s << v;
+        return s.str();
+    };
+    if (spec.n_eta <= 0 || spec.n_phi <= 0)
+        bad("n_eta and n_phi must be positive, got " + std::to_string(spec.n_eta) + " x " +
+            std::to_string(spec.n_phi));
     if (!(spec.eta_max > spec.eta_min) || !std::isfinite(spec.eta_min) || !std::isfinite(spec.eta_max))
-        bad("eta_max must be larger than eta_min (both finite)");
+        bad("eta_max must be larger than eta_min (both finite), got eta_min = " + str(spec.eta_min) +
+            ", eta_max = " + str(spec.eta_max));
     if (spec.mode == ImageMode::gaussian && !(spec.sigma > 0.0 && spec.sigma <= 1.0e3))
-        bad("sigma must be in (0, 1000] pixels, got " + std::to_string(spec.sigma));
+        bad("sigma must be in (0, 1000] pixels, got " + str(spec.sigma));
     if (spec.mode == ImageMode::glyph &&
         !(spec.glyph_width >= 0.0 && spec.glyph_width_positive >= 0.0 &&
           std::isfinite(spec.glyph_radius0) && std::isfinite(spec.glyph_radius_per_log) &&
           spec.glyph_width <= 1.0e3 && spec.glyph_width_positive <= 1.0e3))
-        bad("glyph widths must be in [0, 1000] and radii finite");
+        bad("glyph widths must be in [0, 1000] and radii finite, got glyph_width = " + str(spec.glyph_width) +
+            ", glyph_width_positive = " + str(spec.glyph_width_positive) + ", glyph_radius0 = " +
+            str(spec.glyph_radius0) + ", glyph_radius_per_log = " + str(spec.glyph_radius_per_log));
     if (spec.saturate_bits < 0 || spec.saturate_bits > 31)
         bad("saturate_bits must be in [1, 31] (0: off), got " + std::to_string(spec.saturate_bits));
     if (spec.saturate_bits > 0 && !(spec.lsb_gev > 0.0 && std::isfinite(spec.lsb_gev)))
-        bad("lsb_gev must be positive");
+        bad("lsb_gev must be positive and finite, got " + str(spec.lsb_gev));
 }
 
 namespace detail {
@@ -219,6 +229,7 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
     }
     const std::int64_t n_ch = static_cast<std::int64_t>(channels.size());
     for (std::int64_t c = 0; c < n_ch; ++c) dropped[c] = 0;
+    if (n_ch == 0 || n_events == 0) return;  // an empty output: nothing to do (for any n_events)
     const std::int64_t row = spec.n_phi * n_ch;               // floats per eta row
     const std::int64_t per_event = spec.n_eta * row;          // floats per event
     const detail::Binner binner(spec);
@@ -294,7 +305,11 @@ inline void rasterize(const std::vector<Channel>& channels, std::int64_t n_event
                             r = std::max(0.0, spec.glyph_radius0 + spec.glyph_radius_per_log * std::log(ptd));
                         const bool positive = o.charge && o.charge[k] > 0.0f;
                         const double half = 0.5 * (positive ? spec.glyph_width_positive : spec.glyph_width);
-                        const auto R = static_cast<std::int64_t>(std::ceil(r + half)) + 1;
+                        // a window wider than the image in both directions is the whole image
+                        // (rows cut, columns wrapped), so R is capped there: the same pixels,
+                        // and no int64 overflow for a huge radius (glyph_radius0 = 1e300)
+                        const auto R = static_cast<std::int64_t>(
+                            std::min(std::ceil(r + half) + 1.0, static_cast<double>(spec.n_eta + spec.n_phi)));
                         const detail::Window w = detail::window(b, R, spec.n_eta, spec.n_phi);
                         for (std::int64_t di = w.di_lo; di <= w.di_hi; ++di) {
                             const double du = static_cast<double>(di) + 0.5 - b.fu;
