@@ -263,7 +263,7 @@ def test_firmware_refuses_a_float_model_before_touching_data(tmp_path, no_work, 
     assert not out.exists()
 
 
-def test_firmware_writes_only_under_its_output(tmp_path, monkeypatch):
+def test_firmware_writes_only_under_its_output(tmp_path):
     """The run's dataset path holds a foreign file: it is left alone and the dataset is
     rebuilt under the firmware output."""
     import poetml.firmware.build as fwbuild
@@ -277,27 +277,21 @@ def test_firmware_writes_only_under_its_output(tmp_path, monkeypatch):
     sentinel.write_bytes(b"not a dataset: must stay as it is")
     out = tmp_path / "fw"
     before = _tree(tmp_path, out)
-    seen = {}
-
-    def fake_build_firmware(model, out_dir, config, **kw):  # no hls4ml compile in this test
-        seen.update(kw, out_dir=out_dir)
-        return "built"
-
-    monkeypatch.setattr(fwbuild, "build_firmware", fake_build_firmware)
-    assert fwbuild.build_from_model_dir(d, out, progress=False) == "built"
+    # the real conversion, C simulation and trigger: everything lands under OUT
+    result = fwbuild.build_from_model_dir(d, out, progress=False)
     assert sentinel.read_bytes() == b"not a dataset: must stay as it is"
     assert _tree(tmp_path, out) == before
     assert (out / "data" / "dataset.h5").is_file()
-    assert seen["background"].shape[1] == N_FEATURES and "s" in seen["signals"]
+    assert Path(result.out_dir).resolve() == out.resolve()
     # a second time the dataset under the output is reused
     mtime = (out / "data" / "dataset.h5").stat().st_mtime_ns
-    fwbuild.build_from_model_dir(d, out, progress=False)
+    from poetml.firmware.stage import prepared_for_model_dir
+
+    prepared_for_model_dir(d, out)
     assert (out / "data" / "dataset.h5").stat().st_mtime_ns == mtime
 
 
 def test_firmware_reads_the_runs_dataset_when_it_matches(tmp_path, monkeypatch):
-    import poetml.firmware.build as fwbuild
-
     a = write_poet_random(tmp_path / "a.root", 40, seed=1, mean_muons=2.0)
     s = write_poet_random(tmp_path / "s.root", 20, seed=2, mean_electrons=2.0)
     d = _fake_run(tmp_path, quantized=True, processes=[
@@ -308,7 +302,6 @@ def test_firmware_reads_the_runs_dataset_when_it_matches(tmp_path, monkeypatch):
     first = prepared_for_model_dir(d, tmp_path / "fw0")
     (tmp_path / "run" / "data").mkdir()
     (tmp_path / "fw0" / "data" / "dataset.h5").rename(tmp_path / "run" / "data" / "dataset.h5")
-    monkeypatch.setattr(fwbuild, "build_firmware", lambda *a, **k: "built")
     from poetml.datasets import labelled
 
     monkeypatch.setattr(labelled, "build", lambda *a, **k: pytest.fail("rebuilt the dataset"))
