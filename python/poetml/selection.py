@@ -2,7 +2,7 @@
 
 Defaults are what a CMS analyst would start from: tight muons with PF relative isolation
 (cone 0.4) below 0.15, cut-based tight electrons, jets above 30 GeV within the tracker
-(|eta| < 2.4) and the CSVv2 medium working point (0.8484) for b tagging.
+(``|eta| < 2.4``) and the CSVv2 medium working point (0.8484) for b tagging.
 
 A cut whose input field is absent from the file (a NanoAOD file without ``Muon_tightId``,
 for example) is skipped with a ``UserWarning`` naming the field; it never silently drops

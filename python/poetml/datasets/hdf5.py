@@ -2,16 +2,16 @@
 
 One file holds:
 
-``images`` (N, n_eta, n_phi, C) float32 *or* ``features`` (N, F) float32
-    chunked (about 1 MiB of whole events per chunk) and compressed with HDF5's standard
-    deflate (gzip) filter, readable by any HDF5 tool.  Event images are sparse: their
-    chunks are deflated at level 1 without shuffle on a thread pool (about 100 bytes an
-    event for 32 x 32 x 4 histogram images instead of 16 KiB); features use level 4 with
-    byte shuffle.  ``bench/bench_read.py`` measures the options.
-``feature_names`` (F,) UTF-8 strings, for features
-``labels`` (N,) int32, when known
-``event_index`` (N,) int64, the entry of each event in its source file
-``source`` (N,) int32, index of the source file in the ``inputs`` attribute
+* ``images`` (N, n_eta, n_phi, C) float32 *or* ``features`` (N, F) float32,
+  chunked (about 1 MiB of whole events per chunk) and compressed with HDF5's standard
+  deflate (gzip) filter, readable by any HDF5 tool.  Event images are sparse: their
+  chunks are deflated at level 1 without shuffle on a thread pool (about 100 bytes an
+  event for 32 x 32 x 4 histogram images instead of 16 KiB); features use level 4 with
+  byte shuffle.  ``bench/bench_read.py`` measures the options.
+* ``feature_names`` (F,) UTF-8 strings, for features
+* ``labels`` (N,) int32, when known
+* ``event_index`` (N,) int64, the entry of each event in its source file
+* ``source`` (N,) int32, index of the source file in the ``inputs`` attribute
 
 and attributes ``kind``, ``channels`` and ``inputs`` (JSON lists), ``poetml_version``,
 ``format_version`` and the caller's ``attrs`` (the spec used, as JSON for mappings and

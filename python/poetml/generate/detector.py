@@ -35,7 +35,7 @@ class DetectorConfig:
     muon_max_eta: float = 2.4
     muon_min_pt: float = 3.0
     muon_eff_plateau: float = 0.98
-    #: relative pT resolution: sqrt(a(eta)^2 + (b * pT)^2), a for |eta| < 0.9, 0.9-1.2, > 1.2
+    #: relative pT resolution: sqrt(a(eta)^2 + (b * pT)^2), a for ``|eta|`` < 0.9, 0.9-1.2, > 1.2
     muon_res_a: tuple[float, float, float] = (0.015, 0.021, 0.028)
     muon_res_b: float = 1.0e-4
     # electrons
@@ -48,7 +48,7 @@ class DetectorConfig:
     jet_r: float = 0.4
     jet_max_eta: float = 4.7
     jet_min_corrpt: float = 15.0
-    #: mean raw response: pT_raw = a(eta) * pT_true - b;  a for |eta| < 1.3, 1.3-3, > 3
+    #: mean raw response: pT_raw = a(eta) * pT_true - b;  a for ``|eta|`` < 1.3, 1.3-3, > 3
     jet_response_a: tuple[float, float, float] = (0.96, 0.93, 0.88)
     jet_response_b: float = 2.5
     #: relative jet resolution sqrt((N/pT)^2 + S^2/pT + C^2)
