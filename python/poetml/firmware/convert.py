@@ -110,17 +110,16 @@ class ScoreModel:
         return num > threshold * y[:, self.denominator_index]
 
 
-def load_qkeras_model(path: str | Path) -> Any:
-    """Load a Keras/QKeras model file (``.keras`` or ``.h5``) without compiling it."""
-    tf = require("tensorflow", "loading the trained model")
+def load_qkeras_model(path: str | Path, *, trust_model: bool = False) -> Any:
+    """Load a Keras/QKeras model file (``.keras`` or ``.h5``) without compiling it and
+    without running code stored in it (see :func:`poetml.models.load_model`: a ``Lambda``
+    layer or unknown custom object is refused unless ``trust_model``, which runs it)."""
+    from ..models import load_model
+
     path = Path(path)
     if not path.exists():
         raise FirmwareError(f"model file {path} does not exist")
-    custom = _custom_objects()
-    try:
-        return tf.keras.models.load_model(path, custom_objects=custom, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise FirmwareError(f"cannot load the Keras model {path}: {exc}") from exc
+    return load_model(path, compile=False, trust_model=trust_model)
 
 
 def _out_size(layer: Any) -> int:

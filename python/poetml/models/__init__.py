@@ -162,9 +162,11 @@ def custom_objects() -> dict[str, Any]:
     return objects
 
 
-def load_model(path: Any, compile: bool = False) -> Any:
-    """Load a model saved by :mod:`poetml.training` (QKeras custom objects included)."""
-    from . import _backend
+def load_model(path: Any, compile: bool = False, *, trust_model: bool = False) -> Any:
+    """Load a model saved by :mod:`poetml.training` (QKeras custom objects included) without
+    running code stored in the file: a ``Lambda`` layer or an unknown custom object is refused
+    (:class:`~poetml.exceptions.UntrustedModelError`); see :mod:`poetml.models.loading`.
+    ``trust_model=True`` runs whatever code the file holds."""
+    from .loading import load_model as _load
 
-    tf = _backend.tf()
-    return tf.keras.models.load_model(str(path), custom_objects=custom_objects(), compile=compile)
+    return _load(path, compile, trust_model=trust_model)
