@@ -507,12 +507,35 @@ def _fit_data(prep: Prepared, ds: DatasetConfig) -> tuple[np.ndarray, np.ndarray
     return prep.x_train, prep.y_train, None
 
 
+def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, Any]:
+    """What a model directory of ``variant`` trained by ``cfg`` records in ``config.json``."""
+    return {"variant": variant, "kind": prep.data.kind, "spec": to_mapping(prep.spec),
+            "spec_type": type(prep.spec).__name__, "model": to_mapping(cfg["model"]),
+            "training": to_mapping(cfg["training"]), "dataset": to_mapping(cfg["dataset"])}
+
+
+def load_run_model_dir(
+    cfg: RunConfig, prep: Prepared, path: str | os.PathLike[str], variant: str, *,
+    trust_model: bool = False,
+) -> Any:
+    """:func:`poetml.training.load_model_dir` for a model directory the run ``cfg`` uses;
+    one trained with another configuration (task, inputs, architecture) is a ConfigError
+    naming the directory and the configuration."""
+    from . import training
+
+    md = training.load_model_dir(path, trust_model=trust_model)
+    source = f"the run configuration {cfg.path}" if cfg.path else "the run configuration"
+    training.check_model_dir_config(path, md.config, model_dir_config(cfg, prep, variant), source)
+    return md
+
+
 def train(
     cfg: RunConfig, prep: Prepared, outdir: str | os.PathLike[str] | None = None,
-    variants: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None, *, trust_model: bool = False,
 ) -> dict[str, Path]:
     """Train every variant into ``outdir/models/<variant>``; complete directories with the
-    same configuration are kept (resume)."""
+    same configuration are kept (resume).  ``trust_model``: see
+    :func:`poetml.training.load_model_dir` (a pruned variant starts from a saved model)."""
     from . import training
     from .models import build, pruning
 
@@ -554,7 +577,8 @@ def train(
             if base is None:
                 base_dir = out / "models" / base_v
                 if training.is_complete(base_dir):
-                    base = training.load_model_dir(base_dir).model
+                    base = load_run_model_dir(cfg, prep, base_dir, base_v,
+                                              trust_model=trust_model).model
                 else:
                     base = build(mcfg, prep.preprocessing.input_shape, n_classes,
                                  quantized=base_v == "quantized")
@@ -584,9 +608,7 @@ def train(
         trained[v] = model
         training.save_model_dir(
             d, model, prep.preprocessing,
-            config={"variant": v, "kind": prep.data.kind, "spec": to_mapping(prep.spec),
-                    "spec_type": type(prep.spec).__name__, "model": to_mapping(mcfg),
-                    "training": to_mapping(tcfg), "dataset": to_mapping(ds)},
+            config=model_dir_config(cfg, prep, v),
             history=history, metadata=meta,
         )
     return dirs
@@ -611,10 +633,12 @@ def anomaly_scores(model: Any, x: np.ndarray, prep: Preprocessing, batch_size: i
 
 def evaluate(
     cfg: RunConfig, prep: Prepared, dirs: Mapping[str, Path] | None = None,
-    outdir: str | os.PathLike[str] | None = None,
+    outdir: str | os.PathLike[str] | None = None, *, trust_model: bool = False,
 ) -> tuple[dict[str, Any], Any]:
-    """Evaluate the trained variants on the test split; returns (metrics, report section)."""
-    from . import report, training
+    """Evaluate the trained variants on the test split; returns (metrics, report section).
+    A model directory trained with another configuration is refused (ConfigError);
+    ``trust_model``: see :func:`poetml.training.load_model_dir`."""
+    from . import report
 
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     ecfg: EvaluationConfig = cfg["evaluation"]
@@ -622,7 +646,7 @@ def evaluate(
         dirs = {v: out / "models" / v for v in cfg["run"].variants}
     loaded = {}
     for v, d in dirs.items():
-        md = training.load_model_dir(d)
+        md = load_run_model_dir(cfg, prep, d, v, trust_model=trust_model)
         if tuple(md.preprocessing.class_names) != tuple(prep.class_names):
             raise DatasetError(
                 f"model {d} was trained for classes {md.preprocessing.class_names}, the "
@@ -665,12 +689,14 @@ def score(
     step_size: int = 20_000,
     layout: str = "auto",
     progress: bool = True,
+    trust_model: bool = False,
 ) -> Path:
     """Write per-event scores of ``model_dir`` for ``inputs`` as TTree ``tree`` in
     ``output``: one entry per input entry, in order (all inputs one after the other, as a
     TChain of them), so it can be a friend tree.  Branches: ``score_<class>`` (classifier
     probabilities) and ``predicted`` (class index), or ``anomaly_score``; ``entry`` (entry
-    in its own file) and ``file_index``."""
+    in its own file) and ``file_index``.  The model file is refused when it holds code (a
+    ``Lambda`` layer, an unknown custom object) unless ``trust_model`` (which runs it)."""
     import uproot
 
     from .config import from_mapping
@@ -681,7 +707,7 @@ def score(
 
     files = expand_files([os.fspath(i) for i in inputs])
     check_output(output, files)  # before the model or any input is read
-    md = load_model_dir(model_dir)
+    md = load_model_dir(model_dir, trust_model=trust_model)
     conf = md.config
     spec_cls = ImageSpec if conf.get("spec_type") == "ImageSpec" else FeatureSpec
     spec = from_mapping(spec_cls, conf["spec"])
@@ -737,6 +763,7 @@ class Context:
     metrics: dict[str, Any] = field(default_factory=dict)
     sections: list[Any] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    trust_model: bool = False  # load model files that hold code (see training.load_model_dir)
 
 
 def _stage_data(ctx: Context) -> None:
@@ -747,7 +774,7 @@ def _stage_train(ctx: Context) -> None:
     if ctx.prepared is None:
         _stage_data(ctx)
     assert ctx.prepared is not None
-    ctx.model_dirs = train(ctx.config, ctx.prepared, ctx.outdir)
+    ctx.model_dirs = train(ctx.config, ctx.prepared, ctx.outdir, trust_model=ctx.trust_model)
 
 
 def _stage_evaluate(ctx: Context) -> None:
@@ -755,7 +782,8 @@ def _stage_evaluate(ctx: Context) -> None:
         _stage_data(ctx)
     assert ctx.prepared is not None
     dirs = ctx.model_dirs or {v: ctx.outdir / "models" / v for v in ctx.config["run"].variants}
-    metrics, section = evaluate(ctx.config, ctx.prepared, dirs, ctx.outdir)
+    metrics, section = evaluate(ctx.config, ctx.prepared, dirs, ctx.outdir,
+                                trust_model=ctx.trust_model)
     ctx.metrics = metrics
     ctx.sections.append(section)
 
@@ -783,8 +811,12 @@ def _stage(name: str) -> Callable[[Context], Any]:
     return STAGES[name]
 
 
-def run(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Context:
-    """Run every stage of ``cfg['run'].stages`` and write the report and ``run.json``."""
+def run(
+    cfg: RunConfig, outdir: str | os.PathLike[str] | None = None, *, trust_model: bool = False
+) -> Context:
+    """Run every stage of ``cfg['run'].stages`` and write the report and ``run.json``.
+    ``trust_model``: load saved model files that hold code (see
+    :func:`poetml.training.load_model_dir`)."""
     from . import report
     from .evaluation import write_json
 
@@ -792,7 +824,7 @@ def run(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Context
     stages = [(s, _stage(s)) for s in cfg["run"].stages]
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(cfg, out)
+    ctx = Context(cfg, out, trust_model=trust_model)
     t_all = time.time()
     for name, fn in stages:
         t0 = time.time()

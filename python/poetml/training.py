@@ -6,8 +6,11 @@ and, when ``deterministic``, TensorFlow's deterministic ops) and Keras' progress
 
 A *model directory* holds everything needed to use a trained model::
 
-    model.h5              Keras HDF5 (QKeras layers and pruning wrappers stripped; load with
-                          poetml.models.load_model, which supplies the custom objects)
+    model.h5              Keras HDF5 (QKeras layers; pruning wrappers stripped; load with
+                          poetml.models.load_model, which supplies the custom objects and
+                          refuses a file holding code: a Lambda layer, an unknown object).
+                          A model.keras in its place is read too.  (QKeras 0.9 layers do not
+                          load back from the .keras format, so poetml writes HDF5.)
     preprocessing.json    scaler, input fixed-point type, class names, input layout
     config.json           the model and training configuration, the variant
     history.json          loss/metrics per epoch
@@ -32,9 +35,19 @@ import numpy as np
 
 from .datasets.scalers import Preprocessing
 
-__all__ = ["TrainingConfig", "fit", "is_complete", "load_model_dir", "save_model_dir"]
+__all__ = [
+    "TrainingConfig",
+    "check_model_dir_config",
+    "fit",
+    "is_complete",
+    "load_model_dir",
+    "save_model_dir",
+]
 
-_FILES = ("model.h5", "preprocessing.json", "config.json", "history.json", "metadata.json")
+MODEL_FILES = ("model.keras", "model.h5")  # read in this order; save_model_dir writes model.h5
+_FILES = ("preprocessing.json", "config.json", "history.json", "metadata.json")
+# configuration values that change how a run goes, not the model it trains
+_RUNTIME_KEYS = (("training", "verbose"), ("training", "threads"), ("dataset", "step_size"))
 
 
 @dataclass(frozen=True)
@@ -163,7 +176,11 @@ def fit(
 def is_complete(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a finished model directory (all files present)."""
     p = Path(path)
-    return p.is_dir() and all((p / f).is_file() for f in _FILES)
+    return (
+        p.is_dir()
+        and any((p / f).is_file() for f in MODEL_FILES)
+        and all((p / f).is_file() for f in _FILES)
+    )
 
 
 def save_model_dir(
@@ -217,20 +234,82 @@ class ModelDir:
     metadata: dict[str, Any]
 
 
-def load_model_dir(path: str | os.PathLike[str]) -> ModelDir:
-    """Load a directory written by :func:`save_model_dir`."""
+def _read_json(path: Path) -> Any:
+    from .exceptions import ReadError
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReadError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
+
+
+def load_model_dir(path: str | os.PathLike[str], *, trust_model: bool = False) -> ModelDir:
+    """Load a directory written by :func:`save_model_dir`.
+
+    The model file is checked before it is deserialised and refused when it holds code (a
+    ``Lambda`` layer, an unknown custom object): see :func:`poetml.models.load_model`.
+    ``trust_model=True`` skips the check and runs the code stored in the file.  A missing,
+    truncated or malformed file is a :class:`~poetml.exceptions.ReadError` naming it."""
     from .exceptions import ReadError
     from .models import load_model
 
     p = Path(path)
     if not is_complete(p):
-        missing = [f for f in _FILES if not (p / f).is_file()] if p.is_dir() else ["(directory)"]
+        if p.is_dir():
+            missing = [f for f in _FILES if not (p / f).is_file()]
+            if not any((p / f).is_file() for f in MODEL_FILES):
+                missing.insert(0, " or ".join(MODEL_FILES))
+        else:
+            missing = ["(directory)"]
         raise ReadError(f"{p}: not a complete poetml model directory; missing {', '.join(missing)}")
+    pre = p / "preprocessing.json"
+    try:
+        preprocessing = Preprocessing.from_json(pre.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ReadError(f"cannot read {pre}: {' '.join(str(exc).split())}") from exc
+    jsons = {}
+    for name in ("config.json", "history.json", "metadata.json"):
+        jsons[name] = _read_json(p / name)
+        if not isinstance(jsons[name], dict):
+            raise ReadError(f"cannot read {p / name}: not a JSON object")
+    model_file = next(p / f for f in MODEL_FILES if (p / f).is_file())
     return ModelDir(
         p,
-        load_model(p / "model.h5"),
-        Preprocessing.from_json((p / "preprocessing.json").read_text()),
-        json.loads((p / "config.json").read_text()),
-        json.loads((p / "history.json").read_text()),
-        json.loads((p / "metadata.json").read_text()),
+        load_model(model_file, trust_model=trust_model),
+        preprocessing,
+        jsons["config.json"],
+        jsons["history.json"],
+        jsons["metadata.json"],
     )
+
+
+def _differences(recorded: Any, expected: Any, key: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        out: list[str] = []
+        for k in expected:
+            if k in recorded and tuple(f"{key}.{k}".strip(".").split(".")) not in _RUNTIME_KEYS:
+                out += _differences(recorded[k], expected[k], f"{key}.{k}".strip("."))
+        return out
+    return [] if recorded == expected else [f"{key} is {recorded!r} there, {expected!r} here"]
+
+
+def check_model_dir_config(
+    path: str | os.PathLike[str], recorded: Mapping[str, Any], expected: Mapping[str, Any],
+    source: str,
+) -> None:
+    """Raise :class:`~poetml.exceptions.ConfigError` when a model directory's recorded
+    ``config.json`` (``recorded``) differs from the configuration being run (``expected``,
+    the mapping :func:`save_model_dir` would record, from ``source``): a model trained for
+    another task, inputs or architecture.  Only keys present in both are compared; values
+    that do not change the model (verbosity, threads, chunk size) are ignored."""
+    from .exceptions import ConfigError
+
+    normal = json.loads(json.dumps(dict(expected), default=str))
+    diffs = _differences(dict(recorded), normal)
+    if diffs:
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise ConfigError(
+            f"model directory {path} was trained with another configuration than {source}: "
+            f"{'; '.join(diffs[:3])}{more}; retrain it (poetml train) or use another output "
+            "directory"
+        )

@@ -107,7 +107,9 @@ def load_events(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     return x, labels, names
 
 
-def load_model_dir(path: str | Path, events: str | Path | None = None) -> ModelInputs:
+def load_model_dir(
+    path: str | Path, events: str | Path | None = None, *, trust_model: bool = False
+) -> ModelInputs:
     """Read a trained model directory.
 
     Model: the file named by ``firmware_model`` in ``model.json`` (or ``metadata.json``), else
@@ -116,6 +118,7 @@ def load_model_dir(path: str | Path, events: str | Path | None = None) -> ModelI
     Events: ``events`` or ``firmware_events.npz``/``test_events.npz`` in the directory, with
     arrays ``x`` (model inputs), ``labels`` (int) and optionally ``label_names``;
     ``background_label`` in the metadata (default 0) marks the Standard Model background.
+    ``trust_model``: load a model file that holds code (see :func:`poetml.models.load_model`).
     """
     path = Path(path)
     if not path.exists():
@@ -143,7 +146,7 @@ def load_model_dir(path: str | Path, events: str | Path | None = None) -> ModelI
         with np.load(events, allow_pickle=False) as f:
             if "feature_names" in f.files:
                 features = tuple(str(n) for n in f["feature_names"])
-    model = load_qkeras_model(model_path)
+    model = load_qkeras_model(model_path, trust_model=trust_model)
     return ModelInputs(
         model, model_path, x, labels, names, int(meta.get("background_label", 0)), features
     )
@@ -426,6 +429,8 @@ def build_from_model_dir(
     events_file: str | Path | None = None,
     progress: bool = True,
     generate: bool = False,
+    *,
+    trust_model: bool = False,
 ) -> FirmwareResult:
     """:func:`build_firmware` on a trained model directory.
 
@@ -435,7 +440,9 @@ def build_from_model_dir(
     generated into ``out_dir/default-data``; see :func:`.stage.prepared_for_model_dir`).
     Otherwise the events come from ``events_file`` or an ``.npz`` in the directory (see
     :func:`load_model_dir`).  Nothing is written outside ``out_dir``.  A model that is not
-    quantized (no QKeras layer) is refused before any data is read."""
+    quantized (no QKeras layer) is refused before any data is read, and so is a model file that
+    holds code (a ``Lambda`` layer, an unknown custom object) unless ``trust_model``, which
+    runs that code."""
     config = config or FirmwareConfig()
     path = Path(model_dir)
     d = path if path.is_dir() else path.parent
@@ -445,7 +452,7 @@ def build_from_model_dir(
         from .stage import events_from_prepared, prepared_for_model_dir
 
         model_file = path if path.is_file() else _pick_model_file(d, _read_meta(d))
-        model = load_qkeras_model(model_file)
+        model = load_qkeras_model(model_file, trust_model=trust_model)
         _require_quantized(model, model_file)
         prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
         bkg, sigs = events_from_prepared(prep, config)
@@ -458,7 +465,7 @@ def build_from_model_dir(
             feature_names=prep.preprocessing.feature_names,
             progress=progress,
         )
-    inputs = load_model_dir(model_dir, events_file)
+    inputs = load_model_dir(model_dir, events_file, trust_model=trust_model)
     _require_quantized(inputs.model, inputs.model_path)
     from .convert import is_autoencoder
 

@@ -165,7 +165,7 @@ def report_section(result: Any) -> dict[str, Any]:
 
 def firmware_stage(ctx: Any) -> None:
     """Stage function for :func:`poetml.pipeline.register_stage`."""
-    from .. import pipeline, training
+    from .. import pipeline
     from .build import build_firmware
     from .validate import FirmwareValidationError
 
@@ -175,7 +175,10 @@ def firmware_stage(ctx: Any) -> None:
     prep = ctx.prepared
     variant = _variant(ctx, cfg)
     model_dir = ctx.model_dirs.get(variant, ctx.outdir / "models" / variant)
-    md = training.load_model_dir(model_dir)
+    # refused when trained with another configuration, or when its file holds code
+    md = pipeline.load_run_model_dir(
+        ctx.config, prep, model_dir, variant, trust_model=getattr(ctx, "trust_model", False)
+    )
     background, signals = events_from_prepared(prep, cfg)
     progress = getattr(ctx.config["run"], "progress", True)
     result = build_firmware(
