@@ -27,6 +27,7 @@ from typing import Any
 # registers the `firmware:` configuration section and the `firmware` stage of `poetml run`
 # before any command parses a configuration (light: no TensorFlow or hls4ml)
 from .. import firmware as _firmware_stage  # noqa: F401  (imported for its registrations)
+from .learn import add_trust_model
 
 
 def register(subparsers: Any) -> None:
@@ -63,6 +64,7 @@ def register(subparsers: Any) -> None:
                    "OUT/default-data (it says what it generates); without it, nothing is "
                    "generated")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_trust_model(p)
     p.set_defaults(func=_firmware)
 
 
@@ -88,7 +90,7 @@ def _firmware(args: argparse.Namespace) -> int:
     try:
         result = build_from_model_dir(
             args.model_dir, args.output, config, args.events_file, progress=not args.no_progress,
-            generate=args.generate,
+            generate=args.generate, trust_model=args.trust_model,
         )
     except FirmwareValidationError as exc:
         print(f"poetml firmware: validation FAILED: {exc}", file=sys.stderr)

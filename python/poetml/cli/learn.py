@@ -55,13 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--tree", default="scores", help="tree name (default scores)")
     p.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trust_model(p)
     p.set_defaults(func=_score)
+
+
+def add_trust_model(p: argparse.ArgumentParser) -> None:
+    """The ``--trust-model`` flag of every command that loads a saved model."""
+    p.add_argument(
+        "--trust-model", action="store_true",
+        help="load the model file even when it holds code (a Lambda layer, an unknown custom "
+        "object), which poetml otherwise refuses: this RUNS PYTHON CODE STORED IN THE MODEL "
+        "FILE, with your permissions; use it only for files you trust",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run configuration, e.g. configs/dtw_cnn.yaml")
     p.add_argument("-o", "--output", default=None,
                    help="output directory (default: run.output or out/<config name>)")
+    add_trust_model(p)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -98,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     cfg = _load(args)
-    ctx = pipeline.run(cfg, _out(args, cfg))
+    ctx = pipeline.run(cfg, _out(args, cfg), trust_model=args.trust_model)
     print(f"poetml run: done in {ctx.timings.get('total', 0):.0f} s; outputs in {ctx.outdir}")
     if (ctx.outdir / "report.md").exists():
         print(f"poetml run: report {ctx.outdir / 'report.md'}")
@@ -111,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = _out(args, cfg)
     prep = pipeline.prepare_data(cfg, out)
-    dirs = pipeline.train(cfg, prep, out, variants=args.variant)
+    dirs = pipeline.train(cfg, prep, out, variants=args.variant, trust_model=args.trust_model)
     for v, d in dirs.items():
         print(f"{v}: {d}")
     return 0
@@ -123,7 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     out = _out(args, cfg)
     prep = pipeline.prepare_data(cfg, out)
-    metrics, section = pipeline.evaluate(cfg, prep, None, out)
+    metrics, section = pipeline.evaluate(cfg, prep, None, out, trust_model=args.trust_model)
     report.write_report(out, f"poetml evaluate: {Path(args.config).name}", [section])
     print(json.dumps({"report": os.fspath(out / "report.md")}))
     return 0
@@ -133,6 +145,7 @@ def _score(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     path = pipeline.score(args.model, args.inputs, args.output, tree=args.tree,
-                          step_size=args.step_size, progress=not args.quiet)
+                          step_size=args.step_size, progress=not args.quiet,
+                          trust_model=args.trust_model)
     print(f"poetml score: wrote tree {args.tree!r} to {path}")
     return 0
