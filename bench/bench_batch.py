@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_poet_big(path: Path, n_events: int, *, seed: int = 0, chunk: int = 200_000,
-                   compression: object = None) -> Path:
+def write_poet_big(
+    path: Path, n_events: int, *, seed: int = 0, chunk: int = 200_000, compression: object = None
+) -> Path:
     """Write ``n_events`` random POET events (the analyzers' trees and branch names) in
     chunks of ``chunk`` events, so that writing needs little memory whatever the size."""
     import awkward as ak
@@ -100,7 +101,10 @@ def _cluster(workers: int):
     import distributed
 
     cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
         silence_logs=40,
     )
     return cluster, distributed.Client(cluster, set_as_default=False)
@@ -121,11 +125,15 @@ def bench_memory(tmp: Path, big_gb: float, step_sizes: list[int], kind: str) -> 
     n_big = events_for_bytes(int(big_gb * 1e9), tmp)
     t0 = time.perf_counter()
     big = write_poet_big(tmp / "big.root", n_big, seed=1)
-    print(f"generated {big} : {big.stat().st_size / 1e9:.2f} GB, {n_big} events, "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"generated {big} : {big.stat().st_size / 1e9:.2f} GB, {n_big} events, "
+        f"{time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     small = write_poet_big(tmp / "small.root", n_big // 4, seed=2)
-    print(f"generated {small} : {small.stat().st_size / 1e9:.2f} GB, {n_big // 4} events",
-          flush=True)
+    print(
+        f"generated {small} : {small.stat().st_size / 1e9:.2f} GB, {n_big // 4} events", flush=True
+    )
     rows = []
     for path in (small, big):
         for step in step_sizes:
@@ -133,13 +141,17 @@ def bench_memory(tmp: Path, big_gb: float, step_sizes: list[int], kind: str) -> 
             try:
                 base = _baseline_rss(client)
                 out = tmp / f"out-{path.stem}-{step}"
-                res = batch.run([path], out, kind, spec, step_size=step, client=client,
-                                progress=False)
+                res = batch.run(
+                    [path], out, kind, spec, step_size=step, client=client, progress=False
+                )
                 assert res.ok, res.summary()
                 peak = max(t.peak_rss or 0 for t in batch.status(out).tasks)
                 row = {
-                    "file": path.name, "file_gb": round(path.stat().st_size / 1e9, 3),
-                    "events": res.n_events, "step_size": step, "tasks": res.n_tasks,
+                    "file": path.name,
+                    "file_gb": round(path.stat().st_size / 1e9, 3),
+                    "events": res.n_events,
+                    "step_size": step,
+                    "tasks": res.n_tasks,
                     "worker_rss_before_mb": round(base / 2**20),
                     "worker_peak_rss_mb": round(peak / 2**20),
                     "seconds": round(res.seconds, 1),
@@ -159,11 +171,14 @@ def bench_throughput(tmp: Path, n_events: int, n_files: int, step: int, repeat: 
     from poetml import batch
     from poetml.images import ImageSpec
 
-    files = [write_poet_big(tmp / f"tp{i}.root", n_events // n_files, seed=10 + i,
-                            compression=None) for i in range(n_files)]
+    files = [
+        write_poet_big(tmp / f"tp{i}.root", n_events // n_files, seed=10 + i, compression=None)
+        for i in range(n_files)
+    ]
     total = sum(f.stat().st_size for f in files)
-    print(f"throughput inputs: {n_files} files, {n_events} events, {total / 1e9:.2f} GB",
-          flush=True)
+    print(
+        f"throughput inputs: {n_files} files, {n_events} events, {total / 1e9:.2f} GB", flush=True
+    )
     rates: dict[int, list[float]] = {1: [], 2: []}
     cores_used: dict[int, list[float]] = {1: [], 2: []}
     cpu_per_event: dict[int, list[float]] = {1: [], 2: []}
@@ -175,19 +190,22 @@ def bench_throughput(tmp: Path, n_events: int, n_files: int, step: int, repeat: 
                 client.run(lambda: __import__("poetml.batch") and None)
                 out = tmp / f"tp-out-{workers}"
                 t0 = time.perf_counter()
-                res = batch.run(files, out, "images", ImageSpec(), step_size=step,
-                                client=client, progress=False)
+                res = batch.run(
+                    files, out, "images", ImageSpec(), step_size=step, client=client, progress=False
+                )
                 dt = time.perf_counter() - t0
                 assert res.ok, res.summary()
                 cpu = sum(t.cpu_seconds or 0 for t in batch.status(out).tasks)
                 rates[workers].append(res.n_events / dt)
                 cores_used[workers].append(cpu / dt)
                 cpu_per_event[workers].append(cpu / res.n_events * 1e6)
-                print(f"  {workers} worker(s): {res.n_events} events in {dt:.1f} s = "
-                      f"{res.n_events / dt:,.0f} events/s; task CPU {cpu:.1f} s = "
-                      f"{cpu / res.n_events * 1e6:.0f} us/event, {cpu / dt:.2f} cores busy "
-                      f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
-                      flush=True)
+                print(
+                    f"  {workers} worker(s): {res.n_events} events in {dt:.1f} s = "
+                    f"{res.n_events / dt:,.0f} events/s; task CPU {cpu:.1f} s = "
+                    f"{cpu / res.n_events * 1e6:.0f} us/event, {cpu / dt:.2f} cores busy "
+                    f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+                    flush=True,
+                )
                 shutil.rmtree(out)
             finally:
                 client.close()
@@ -197,9 +215,14 @@ def bench_throughput(tmp: Path, n_events: int, n_files: int, step: int, repeat: 
     best1, best2 = max(rates[1]), max(rates[2])
     i1, i2 = rates[1].index(best1), rates[2].index(best2)
     return {
-        "events": n_events, "files": n_files, "step_size": step, "repeat": repeat,
-        "events_per_s_1_worker": round(best1), "events_per_s_2_workers": round(best2),
-        "ratio_2_over_1": round(best2 / best1, 2), "cpu_count": os.cpu_count(),
+        "events": n_events,
+        "files": n_files,
+        "step_size": step,
+        "repeat": repeat,
+        "events_per_s_1_worker": round(best1),
+        "events_per_s_2_workers": round(best2),
+        "ratio_2_over_1": round(best2 / best1, 2),
+        "cpu_count": os.cpu_count(),
         "cores_busy_1_worker": round(cores_used[1][i1], 2),
         "cores_busy_2_workers": round(cores_used[2][i2], 2),
         "task_cpu_us_per_event_1_worker": round(cpu_per_event[1][i1]),
@@ -224,15 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     free = shutil.disk_usage(args.tmp).free
     need = int(1.5 * args.big_gb * 1e9) if args.only != "throughput" else 0
     if free < need:
-        print(f"not enough disk in {args.tmp}: {free / 1e9:.1f} GB free, need {need / 1e9:.1f}",
-              file=sys.stderr)
+        print(
+            f"not enough disk in {args.tmp}: {free / 1e9:.1f} GB free, need {need / 1e9:.1f}",
+            file=sys.stderr,
+        )
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="poetml-bench-batch-", dir=args.tmp))
     results: dict[str, object] = {"command": " ".join(["python", *sys.argv])}
     try:
         if args.only in (None, "throughput"):
-            results["throughput"] = bench_throughput(tmp, args.events, args.files, args.step,
-                                                     args.repeat)
+            results["throughput"] = bench_throughput(
+                tmp, args.events, args.files, args.step, args.repeat
+            )
             print(json.dumps(results["throughput"]), flush=True)
         if args.only in (None, "memory"):
             steps = [int(s) for s in args.steps.split(",")]

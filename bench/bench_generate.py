@@ -31,8 +31,15 @@ def bare(process: str, n: int, mpi: bool, seed: int = 1) -> float:
 
 
 def full(process: str, n: int, mpi: bool, workers: int, tmp: Path, seed: int = 1) -> float:
-    s = generate(process, n, tmp / f"{process}_{mpi}_{workers}.root", seed=seed, mpi=mpi,
-                 workers=workers, progress=False)
+    s = generate(
+        process,
+        n,
+        tmp / f"{process}_{mpi}_{workers}.root",
+        seed=seed,
+        mpi=mpi,
+        workers=workers,
+        progress=False,
+    )
     return s["seconds"]
 
 
@@ -50,33 +57,45 @@ def validate(mpi: bool, n_dy: int = 6000) -> None:
         data = val.z_peak(val.dimuons_real_2010(real))
         s = generate("dy", n_dy, tmp / "dy.root", seed=21, mpi=mpi, progress=False)
         sim = val.z_peak(val.dimuons_poet(s["path"]))
-        print(f"Z -> mu mu, opposite-sign, pT > {val.MIN_PT} GeV, |eta| < {val.MAX_ETA}, "
-              f"Voigt fit in 81-101 GeV (Z width fixed), MPI {'on' if mpi else 'off'}")
+        print(
+            f"Z -> mu mu, opposite-sign, pT > {val.MIN_PT} GeV, |eta| < {val.MAX_ETA}, "
+            f"Voigt fit in 81-101 GeV (Z width fixed), MPI {'on' if mpi else 'off'}"
+        )
         for label, z in (("real CMS 2010", data), (f"poetml dy {n_dy} ev", sim)):
-            print(f"  {label:18s} n={z.n:5d} peak={z.peak:6.2f}+-{z.peak_err:.2f} GeV  "
-                  f"sigma={z.sigma:.2f}  FWHM={z.fwhm:.2f}  rms(81-101)={z.rms:.2f} GeV")
-        print(f"  difference: peak {sim.peak - data.peak:+.2f} GeV, FWHM "
-              f"{100 * (sim.fwhm / data.fwhm - 1):+.1f} %, rms {100 * (sim.rms / data.rms - 1):+.1f} %")
+            print(
+                f"  {label:18s} n={z.n:5d} peak={z.peak:6.2f}+-{z.peak_err:.2f} GeV  "
+                f"sigma={z.sigma:.2f}  FWHM={z.fwhm:.2f}  rms(81-101)={z.rms:.2f} GeV"
+            )
+        print(
+            f"  difference: peak {sim.peak - data.peak:+.2f} GeV, FWHM "
+            f"{100 * (sim.fwhm / data.fwhm - 1):+.1f} %, rms {100 * (sim.rms / data.rms - 1):+.1f} %"
+        )
         s = generate("wjets", 4000, tmp / "w.root", seed=22, mpi=mpi, progress=False)
         mt = val.transverse_mass_w(s["path"])
         h, e = np.histogram(mt, bins=np.arange(0, 122, 4.0))
         sm = np.convolve(h, np.ones(3) / 3, mode="same")
         pk = int(np.argmax(sm))
         edge = 0.5 * (e[1:] + e[:-1])[pk + np.flatnonzero(sm[pk:] < 0.5 * sm[pk])[0]]
-        print(f"W -> mu nu: {len(mt)} events, mT peak {0.5 * (e[pk] + e[pk + 1]):.0f} GeV, "
-              f"half-maximum edge {edge:.0f} GeV, fraction mT > 100 GeV {np.mean(mt > 100):.3f}")
+        print(
+            f"W -> mu nu: {len(mt)} events, mT peak {0.5 * (e[pk] + e[pk + 1]):.0f} GeV, "
+            f"half-maximum edge {edge:.0f} GeV, fraction mT > 100 GeV {np.mean(mt > 100):.3f}"
+        )
         s = generate("ttbar", 1000, tmp / "tt.root", seed=23, mpi=mpi, progress=False)
         with uproot.open(s["path"]) as f:
             j = f["myjets/Events"].arrays(["jet_corrpt", "jet_eta", "jet_btag", "jet_hflav"])
         g = j[(j.jet_corrpt > 30) & (np.abs(j.jet_eta) < 2.4)]
         tag, fl = ak.flatten(g.jet_btag > 0.8484), ak.flatten(g.jet_hflav)
-        print(f"ttbar: <n jets (30 GeV, |eta|<2.4)> = {ak.mean(ak.num(g.jet_corrpt)):.2f}, "
-              f"b-tag eff b/c/light = {ak.mean(tag[fl == 5]):.3f}/{ak.mean(tag[fl == 4]):.3f}/"
-              f"{ak.mean(tag[fl == 0]):.3f}, <n b-tags> = {ak.mean(ak.sum(g.jet_btag > 0.8484, axis=1)):.2f}")
+        print(
+            f"ttbar: <n jets (30 GeV, |eta|<2.4)> = {ak.mean(ak.num(g.jet_corrpt)):.2f}, "
+            f"b-tag eff b/c/light = {ak.mean(tag[fl == 5]):.3f}/{ak.mean(tag[fl == 4]):.3f}/"
+            f"{ak.mean(tag[fl == 0]):.3f}, <n b-tags> = {ak.mean(ak.sum(g.jet_btag > 0.8484, axis=1)):.2f}"
+        )
         s = generate("hzz4l", 1000, tmp / "h.root", seed=24, mpi=mpi, progress=False)
         m4 = val.four_lepton_mass(s["path"])
-        print(f"H -> 4l: {len(m4)} events with 4 leptons, median m4l = {np.median(m4):.1f} GeV, "
-              f"fraction within 10 GeV of 125: {np.mean(np.abs(m4 - 125) < 10):.2f}")
+        print(
+            f"H -> 4l: {len(m4)} events with 4 leptons, median m4l = {np.median(m4):.1f} GeV, "
+            f"fraction within 10 GeV of 125: {np.mean(np.abs(m4 - 125) < 10):.2f}"
+        )
 
 
 def main() -> None:
@@ -101,21 +120,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         full("dy", 20, False, 1, tmp)  # warm-up: imports, FastJet banner
-        print(f"events/s, 1 worker, full chain (Pythia + FastJet + detector + ROOT writing); "
-              f"{n_on} events MPI on, {n_off} MPI off")
+        print(
+            f"events/s, 1 worker, full chain (Pythia + FastJet + detector + ROOT writing); "
+            f"{n_on} events MPI on, {n_off} MPI off"
+        )
         print(f"{'process':12s} {'MPI on':>9s} {'MPI off':>9s}")
         for name in args.processes:
             on = n_on / full(name, n_on, True, 1, tmp)
             off = n_off / full(name, n_off, False, 1, tmp)
             print(f"{name:12s} {on:9.1f} {off:9.1f}", flush=True)
         print(f"\nfull chain vs bare Pythia nextBatch, same process, {n_ratio} events, 1 worker")
-        print(f"{'process':12s} {'MPI':>4s} {'bare ev/s':>10s} {'full ev/s':>10s} {'full/bare':>10s}")
+        print(
+            f"{'process':12s} {'MPI':>4s} {'bare ev/s':>10s} {'full ev/s':>10s} {'full/bare':>10s}"
+        )
         for name in ("dy", "ttbar"):
             for mpi in (True, False):
                 tb = bare(name, n_ratio, mpi)
                 tf = full(name, n_ratio, mpi, 1, tmp)
-                print(f"{name:12s} {'on' if mpi else 'off':>4s} {n_ratio / tb:10.1f} "
-                      f"{n_ratio / tf:10.1f} {tf / tb:10.2f}", flush=True)
+                print(
+                    f"{name:12s} {'on' if mpi else 'off':>4s} {n_ratio / tb:10.1f} "
+                    f"{n_ratio / tf:10.1f} {tf / tb:10.2f}",
+                    flush=True,
+                )
         print(f"\nscaling with worker processes: ttbar, {n_scale} events, MPI on")
         base = None
         for w in args.workers:

@@ -64,10 +64,16 @@ SMALL = ImageSpec(n_eta=8, n_phi=8)
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=40,
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+    ):
         yield c
 
 
@@ -121,8 +127,9 @@ def test_root_url_without_xrootd_extra_names_the_extra(tmp_path):
 
 def test_fingerprint_changes_with_spec_and_inputs():
     a = batch.spec_fingerprint("images", SMALL, ["/x.root"], step_size=10)
-    assert a == batch.spec_fingerprint("images", ImageSpec(n_eta=8, n_phi=8), ["/x.root"],
-                                       step_size=10)
+    assert a == batch.spec_fingerprint(
+        "images", ImageSpec(n_eta=8, n_phi=8), ["/x.root"], step_size=10
+    )
     b = batch.spec_fingerprint("images", ImageSpec(n_eta=9, n_phi=8), ["/x.root"], step_size=10)
     c = batch.spec_fingerprint("images", SMALL, ["/x.root", "/y.root"], step_size=10)
     d = batch.spec_fingerprint("images", SMALL, ["/x.root"], step_size=11)
@@ -143,8 +150,9 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
     from poetml.datasets import hdf5
 
     out = tmp_path / "out"
-    res = batch.run(inputs, out, "images", SMALL, step_size=100, client=client, progress=False,
-                    label=3)
+    res = batch.run(
+        inputs, out, "images", SMALL, step_size=100, client=client, progress=False, label=3
+    )
     assert res.ok, res.summary()
     assert (res.n_tasks, res.n_done, res.n_failed, res.n_skipped) == (5, 5, 0, 0)
     assert res.n_events == 230 + 100 + 57
@@ -156,16 +164,17 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
         tasks = [t for t in st.tasks if t.path == str(path)]
         got = [read_shard(out / t.shard) for t in tasks]
         np.testing.assert_array_equal(np.concatenate([g["images"] for g in got]), want)
-        np.testing.assert_array_equal(np.concatenate([g["event_index"] for g in got]),
-                                      want_index)
+        np.testing.assert_array_equal(np.concatenate([g["event_index"] for g in got]), want_index)
         for g, t in zip(got, tasks, strict=True):
             assert set(np.unique(g["source"])) == {0}  # a shard numbers its one input 0
             assert set(np.unique(g["labels"])) == {3}
             ds = hdf5.load(out / t.shard)
             assert ds.inputs == (str(path),)
             assert ds.attrs["batch_source_id"] == ids[str(path)]
-            assert (ds.attrs["entry_start"], ds.attrs["entry_stop"]) == (t.entry_start,
-                                                                         t.entry_stop)
+            assert (ds.attrs["entry_start"], ds.attrs["entry_stop"]) == (
+                t.entry_start,
+                t.entry_stop,
+            )
         for t in tasks:
             assert batch._sha256(out / t.shard) == t.sha256
 
@@ -207,8 +216,16 @@ def test_features_shards_equal_single_process(client, inputs, tmp_path):
 
     spec = FeatureSpec(event_quantities=("ht", "n_jet"))
     out = tmp_path / "out"
-    res = batch.run(inputs[1:], out, "features", spec, step_size=40, client=client,
-                    progress=False, compression="lzf")
+    res = batch.run(
+        inputs[1:],
+        out,
+        "features",
+        spec,
+        step_size=40,
+        client=client,
+        progress=False,
+        compression="lzf",
+    )
     assert res.ok
     assert res.n_tasks == 3 + 2
     ds = hdf5.load(out / "dataset.h5")
@@ -257,11 +274,30 @@ def test_corrupt_files_fail_only_their_tasks_cli(client, bad_inputs, tmp_path, c
     from poetml.datasets import hdf5
 
     out = tmp_path / "out"
-    files = [*bad_inputs["good"], bad_inputs["junk"], bad_inputs["truncated"],
-             bad_inputs["partial"]]
-    rc = main(["batch", "images", *map(str, files), "-o", str(out), "--step-size", "50",
-               "--scheduler", client.scheduler.address, "--retries", "1", "--no-progress",
-               "--config", str(_small_config(tmp_path))])
+    files = [
+        *bad_inputs["good"],
+        bad_inputs["junk"],
+        bad_inputs["truncated"],
+        bad_inputs["partial"],
+    ]
+    rc = main(
+        [
+            "batch",
+            "images",
+            *map(str, files),
+            "-o",
+            str(out),
+            "--step-size",
+            "50",
+            "--scheduler",
+            client.scheduler.address,
+            "--retries",
+            "1",
+            "--no-progress",
+            "--config",
+            str(_small_config(tmp_path)),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 1
     assert "failed" in cap.err
@@ -323,18 +359,25 @@ def test_resume_redoes_only_unfinished_tasks(client, inputs, tmp_path):
 
     # a crash, simulated: a shard lost, a result never recorded, a manifest row lost,
     # a shard damaged on disk, a half-written temporary left behind
-    lost, unrecorded, forgotten, damaged = (("a.root", 0), ("a.root", 150), ("b.root", 50),
-                                            ("c.root", 0))
+    lost, unrecorded, forgotten, damaged = (
+        ("a.root", 0),
+        ("a.root", 150),
+        ("b.root", 50),
+        ("c.root", 0),
+    )
     (out / tasks[lost].shard).unlink()
     with open(out / tasks[damaged].shard, "r+b") as fh:
         fh.seek(-10, 2)
         fh.write(b"\0" * 10)
     db = sqlite3.connect(out / batch.MANIFEST_NAME)
     ids = dict(db.execute("SELECT path, id FROM sources"))
-    db.execute("UPDATE tasks SET status = 'pending' WHERE source_id = ? AND entry_start = ?",
-               (ids[str(inputs[0])], 150))
-    db.execute("DELETE FROM tasks WHERE source_id = ? AND entry_start = ?",
-               (ids[str(inputs[1])], 50))
+    db.execute(
+        "UPDATE tasks SET status = 'pending' WHERE source_id = ? AND entry_start = ?",
+        (ids[str(inputs[0])], 150),
+    )
+    db.execute(
+        "DELETE FROM tasks WHERE source_id = ? AND entry_start = ?", (ids[str(inputs[1])], 50)
+    )
     db.commit()
     db.close()
     (out / batch.SHARD_DIR / "src000000_000000000000-000000000050.h5.tmp").write_bytes(b"x")
@@ -403,8 +446,9 @@ def test_worker_killed_mid_task_is_retried(client, tmp_path, write_poet_file):
 
     def work():
         try:
-            result["r"] = batch.run([src], out, "images", spec, step_size=1000, client=client,
-                                    progress=False)
+            result["r"] = batch.run(
+                [src], out, "images", spec, step_size=1000, client=client, progress=False
+            )
         except Exception as exc:  # noqa: BLE001  (reported by the assertions below)
             result["exc"] = exc
 
@@ -431,8 +475,9 @@ def test_worker_killed_mid_task_is_retried(client, tmp_path, write_poet_file):
     want, want_index = reference("images", spec, src)
     np.testing.assert_array_equal(ds.data, want)
     np.testing.assert_array_equal(ds.event_index, want_index)
-    assert sorted(final_shards(out)) == sorted(t.shard.split("/")[-1]
-                                               for t in batch.status(out).tasks)
+    assert sorted(final_shards(out)) == sorted(
+        t.shard.split("/")[-1] for t in batch.status(out).tasks
+    )
     client.wait_for_workers(2, timeout=120)
     assert killed not in client.run(os.getpid).values()
 
@@ -448,8 +493,21 @@ def test_ctrl_c_leaves_only_complete_shards_and_resumes(tmp_path, write_poet_fil
 
     src = write_poet_file(tmp_path / "in.root", 4000, seed=5)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "poetml", "batch", "images", str(src), "-o", str(out),
-           "--workers", "1", "--step-size", "250", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "poetml",
+        "batch",
+        "images",
+        str(src),
+        "-o",
+        str(out),
+        "--workers",
+        "1",
+        "--step-size",
+        "250",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -460,7 +518,8 @@ def test_ctrl_c_leaves_only_complete_shards_and_resumes(tmp_path, write_poet_fil
                     db = sqlite3.connect(out / batch.MANIFEST_NAME, timeout=1)
                     try:
                         n_done = db.execute(
-                            "SELECT COUNT(*) FROM tasks WHERE status = 'done'").fetchone()[0]
+                            "SELECT COUNT(*) FROM tasks WHERE status = 'done'"
+                        ).fetchone()[0]
                     finally:
                         db.close()
             if n_done >= 2:

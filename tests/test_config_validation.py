@@ -65,22 +65,33 @@ def _write(tmp_path: Path, dataset: str = "", features: str = "", evaluation: st
 
 BAD = [
     # (yaml pieces, key path, words of the message)
-    ({"dataset": "  split: [0.7, 0.2, 0.2]\n"}, "dataset.split",
-     "fractions must sum to 1, got 0.7+0.2+0.2=1.1"),
+    (
+        {"dataset": "  split: [0.7, 0.2, 0.2]\n"},
+        "dataset.split",
+        "fractions must sum to 1, got 0.7+0.2+0.2=1.1",
+    ),
     ({"dataset": "  split: [0.0, 0.5, 0.5]\n"}, "dataset.split", "must be in (0, 1), got 0.0"),
     ({"dataset": "  split: [1.2, -0.1, -0.1]\n"}, "dataset.split", "must be in (0, 1)"),
     ({"dataset": "  step_size: 0\n"}, "dataset.step_size", "positive number of events, got 0"),
     ({"dataset": "  step_size: -5\n"}, "dataset.step_size", "got -5"),
     ({"dataset": "  default_scale: -1\n"}, "dataset.default_scale", "> 0"),
     ({"dataset": "  default_scale: 0\n"}, "dataset.default_scale", "> 0"),
-    ({"evaluation": "evaluation:\n  rate_khz: [1.0, 0.0]\n"}, "evaluation.rate_khz[1]",
-     "must be > 0"),
-    ({"evaluation": "evaluation:\n  rate_khz: [50000.0]\n"}, "evaluation.rate_khz[0]",
-     "below the collision rate (40 MHz = 40000 kHz)"),
-    ({"evaluation": "evaluation:\n  rate_khz: [50.0]\n  collision_rate_mhz: 0.01\n"},
-     "evaluation.rate_khz[0]", "below the collision rate"),
-    ({"evaluation": "evaluation:\n  fpr_targets: [1.5]\n"}, "evaluation.fpr_targets[0]",
-     "(0, 1)"),
+    (
+        {"evaluation": "evaluation:\n  rate_khz: [1.0, 0.0]\n"},
+        "evaluation.rate_khz[1]",
+        "must be > 0",
+    ),
+    (
+        {"evaluation": "evaluation:\n  rate_khz: [50000.0]\n"},
+        "evaluation.rate_khz[0]",
+        "below the collision rate (40 MHz = 40000 kHz)",
+    ),
+    (
+        {"evaluation": "evaluation:\n  rate_khz: [50.0]\n  collision_rate_mhz: 0.01\n"},
+        "evaluation.rate_khz[0]",
+        "below the collision rate",
+    ),
+    ({"evaluation": "evaluation:\n  fpr_targets: [1.5]\n"}, "evaluation.fpr_targets[0]", "(0, 1)"),
 ]
 
 
@@ -116,8 +127,11 @@ def test_base_config_is_valid(tmp_path, no_work, capsys):
 
 def test_huge_feature_slot_request_is_refused(tmp_path, no_work, capsys):
     path = tmp_path / "slots.yaml"
-    path.write_text(_write(tmp_path).read_text().replace(
-        "[[met, 1], [muon, 2], [jet, 2]]", "[[met, 1], [jet, 100000000]]"))
+    path.write_text(
+        _write(tmp_path)
+        .read_text()
+        .replace("[[met, 1], [muon, 2], [jet, 2]]", "[[met, 1], [jet, 100000000]]")
+    )
     with pytest.raises(ConfigError) as info:
         config.load(path)
     assert f"{path}: features.slots[1]: " in str(info.value)
@@ -144,8 +158,11 @@ def test_values_are_checked_in_the_dataclasses_too():
 
 
 def test_errors_of_several_sections_are_all_reported(tmp_path, capsys):
-    path = _write(tmp_path, dataset="  split: [0.7, 0.2, 0.2]\n",
-                  evaluation="evaluation:\n  rate_khz: [0.0]\n")
+    path = _write(
+        tmp_path,
+        dataset="  split: [0.7, 0.2, 0.2]\n",
+        evaluation="evaluation:\n  rate_khz: [0.0]\n",
+    )
     assert main(["check", str(path)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2
@@ -181,10 +198,15 @@ def test_check_accepts_every_shipped_config(name, no_work, capsys):
 def test_check_names_missing_input_files(tmp_path, no_work, capsys):
     real = write_poet_random(tmp_path / "real.root", 5, seed=1)
     path = tmp_path / "files.yaml"
-    path.write_text(_write(tmp_path).read_text().replace(
-        "- {name: qcd, label: SM}",
-        f"- {{name: a, files: [{real}, {tmp_path / 'gone.root'}]}}\n"
-        f"    - {{name: b, files: ['{tmp_path}/nothing_*.root']}}"))
+    path.write_text(
+        _write(tmp_path)
+        .read_text()
+        .replace(
+            "- {name: qcd, label: SM}",
+            f"- {{name: a, files: [{real}, {tmp_path / 'gone.root'}]}}\n"
+            f"    - {{name: b, files: ['{tmp_path}/nothing_*.root']}}",
+        )
+    )
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     gone = tmp_path / "gone.root"
@@ -216,8 +238,9 @@ def test_unknown_stage_is_reported_by_check(tmp_path, no_work, capsys):
 N_FEATURES = 3 * (1 + 2 + 2)
 
 
-def _fake_run(tmp_path: Path, *, quantized: bool, processes: list[dict],
-              default_dir: Path | None = None) -> Path:
+def _fake_run(
+    tmp_path: Path, *, quantized: bool, processes: list[dict], default_dir: Path | None = None
+) -> Path:
     """RUN/models/<variant> as poetml run writes it: config.json and a tiny model."""
     pytest.importorskip("qkeras")
     from poetml.config import to_mapping
@@ -270,8 +293,14 @@ def test_firmware_writes_only_under_its_output(tmp_path):
 
     a = write_poet_random(tmp_path / "a.root", 40, seed=1, mean_muons=2.0)
     s = write_poet_random(tmp_path / "s.root", 20, seed=2, mean_electrons=2.0)
-    d = _fake_run(tmp_path, quantized=True, processes=[
-        {"name": "a", "files": [str(a)]}, {"name": "s", "files": [str(s)], "role": "signal"}])
+    d = _fake_run(
+        tmp_path,
+        quantized=True,
+        processes=[
+            {"name": "a", "files": [str(a)]},
+            {"name": "s", "files": [str(s)], "role": "signal"},
+        ],
+    )
     sentinel = tmp_path / "run" / "data" / "dataset.h5"  # MODEL_DIR/../../data/dataset.h5
     sentinel.parent.mkdir()
     sentinel.write_bytes(b"not a dataset: must stay as it is")
@@ -294,8 +323,14 @@ def test_firmware_writes_only_under_its_output(tmp_path):
 def test_firmware_reads_the_runs_dataset_when_it_matches(tmp_path, monkeypatch):
     a = write_poet_random(tmp_path / "a.root", 40, seed=1, mean_muons=2.0)
     s = write_poet_random(tmp_path / "s.root", 20, seed=2, mean_electrons=2.0)
-    d = _fake_run(tmp_path, quantized=True, processes=[
-        {"name": "a", "files": [str(a)]}, {"name": "s", "files": [str(s)], "role": "signal"}])
+    d = _fake_run(
+        tmp_path,
+        quantized=True,
+        processes=[
+            {"name": "a", "files": [str(a)]},
+            {"name": "s", "files": [str(s)], "role": "signal"},
+        ],
+    )
     from poetml.firmware.stage import prepared_for_model_dir
 
     # what the run wrote: build it once into RUN/data, as `poetml run` does

@@ -41,7 +41,9 @@ def test_config_loads(name):
         assert n_sm * ds.split[2] * 2.5e-5 >= 10
     elif not name.startswith("anomaly"):
         assert ds.kind == "images" and model.type == "cnn"
-        expected = ["DY", "W+jets", "ttbar"] if name == "dtw_cnn" else ["DY", "Higgs", "J/psi", "W+jets"]
+        expected = (
+            ["DY", "W+jets", "ttbar"] if name == "dtw_cnn" else ["DY", "Higgs", "J/psi", "W+jets"]
+        )
         assert ds.class_names() == expected
         assert model.quantization.bits == 8
     # the pipeline's own consistency check accepts it
@@ -66,18 +68,38 @@ def test_unknown_keys_list_valid_ones():
 def test_config_mismatches_are_errors():
     from poetml.pipeline import _check_config
 
-    cfg = config.parse({"dataset": {"kind": "features", "processes": [{"name": "a"}, {"name": "b"}]},
-                        "model": {"type": "cnn"}})
+    cfg = config.parse(
+        {
+            "dataset": {"kind": "features", "processes": [{"name": "a"}, {"name": "b"}]},
+            "model": {"type": "cnn"},
+        }
+    )
     with pytest.raises(ConfigError, match="needs dataset.kind: images"):
         _check_config(cfg)
-    cfg = config.parse({"dataset": {"kind": "images", "processes": [
-        {"name": "a"}, {"name": "b", "role": "signal"}]}, "model": {"type": "cnn"}})
+    cfg = config.parse(
+        {
+            "dataset": {
+                "kind": "images",
+                "processes": [{"name": "a"}, {"name": "b", "role": "signal"}],
+            },
+            "model": {"type": "cnn"},
+        }
+    )
     with pytest.raises(ConfigError, match="role 'signal' is for anomaly detection"):
         _check_config(cfg)
-    cfg = config.parse({"dataset": {"kind": "features", "processes": [{"name": "qcd"}],
-                                    "default_events": {"qcd": 10, "qcd_lowpt": 5}},
-                        "model": {"type": "dense_ae"}})
-    with pytest.raises(ConfigError, match="'qcd_lowpt' not in the default dataset; its processes: dy"):
+    cfg = config.parse(
+        {
+            "dataset": {
+                "kind": "features",
+                "processes": [{"name": "qcd"}],
+                "default_events": {"qcd": 10, "qcd_lowpt": 5},
+            },
+            "model": {"type": "dense_ae"},
+        }
+    )
+    with pytest.raises(
+        ConfigError, match="'qcd_lowpt' not in the default dataset; its processes: dy"
+    ):
         _check_config(cfg)
     with pytest.raises(ConfigError, match="default_events must be >= 1"):
         config.parse({"dataset": {"default_events": {"qcd": 0}}})

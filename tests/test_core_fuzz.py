@@ -162,9 +162,7 @@ def test_mismatched_lengths(n: int, field: str, delta: int) -> None:
         ValueError,
         match=re.escape(f"collection 'muon', feature column 1: {bad} values, expected {n}"),
     ):
-        _core.build_features(
-            [(cols, _core.Cuts())], 1, [(0, 1, [None, np.zeros(bad, np.float32)])]
-        )
+        _core.build_features([(cols, _core.Cuts())], 1, [(0, 1, [None, np.zeros(bad, np.float32)])])
 
 
 # --------------------------------------------------------------------------------------
@@ -205,7 +203,7 @@ def test_wrong_dtype_or_layout_is_type_error(field: str, kind: str, data) -> Non
     # the feature columns, checked one by one inside the slots list
     if field not in ("offsets", "pt", "phi") and kind == "dtype":
         cols = _columns(off, n)
-        with pytest.raises(TypeError, match=re.escape(f"feature column 0: ") + ".*" + expect):
+        with pytest.raises(TypeError, match=re.escape("feature column 0: ") + ".*" + expect):
             _core.build_features([(cols, _core.Cuts())], 2, [(0, 1, [bad])])
 
 
@@ -289,8 +287,14 @@ def test_non_finite_values_are_value_errors(counts, field, value, data) -> None:
 
 @pytest.mark.parametrize(
     ("cut", "value"),
-    [("min_pt", math.nan), ("min_pt", math.inf), ("max_abs_eta", math.nan),
-     ("max_abs_eta", -math.inf), ("max_iso", math.nan), ("max_iso", -math.inf)],
+    [
+        ("min_pt", math.nan),
+        ("min_pt", math.inf),
+        ("max_abs_eta", math.nan),
+        ("max_abs_eta", -math.inf),
+        ("max_iso", math.nan),
+        ("max_iso", -math.inf),
+    ],
 )
 def test_nan_cuts_select_nothing(cut: str, value: float) -> None:
     off = np.array([0, 2, 3], np.int64)
@@ -325,8 +329,11 @@ def test_huge_images_are_refused(n_eta: int, n_phi: int, n_ch: int) -> None:
 
 
 @FUZZ
-@given(count=st.sampled_from([-1, -(2**63), 2**40, 2**61, 2**62, 2**63 - 1]),
-       n_columns=st.integers(1, 3), quantities=st.booleans())
+@given(
+    count=st.sampled_from([-1, -(2**63), 2**40, 2**61, 2**62, 2**63 - 1]),
+    n_columns=st.integers(1, 3),
+    quantities=st.booleans(),
+)
 def test_huge_feature_counts_are_refused(count: int, n_columns: int, quantities: bool) -> None:
     cols = _columns(np.array([0, 1], np.int64), 1)
     slots = [(0, 1, [None]), (0, count, [None] * n_columns)]
@@ -422,10 +429,12 @@ def random_batches(draw) -> EventBatch:
     n = draw(st.sampled_from([0, 1, 1, 2, 5]))
     colls = {c: draw(jagged(n)) for c in ("muon", "electron", "jet")}
     met = {
-        "pt": np.asarray(draw(st.lists(st.floats(0.0, 500.0, width=32), min_size=n, max_size=n)),
-                         np.float32),
-        "phi": np.asarray(draw(st.lists(st.floats(-4.0, 4.0, width=32), min_size=n, max_size=n)),
-                          np.float32),
+        "pt": np.asarray(
+            draw(st.lists(st.floats(0.0, 500.0, width=32), min_size=n, max_size=n)), np.float32
+        ),
+        "phi": np.asarray(
+            draw(st.lists(st.floats(-4.0, 4.0, width=32), min_size=n, max_size=n)), np.float32
+        ),
     }
     return EventBatch(n, colls, met)
 
@@ -464,8 +473,9 @@ def _channels(batch: EventBatch, spec: ImageSpec) -> list:
 
 
 @FUZZ
-@given(batch=random_batches(), spec=image_specs(), threads=st.sampled_from([1, 3]),
-       reuse=st.booleans())
+@given(
+    batch=random_batches(), spec=image_specs(), threads=st.sampled_from([1, 3]), reuse=st.booleans()
+)
 def test_rasterize_random_valid_input_matches_reference(batch, spec, threads, reuse) -> None:
     shape = (batch.n_events, *spec.shape)
     out = np.full(shape, np.nan, np.float32) if reuse else None

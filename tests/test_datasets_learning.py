@@ -47,8 +47,17 @@ def test_class_weights_and_resampling():
 
 
 def test_feature_scaler_keeps_zeros_and_angles_and_fits_train_only():
-    names = ["met_pt", "met_eta", "met_phi", "jet_0_pt", "jet_0_eta", "jet_0_phi",
-             "jet_1_pt", "jet_1_eta", "jet_1_phi"]
+    names = [
+        "met_pt",
+        "met_eta",
+        "met_phi",
+        "jet_0_pt",
+        "jet_0_eta",
+        "jet_0_phi",
+        "jet_1_pt",
+        "jet_1_eta",
+        "jet_1_phi",
+    ]
     rng = np.random.default_rng(0)
     x = np.zeros((200, 9), np.float32)
     x[:, 0] = rng.exponential(40, 200)
@@ -61,15 +70,18 @@ def test_feature_scaler_keeps_zeros_and_angles_and_fits_train_only():
     x[:30, 8] = rng.uniform(-np.pi, np.pi, 30)
     s = fit_scaler(x, "features", names)
     y = s.transform(x)
-    np.testing.assert_array_equal(y[x == 0], 0)                # padded slots stay 0
+    np.testing.assert_array_equal(y[x == 0], 0)  # padded slots stay 0
     np.testing.assert_array_equal(y[:, [1, 2, 4, 5, 7, 8]], x[:, [1, 2, 4, 5, 7, 8]])  # angles
-    assert s.scale[3] == s.scale[6]                           # one scale for all jet pT slots
+    assert s.scale[3] == s.scale[6]  # one scale for all jet pT slots
     nz = np.concatenate([x[:100, 3], x[:30, 6]])
     assert s.scale[3] == pytest.approx(np.quantile(nz, 0.99), rel=1e-5)
     # fitted only on what it is given: test rows do not move it
     x2 = x.copy()
     x2[150:, 0] *= 100
-    assert fit_scaler(x2[:150], "features", names).scale == fit_scaler(x[:150], "features", names).scale
+    assert (
+        fit_scaler(x2[:150], "features", names).scale
+        == fit_scaler(x[:150], "features", names).scale
+    )
     # immutable, JSON round trip
     s2 = Scaler.from_dict(json.loads(json.dumps(s.to_dict())))
     assert s2 == s
@@ -114,22 +126,28 @@ def test_quantize_fixed_grid_and_saturation():
 @pytest.fixture(scope="module")
 def two_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("lab")
-    return (write_poet_random(d / "a.root", 40, seed=1, mean_muons=2.0),
-            write_poet_random(d / "b.root", 30, seed=2, mean_jets=5.0))
+    return (
+        write_poet_random(d / "a.root", 40, seed=1, mean_muons=2.0),
+        write_poet_random(d / "b.root", 30, seed=2, mean_jets=5.0),
+    )
 
 
 @pytest.mark.parametrize("kind", ["images", "features"])
 def test_labelled_build_save_load(two_files, tmp_path, kind):
     a, b = two_files
-    cfg = DatasetConfig(kind=kind, processes=(
-        ProcessConfig("pa", (str(a),), label="A"),
-        ProcessConfig("pb", (str(b),), label="B", max_events=25),
-        ProcessConfig("sig", (str(a),), role="signal", max_events=10),
-    ))
+    cfg = DatasetConfig(
+        kind=kind,
+        processes=(
+            ProcessConfig("pa", (str(a),), label="A"),
+            ProcessConfig("pb", (str(b),), label="B", max_events=25),
+            ProcessConfig("sig", (str(a),), role="signal", max_events=10),
+        ),
+    )
     spec = ImageSpec(n_eta=8, n_phi=8) if kind == "images" else FeatureSpec()
     files = labelled.resolve_files(cfg)
-    data = labelled.build(cfg, spec, files, aux={"n": lambda batch: np.full(batch.n_events, 7.0)},
-                          progress=False)
+    data = labelled.build(
+        cfg, spec, files, aux={"n": lambda batch: np.full(batch.n_events, 7.0)}, progress=False
+    )
     assert len(data) == 40 + 25 + 10
     assert data.class_names == ["A", "B"]
     lab = data.class_labels()

@@ -22,7 +22,9 @@ def _processes(tmp_path, n_sm: int, n_signal: int) -> list[dict]:
     """Two SM-like processes and one signal, as tiny POET ntuples."""
     muony = write_poet_random(tmp_path / "muony.root", n_sm, seed=1, mean_muons=3.0, mean_jets=0.5)
     jetty = write_poet_random(tmp_path / "jetty.root", n_sm, seed=2, mean_muons=0.2, mean_jets=6.0)
-    odd = write_poet_random(tmp_path / "odd.root", n_signal, seed=3, mean_muons=0.1, mean_electrons=4.0)
+    odd = write_poet_random(
+        tmp_path / "odd.root", n_signal, seed=3, mean_muons=0.1, mean_electrons=4.0
+    )
     return [{"name": "muony", "files": [str(muony)], "label": "SM"},
             {"name": "jetty", "files": [str(jetty)], "label": "SM"},
             {"name": "odd", "files": [str(odd)], "role": "signal"}]  # fmt: skip

@@ -28,7 +28,11 @@ def _all_arrays(path, layout):
     out = {}
     with uproot.open(path) as f:
         for name, pc in schema.POET_COLLECTIONS.items():
-            tree = f[f"{pc.directory}/{schema.POET_TREE}" if layout == "poet" else schema.POET_MERGED_TREE]
+            tree = f[
+                f"{pc.directory}/{schema.POET_TREE}"
+                if layout == "poet"
+                else schema.POET_MERGED_TREE
+            ]
             out[name] = tree.arrays(list(pc.branch_names), library="ak")
     return out
 
@@ -54,8 +58,11 @@ def test_branches_are_physically_filled(ttbar_poet):
     a = _all_arrays(ttbar_poet[0], "poet")
     for name, pc in schema.POET_COLLECTIONS.items():
         for b in pc.branches:
-            vals = np.asarray(a[name][b.name]) if not b.ctype.startswith("std") else \
-                np.asarray(__import__("awkward").flatten(a[name][b.name]))
+            vals = (
+                np.asarray(a[name][b.name])
+                if not b.ctype.startswith("std")
+                else np.asarray(__import__("awkward").flatten(a[name][b.name]))
+            )
             assert len(vals) > 0, b.name
             assert np.all(np.isfinite(vals)), b.name
             if b.name not in ("muon_isLoose", "muon_isMedium", "muon_genpartidx"):
@@ -87,13 +94,16 @@ def test_branches_are_physically_filled(ttbar_poet):
 
 
 def test_same_seed_same_file_for_any_worker_count(tmp_path):
-    a = generate("dy", 300, tmp_path / "a.root", seed=7, mpi=False, workers=1, chunk_size=100,
-                 progress=False)
-    b = generate("dy", 300, tmp_path / "b.root", seed=7, mpi=False, workers=2, chunk_size=100,
-                 progress=False)
+    a = generate(
+        "dy", 300, tmp_path / "a.root", seed=7, mpi=False, workers=1, chunk_size=100, progress=False
+    )
+    b = generate(
+        "dy", 300, tmp_path / "b.root", seed=7, mpi=False, workers=2, chunk_size=100, progress=False
+    )
     assert b["workers"] == 2
-    c = generate("dy", 300, tmp_path / "c.root", seed=8, mpi=False, workers=1, chunk_size=100,
-                 progress=False)
+    c = generate(
+        "dy", 300, tmp_path / "c.root", seed=8, mpi=False, workers=1, chunk_size=100, progress=False
+    )
     aa, bb, cc = (_all_arrays(s["path"], "poet") for s in (a, b, c))
     for coll in schema.POET_COLLECTIONS:
         for br in aa[coll].fields:
@@ -163,8 +173,9 @@ def test_interrupted_write_leaves_no_file(tmp_path, ttbar_poet):
 
 def test_pileup_adds_soft_activity(tmp_path):
     a = generate("dy", 40, tmp_path / "a.root", seed=4, mpi=False, workers=1, progress=False)
-    b = generate("dy", 40, tmp_path / "b.root", seed=4, mpi=False, workers=1, pileup=5,
-                 progress=False)
+    b = generate(
+        "dy", 40, tmp_path / "b.root", seed=4, mpi=False, workers=1, pileup=5, progress=False
+    )
     with uproot.open(a["path"]) as fa, uproot.open(b["path"]) as fb:
         sa = fa["mymets/Events"]["met_sumet"].array(library="np")
         sb = fb["mymets/Events"]["met_sumet"].array(library="np")
@@ -179,8 +190,21 @@ def test_every_process_initialises_and_lists():
     from poetml.generate import make_pythia
     from poetml.generate.processes import pythia_settings
 
-    assert {"dy", "dy_ee", "wjets", "ttbar", "qcd", "jpsi", "hzz4l", "zprime", "zprime_ww",
-            "a4l", "lq_btau", "h0_tautau", "hplus_taunu"} <= set(PROCESSES)
+    assert {
+        "dy",
+        "dy_ee",
+        "wjets",
+        "ttbar",
+        "qcd",
+        "jpsi",
+        "hzz4l",
+        "zprime",
+        "zprime_ww",
+        "a4l",
+        "lq_btau",
+        "h0_tautau",
+        "hplus_taunu",
+    } <= set(PROCESSES)
     for name in PROCESSES:
         p = make_pythia(pythia_settings(name, seed=1, mpi=False))
         assert len(p.nextBatch(2)) == 2, name
@@ -204,13 +228,21 @@ def test_cli_list_and_errors(tmp_path):
     assert "HardQCD:all = on" in r.stdout
     assert main(["generate", "nosuch", "--events", "5", "-o", str(tmp_path / "x.root")]) == 1
     assert main(["generate", "dy", "--events", "0", "-o", str(tmp_path / "x.root")]) == 1
-    r = subprocess.run([*exe, "dy", "--events", "5", "-o", str(tmp_path / "x.root"), "--no-mpi",
-                        "--workers", "1"], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [*exe, "dy", "--events", "5", "-o", str(tmp_path / "x.root"), "--no-mpi", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "FastJet" not in r.stdout + r.stderr  # the banner is kept out of the user's output
     assert "wrote 5 dy events" in r.stderr
-    r = subprocess.run([*exe, "nosuch", "--events", "5", "-o", str(tmp_path / "y.root")],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [*exe, "nosuch", "--events", "5", "-o", str(tmp_path / "y.root")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 1
     assert "valid processes" in r.stderr
 
@@ -225,8 +257,9 @@ def test_default_dataset_manifest_and_reuse(tmp_path):
     m2 = generate_default(tmp_path, events=events, mpi=False, workers=1, progress=False)
     assert m2 == m1
     assert f.stat().st_mtime_ns == mtime
-    m3 = generate_default(tmp_path, events={"dy": 20, "ttbar": 11}, mpi=False, workers=1,
-                          progress=False)
+    m3 = generate_default(
+        tmp_path, events={"dy": 20, "ttbar": 11}, mpi=False, workers=1, progress=False
+    )
     assert m3["settings_hash"] != m1["settings_hash"]
     assert m3["processes"]["ttbar"]["events"] == 11
     with uproot.open(tmp_path / "ttbar.root") as fh:
@@ -244,8 +277,10 @@ def test_tiny_chunks_without_some_objects(tmp_path, process, n):
 
 
 def test_generate_modules_import_no_heavy_dependency():
-    code = ("import sys, poetml.generate, poetml.cli.generate; "
-            "bad = [m for m in ('pythia8mc', 'pythia8', 'fastjet', 'tensorflow') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, poetml.generate, poetml.cli.generate; "
+        "bad = [m for m in ('pythia8mc', 'pythia8', 'fastjet', 'tensorflow') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr

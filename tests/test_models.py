@@ -17,11 +17,14 @@ def _cnn_cfg(**kw):
 
 def test_cnn_and_quantized_twin():
     f = build(_cnn_cfg(), (8, 8, 4), 3)
-    q = build(_cnn_cfg(quantization=QuantizationConfig(bits=6, integer=0)), (8, 8, 4), 3,
-              quantized=True)
+    q = build(
+        _cnn_cfg(quantization=QuantizationConfig(bits=6, integer=0)), (8, 8, 4), 3, quantized=True
+    )
     assert f.output_shape == (None, 3) and q.output_shape == (None, 3)
     assert type(q.layers[1]).__name__ == "QActivation" and q.layers[1].name == "input_quant"
-    weighted = lambda m: [(l.name, [w.shape for w in l.get_weights()]) for l in m.layers if l.get_weights()]
+    weighted = lambda m: [
+        (l.name, [w.shape for w in l.get_weights()]) for l in m.layers if l.get_weights()
+    ]
     assert weighted(f) == weighted(q)  # same names and shapes: weights are comparable
     kinds = {type(l).__name__ for l in q.layers}
     assert {"QConv2D", "QDense", "QActivation"} <= kinds and "BatchNormalization" not in kinds
@@ -81,8 +84,9 @@ def test_pruning_reaches_sparsity_excludes_bottleneck_and_round_trips(tmp_path):
     p = pruning.prune(q, 0.75, exclude=("latent",), frequency=1)
     np.testing.assert_array_equal(q.get_layer("enc_0").get_weights()[0], before)  # a copy
     tcfg = training.TrainingConfig(epochs=2, batch_size=16, verbose=0)
-    hist = training.fit(p, x, x, x, x, tcfg, loss=masked_mse_class()(None),
-                        callbacks=pruning.callbacks())
+    hist = training.fit(
+        p, x, x, x, x, tcfg, loss=masked_mse_class()(None), callbacks=pruning.callbacks()
+    )
     assert len(hist["loss"]) == 2
     s = pruning.strip(p)
     sp = pruning.sparsity(s)
@@ -93,14 +97,27 @@ def test_pruning_reaches_sparsity_excludes_bottleneck_and_round_trips(tmp_path):
     with pytest.raises(ValueError, match="cannot exclude"):
         pruning.prune(q, 0.5, exclude=("bottleneck",))
 
-    prep = Preprocessing(Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6), 12, 4,
-                         ("background",), (6,), "features")
-    d = training.save_model_dir(tmp_path / "m", s, prep, config={"variant": "quantized_pruned"},
-                                history=hist, metadata={"sparsity": sp})
+    prep = Preprocessing(
+        Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6),
+        12,
+        4,
+        ("background",),
+        (6,),
+        "features",
+    )
+    d = training.save_model_dir(
+        tmp_path / "m",
+        s,
+        prep,
+        config={"variant": "quantized_pruned"},
+        history=hist,
+        metadata={"sparsity": sp},
+    )
     assert training.is_complete(d) and not list(tmp_path.glob(".m.tmp*"))
     back = training.load_model_dir(d)
-    np.testing.assert_allclose(back.model.predict(x, verbose=0), s.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        back.model.predict(x, verbose=0), s.predict(x, verbose=0), rtol=1e-6, atol=1e-6
+    )
     assert type(back.model.get_layer("enc_0")).__name__ == "QDense"
     assert back.preprocessing == prep and back.history["loss"] == hist["loss"]
     assert pruning.sparsity(back.model)["enc_0"] == sp["enc_0"]

@@ -99,8 +99,17 @@ def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
     from poetml.cli import main
 
     both = tmp_path / "both.root"
-    rc = main(["score", str(out / "models" / "quantized"), str(ntuples["muony"]),
-               str(ntuples["jetty"]), "-o", str(both), "--quiet"])
+    rc = main(
+        [
+            "score",
+            str(out / "models" / "quantized"),
+            str(ntuples["muony"]),
+            str(ntuples["jetty"]),
+            "-o",
+            str(both),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     with uproot.open(both) as f:
         b = f["scores"].arrays(library="np")
@@ -133,22 +142,31 @@ def test_seeded_training_repeats_exactly(ntuples, tmp_path):
 @pytest.mark.slow  # ~1-2 min on 2 cores; pruning itself is covered by test_models
 def test_autoencoder_run_with_pruning(ntuples, tmp_path):
     out = tmp_path / "ae"
-    cfg = config.parse({
-        "dataset": {
-            "kind": "features",
-            "processes": [
-                {"name": "muony", "files": [str(ntuples["muony"])], "label": "SM"},
-                {"name": "jetty", "files": [str(ntuples["jetty"])], "label": "SM"},
-                {"name": "odd", "files": [str(ntuples["odd"])], "role": "signal"},
-            ],
-        },
-        "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2,
-                  "pruning": {"sparsity": 0.5, "epochs": 1, "frequency": 1}},
-        "training": TINY_TRAINING,
-        "evaluation": {"fpr_targets": [1e-2], "rate_khz": [400.0]},
-        "run": {"output": str(out), "variants": ["float", "quantized", "quantized_pruned"],
-                "progress": False},
-    })
+    cfg = config.parse(
+        {
+            "dataset": {
+                "kind": "features",
+                "processes": [
+                    {"name": "muony", "files": [str(ntuples["muony"])], "label": "SM"},
+                    {"name": "jetty", "files": [str(ntuples["jetty"])], "label": "SM"},
+                    {"name": "odd", "files": [str(ntuples["odd"])], "role": "signal"},
+                ],
+            },
+            "model": {
+                "type": "dense_ae",
+                "hidden": [8],
+                "latent_dim": 2,
+                "pruning": {"sparsity": 0.5, "epochs": 1, "frequency": 1},
+            },
+            "training": TINY_TRAINING,
+            "evaluation": {"fpr_targets": [1e-2], "rate_khz": [400.0]},
+            "run": {
+                "output": str(out),
+                "variants": ["float", "quantized", "quantized_pruned"],
+                "progress": False,
+            },
+        }
+    )
     ctx = pipeline.run(cfg)
     meta = json.loads((out / "models" / "quantized_pruned" / "metadata.json").read_text())
     assert meta["sparsity"]["total"] == pytest.approx(0.5, abs=0.1)
@@ -158,23 +176,39 @@ def test_autoencoder_run_with_pruning(ntuples, tmp_path):
 
 
 def test_missing_file_and_unknown_process(ntuples, tmp_path):
-    cfg = _cnn_cfg(ntuples, tmp_path, dataset={
-        "processes": [{"name": "a", "files": [str(tmp_path / "nope.root")]},
-                      {"name": "b", "files": [str(ntuples["jetty"])]}]})
+    cfg = _cnn_cfg(
+        ntuples,
+        tmp_path,
+        dataset={
+            "processes": [
+                {"name": "a", "files": [str(tmp_path / "nope.root")]},
+                {"name": "b", "files": [str(ntuples["jetty"])]},
+            ]
+        },
+    )
     with pytest.raises(ConfigError, match="nope.root"):
         pipeline.prepare_data(cfg)
     from poetml.datasets.labelled import DatasetConfig, ProcessConfig, resolve_files
 
     ds = DatasetConfig(processes=(ProcessConfig("dy"), ProcessConfig("unicorns")))
     manifest = {"processes": {"dy": {"file": "dy.root"}}}
-    with pytest.raises(ConfigError, match="'unicorns' is not in the default dataset; known processes: dy"):
+    with pytest.raises(
+        ConfigError, match="'unicorns' is not in the default dataset; known processes: dy"
+    ):
         resolve_files(ds, tmp_path, manifest)
 
 
 def test_single_class_is_an_error_before_training(ntuples, tmp_path):
-    cfg = _cnn_cfg(ntuples, tmp_path, dataset={
-        "processes": [{"name": "a", "files": [str(ntuples["muony"])], "label": "X"},
-                      {"name": "b", "files": [str(ntuples["jetty"])], "label": "X"}]})
+    cfg = _cnn_cfg(
+        ntuples,
+        tmp_path,
+        dataset={
+            "processes": [
+                {"name": "a", "files": [str(ntuples["muony"])], "label": "X"},
+                {"name": "b", "files": [str(ntuples["jetty"])], "label": "X"},
+            ]
+        },
+    )
     with pytest.raises(ConfigError, match="at least 2 classes"):
         pipeline.run(cfg)
     assert not (tmp_path / "models").exists()
@@ -207,7 +241,9 @@ def test_interrupted_save_leaves_no_complete_model_dir(tmp_path):
             Path(path).write_text("half")
             raise KeyboardInterrupt
 
-    prep = Preprocessing(Scaler("features", ("a",), (1.0,), (False,)), 8, 2, ("x",), (1,), "features")
+    prep = Preprocessing(
+        Scaler("features", ("a",), (1.0,), (False,)), 8, 2, ("x",), (1,), "features"
+    )
     with pytest.raises(KeyboardInterrupt):
         training.save_model_dir(tmp_path / "m", Boom(), prep, config={}, history={})
     assert not (tmp_path / "m").exists()

@@ -26,7 +26,7 @@ import pytest
 from conftest import make_poet_events, write_poet, write_poet_random
 
 from poetml import reading
-from poetml._atomic import OutputLock, atomic_path, check_output
+from poetml._atomic import atomic_path, check_output
 from poetml.cli import main
 from poetml.datasets.hdf5 import ShardWriter
 from poetml.exceptions import BadValueError, WriteError

@@ -130,8 +130,10 @@ def expand_inputs(patterns: Iterable[str | os.PathLike[str]]) -> list[str]:
                 raise ReadError(f"input pattern {text!r} matches only directories: {matches[:5]}")
         else:
             if os.path.isdir(text):
-                raise ReadError(f"input {text!r} is a directory; give files or a pattern such "
-                                f"as '{os.path.join(text, '*.root')}'")
+                raise ReadError(
+                    f"input {text!r} is a directory; give files or a pattern such "
+                    f"as '{os.path.join(text, '*.root')}'"
+                )
             if not os.path.exists(text):
                 raise ReadError(f"input file {text!r} does not exist")
             files = [text]
@@ -287,8 +289,10 @@ class _Manifest:
     def __init__(self, out_dir: Path, *, create: bool) -> None:
         self.path = out_dir / MANIFEST_NAME
         if not create and not self.path.exists():
-            raise BatchError(f"{out_dir} has no batch manifest ({MANIFEST_NAME}); "
-                             "is it the output folder of 'poetml batch'?")
+            raise BatchError(
+                f"{out_dir} has no batch manifest ({MANIFEST_NAME}); "
+                "is it the output folder of 'poetml batch'?"
+            )
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.executescript(_SCHEMA)
@@ -336,9 +340,16 @@ class _Manifest:
         ).fetchone()
         return (row[0], row[1], row[2]) if row else (None, None, None)
 
-    def set_source(self, source_id: int, *, status: str, n_entries: int | None = None,
-                   nbytes: int | None = None, mtime: float | None = None,
-                   error: str | None = None) -> None:
+    def set_source(
+        self,
+        source_id: int,
+        *,
+        status: str,
+        n_entries: int | None = None,
+        nbytes: int | None = None,
+        mtime: float | None = None,
+        error: str | None = None,
+    ) -> None:
         self.db.execute(
             "UPDATE sources SET status = ?, n_entries = COALESCE(?, n_entries), "
             "nbytes = COALESCE(?, nbytes), mtime = COALESCE(?, mtime), error = ?, updated = ? "
@@ -501,9 +512,18 @@ def process_task(
     """
     try:
         return _process_task(
-            path, entry_start, entry_stop, source_id=source_id, kind=kind, spec=spec,
-            shard_path=shard_path, layout=layout, n_threads=n_threads, label=label,
-            compression=compression, kernel_chunk=kernel_chunk,
+            path,
+            entry_start,
+            entry_stop,
+            source_id=source_id,
+            kind=kind,
+            spec=spec,
+            shard_path=shard_path,
+            layout=layout,
+            n_threads=n_threads,
+            label=label,
+            compression=compression,
+            kernel_chunk=kernel_chunk,
         )
     finally:
         # uproot's file and awkward objects form reference cycles that only the cyclic
@@ -513,9 +533,19 @@ def process_task(
 
 
 def _process_task(
-    path: str, entry_start: int, entry_stop: int, *, source_id: int, kind: str, spec: Any,
-    shard_path: str, layout: str, n_threads: int | None, label: int | None,
-    compression: str, kernel_chunk: int,
+    path: str,
+    entry_start: int,
+    entry_stop: int,
+    *,
+    source_id: int,
+    kind: str,
+    spec: Any,
+    shard_path: str,
+    layout: str,
+    n_threads: int | None,
+    label: int | None,
+    compression: str,
+    kernel_chunk: int,
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -617,9 +647,11 @@ class BatchResult:
 
     def summary(self) -> str:
         lines = [
-            (f"{self.out_dir}: {self.kind}, {self.n_tasks} tasks: {self.n_done} done "
-            f"({self.n_skipped} already done before this run), {self.n_failed} failed, "
-            f"{self.n_pending} pending; {self.n_events} events in {self.seconds:.1f} s")
+            (
+                f"{self.out_dir}: {self.kind}, {self.n_tasks} tasks: {self.n_done} done "
+                f"({self.n_skipped} already done before this run), {self.n_failed} failed, "
+                f"{self.n_pending} pending; {self.n_events} events in {self.seconds:.1f} s"
+            )
         ]
         for path, err in self.failed_sources:
             lines.append(f"  FAILED {path} (entries not counted): {err}")
@@ -675,8 +707,12 @@ def _wipe(out_dir: Path) -> None:
 
 @contextlib.contextmanager
 def _dask_client(
-    client: Any, scheduler: str | None, workers: int | None, threads_per_worker: int,
-    retries: int, memory_limit: str | None,
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+    retries: int,
+    memory_limit: str | None,
 ) -> Iterator[Any]:
     from ._optional import require
 
@@ -693,15 +729,18 @@ def _dask_client(
     n = workers or max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
     # a worker that dies while running a task makes the scheduler resubmit it elsewhere,
     # up to allowed-failures times before giving up with KilledWorker
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries}), \
-            distributed.LocalCluster(
-                n_workers=n,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                dashboard_address=":0",  # any free port (a busy 8787 only warns)
-                memory_limit=memory_limit or "auto",
-                silence_logs=logging.CRITICAL,
-            ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": retries}),
+        distributed.LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",  # any free port (a busy 8787 only warns)
+            memory_limit=memory_limit or "auto",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+    ):
         yield c
 
 
@@ -783,19 +822,51 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         return _run_locked(
-            paths, out, kind, spec, fp, t0,
-            step_size=step_size, layout=layout, label=label, client=client,
-            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
-            n_threads=n_threads, retries=retries, memory_limit=memory_limit,
-            compression=compression, overwrite=overwrite, verify=verify, progress=progress,
+            paths,
+            out,
+            kind,
+            spec,
+            fp,
+            t0,
+            step_size=step_size,
+            layout=layout,
+            label=label,
+            client=client,
+            scheduler=scheduler,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            n_threads=n_threads,
+            retries=retries,
+            memory_limit=memory_limit,
+            compression=compression,
+            overwrite=overwrite,
+            verify=verify,
+            progress=progress,
         )
 
 
 def _run_locked(
-    paths: list[str], out: Path, kind: str, spec: Any, fp: dict[str, Any], t0: float, *,
-    step_size: int, layout: str, label: int | None, client: Any, scheduler: str | None,
-    workers: int | None, threads_per_worker: int, n_threads: int | None, retries: int,
-    memory_limit: str | None, compression: str, overwrite: bool, verify: bool, progress: bool,
+    paths: list[str],
+    out: Path,
+    kind: str,
+    spec: Any,
+    fp: dict[str, Any],
+    t0: float,
+    *,
+    step_size: int,
+    layout: str,
+    label: int | None,
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+    n_threads: int | None,
+    retries: int,
+    memory_limit: str | None,
+    compression: str,
+    overwrite: bool,
+    verify: bool,
+    progress: bool,
 ) -> BatchResult:
     man = _Manifest(out, create=True)
     try:
@@ -818,12 +889,26 @@ def _run_locked(
         _clean_temporaries(out)
         ids = man.ensure_sources(paths)
 
-        with _dask_client(client, scheduler, workers, threads_per_worker, retries,
-                          memory_limit) as dask_client:
+        with _dask_client(
+            client, scheduler, workers, threads_per_worker, retries, memory_limit
+        ) as dask_client:
             n_skipped = _execute(
-                dask_client, man, out, paths, ids, kind, spec, fp,
-                step_size=step_size, layout=layout, label=label, n_threads=n_threads,
-                retries=retries, compression=compression, verify=verify, progress=progress,
+                dask_client,
+                man,
+                out,
+                paths,
+                ids,
+                kind,
+                spec,
+                fp,
+                step_size=step_size,
+                layout=layout,
+                label=label,
+                n_threads=n_threads,
+                retries=retries,
+                compression=compression,
+                verify=verify,
+                progress=progress,
             )
         _clean_temporaries(out)
         tasks = man.tasks()
@@ -835,10 +920,18 @@ def _run_locked(
         )
         dataset = write_virtual_dataset(out) if done else None
         return BatchResult(
-            out_dir=out, kind=kind, n_tasks=len(tasks), n_done=len(done), n_failed=len(failed),
-            n_pending=len(pending), n_skipped=n_skipped,
-            n_events=sum(t.n_events or 0 for t in done), failures=tuple(failed),
-            failed_sources=bad_sources, dataset=dataset, seconds=time.perf_counter() - t0,
+            out_dir=out,
+            kind=kind,
+            n_tasks=len(tasks),
+            n_done=len(done),
+            n_failed=len(failed),
+            n_pending=len(pending),
+            n_skipped=n_skipped,
+            n_events=sum(t.n_events or 0 for t in done),
+            failures=tuple(failed),
+            failed_sources=bad_sources,
+            dataset=dataset,
+            seconds=time.perf_counter() - t0,
         )
     finally:
         man.close()
@@ -857,9 +950,22 @@ def _shard_ok(out: Path, t: TaskRecord, verify: bool) -> bool:
 
 
 def _execute(
-    dask_client: Any, man: _Manifest, out: Path, paths: list[str], ids: dict[str, int],
-    kind: str, spec: Any, fp: dict[str, Any], *, step_size: int, layout: str,
-    label: int | None, n_threads: int | None, retries: int, compression: str, verify: bool,
+    dask_client: Any,
+    man: _Manifest,
+    out: Path,
+    paths: list[str],
+    ids: dict[str, int],
+    kind: str,
+    spec: Any,
+    fp: dict[str, Any],
+    *,
+    step_size: int,
+    layout: str,
+    label: int | None,
+    n_threads: int | None,
+    retries: int,
+    compression: str,
+    verify: bool,
     progress: bool,
 ) -> int:
     """Count entries, plan, submit and record; returns how many tasks were already done."""
@@ -872,8 +978,14 @@ def _execute(
     futures = []
     for path in paths:
         sid = ids[path]
-        f = dask_client.submit(count_entries, path, layout, key=f"poetml-count-{token}-{sid}",
-                               retries=retries, pure=False)
+        f = dask_client.submit(
+            count_entries,
+            path,
+            layout,
+            key=f"poetml-count-{token}-{sid}",
+            retries=retries,
+            pure=False,
+        )
         pending[f] = ("count", sid)
         futures.append(f)
     path_of = {i: p for p, i in ids.items()}
@@ -893,8 +1005,10 @@ def _execute(
                 n_old, size_old, mtime_old = man.source_info(sid)
                 if n_old is not None and (
                     n_old != info["n_entries"]
-                    or (info["nbytes"] is not None and (size_old, mtime_old)
-                        != (info["nbytes"], info["mtime"]))
+                    or (
+                        info["nbytes"] is not None
+                        and (size_old, mtime_old) != (info["nbytes"], info["mtime"])
+                    )
                 ):
                     # the file changed since its shards were made: they are stale
                     for t in man.drop_tasks(sid):
@@ -910,8 +1024,12 @@ def _execute(
                         n_skipped += 1
                         continue
                     if t.status == "done":
-                        man.set_task(sid, t.entry_start, status="pending",
-                                     error="shard missing or checksum changed; redone")
+                        man.set_task(
+                            sid,
+                            t.entry_start,
+                            status="pending",
+                            error="shard missing or checksum changed; redone",
+                        )
                     todo.append(t)
                 bar.total += len(ranges)
                 bar.update(len(ranges) - len(todo))
@@ -922,11 +1040,21 @@ def _execute(
                         (out / shard).unlink()
                     man.bump_attempts(sid, t.entry_start)
                     f = dask_client.submit(
-                        process_task, path, t.entry_start, t.entry_stop,
-                        source_id=sid, kind=kind, spec=spec, shard_path=str(out / shard),
-                        layout=layout, n_threads=n_threads, label=label,
-                        compression=compression, key=f"poetml-task-{token}-{sid}-{t.entry_start}",
-                        retries=retries, pure=False,
+                        process_task,
+                        path,
+                        t.entry_start,
+                        t.entry_stop,
+                        source_id=sid,
+                        kind=kind,
+                        spec=spec,
+                        shard_path=str(out / shard),
+                        layout=layout,
+                        n_threads=n_threads,
+                        label=label,
+                        compression=compression,
+                        key=f"poetml-task-{token}-{sid}-{t.entry_start}",
+                        retries=retries,
+                        pure=False,
                     )
                     pending[f] = ("task", (sid, t.entry_start, shard))
                     queue.add(f)
@@ -937,8 +1065,15 @@ def _execute(
                     r = future.result()
                     man.set_task(sid, lo, status="done", shard=shard, error=None, **r)
                 else:
-                    man.set_task(sid, lo, status="failed", shard=None, sha256=None,
-                                 nbytes=None, error=_error_text(_exception(future)))
+                    man.set_task(
+                        sid,
+                        lo,
+                        status="failed",
+                        shard=None,
+                        sha256=None,
+                        nbytes=None,
+                        error=_error_text(_exception(future)),
+                    )
                 bar.update(1)
             future.release()
     except BaseException:
@@ -1024,16 +1159,20 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
         with h5py.File(tmp, "w", libver="latest") as f:
             for k, vl in vls.items():
                 f.create_virtual_dataset(k, vl)
-            f.create_dataset("source", data=source, chunks=(min(max(n_total, 1), 1 << 16),),
-                             compression="gzip", shuffle=True)
+            f.create_dataset(
+                "source",
+                data=source,
+                chunks=(min(max(n_total, 1), 1 << 16),),
+                compression="gzip",
+                shuffle=True,
+            )
             if feature_names is not None:
-                f.create_dataset("feature_names", data=feature_names,
-                                 dtype=h5py.string_dtype())
-            f.create_dataset("sources", data=np.array(source_paths, dtype=object),
-                             dtype=h5py.string_dtype())
+                f.create_dataset("feature_names", data=feature_names, dtype=h5py.string_dtype())
+            f.create_dataset(
+                "sources", data=np.array(source_paths, dtype=object), dtype=h5py.string_dtype()
+            )
             for k, v in attrs.items():
-                if k not in ("entry_start", "entry_stop", "batch_source_id", "inputs",
-                             "n_events"):
+                if k not in ("entry_start", "entry_stop", "batch_source_id", "inputs", "n_events"):
                     f.attrs[k] = v
             f.attrs["inputs"] = json.dumps(source_paths)
             f.attrs["n_events"] = n_total
@@ -1095,8 +1234,10 @@ class Status:
             "spec_hash": self.fingerprint.get("hash"),
             "complete": self.complete,
             "counts": {
-                "done": len(self.done), "failed": len(self.failed),
-                "pending": len(self.pending), "files": len(self.sources),
+                "done": len(self.done),
+                "failed": len(self.failed),
+                "pending": len(self.pending),
+                "files": len(self.sources),
                 "files_failed": len(self.failed_sources),
                 "files_not_counted": len(self.uncounted_sources),
                 "events_done": sum(t.n_events or 0 for t in self.done),
@@ -1110,9 +1251,11 @@ class Status:
     def format(self, limit: int | None = 20) -> str:
         fp = self.fingerprint
         lines = [
-            (f"{self.out_dir}: {fp.get('kind', '?')} (spec {str(fp.get('hash', '?'))[:12]}), "
-            f"{len(self.sources)} files, {len(self.tasks)} tasks, step size "
-            f"{fp.get('step_size', '?')}"),
+            (
+                f"{self.out_dir}: {fp.get('kind', '?')} (spec {str(fp.get('hash', '?'))[:12]}), "
+                f"{len(self.sources)} files, {len(self.tasks)} tasks, step size "
+                f"{fp.get('step_size', '?')}"
+            ),
             f"  done     {len(self.done):6d}  ({sum(t.n_events or 0 for t in self.done)} events)",
             f"  failed   {len(self.failed):6d}",
             f"  pending  {len(self.pending):6d}",
@@ -1132,11 +1275,16 @@ class Status:
             if len(rows) > len(shown):
                 lines.append(f"  ... and {len(rows) - len(shown)} more (--all lists them)")
 
-        block("failed", [f"{s['path']} (could not count entries): {s['error']}"
-                         for s in self.failed_sources]
-              + [f"{t.where}: {t.error} (attempts: {t.attempts})" for t in self.failed])
-        block("pending", [f"{s['path']} (entries not yet counted)" for s in self.uncounted_sources]
-              + [f"{t.where}" + (f" ({t.error})" if t.error else "") for t in self.pending])
+        block(
+            "failed",
+            [f"{s['path']} (could not count entries): {s['error']}" for s in self.failed_sources]
+            + [f"{t.where}: {t.error} (attempts: {t.attempts})" for t in self.failed],
+        )
+        block(
+            "pending",
+            [f"{s['path']} (entries not yet counted)" for s in self.uncounted_sources]
+            + [f"{t.where}" + (f" ({t.error})" if t.error else "") for t in self.pending],
+        )
         if self.dataset is not None:
             lines.append(f"dataset: {self.dataset} ({self.dataset_events} events)")
         else:

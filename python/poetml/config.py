@@ -47,7 +47,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} options, got {value!r}")
+            raise ConfigError(
+                f"{where}: expected a mapping of {tp.__name__} options, got {value!r}"
+            )
         return from_mapping(tp, value, where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
@@ -62,7 +64,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         kt, vt = args if args else (Any, Any)
         return {
-            _convert(k, kt, f"{where} key"): _convert(v, vt, f"{where}.{k}") for k, v in value.items()
+            _convert(k, kt, f"{where} key"): _convert(v, vt, f"{where}.{k}")
+            for k, v in value.items()
         }
     if origin is typing.Literal:
         if value not in args:
@@ -165,7 +168,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
     try:
-        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_unique_key_loader())
     except _DuplicateKey as exc:
         raise ConfigError(
             f"{path}: line {exc.line}: duplicate key {exc.key!r} (first given on line "
@@ -190,11 +193,14 @@ class ReadingConfig:
     def __post_init__(self) -> None:
         from .schema import LAYOUTS
 
-        if isinstance(self.step_size, bool) or not isinstance(self.step_size, int) or (
-            self.step_size < 1
+        if (
+            isinstance(self.step_size, bool)
+            or not isinstance(self.step_size, int)
+            or (self.step_size < 1)
         ):
-            raise ConfigError(f"must be a positive number of events, got {self.step_size!r}",
-                              key="step_size")
+            raise ConfigError(
+                f"must be a positive number of events, got {self.step_size!r}", key="step_size"
+            )
         if self.layout not in ("auto", *LAYOUTS):
             raise ConfigError(
                 f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}", key="layout"

@@ -62,7 +62,8 @@ class FeatureSpec:
             if count < 0 or (coll == "met" and count > 1):
                 raise ConfigError(
                     f"slot count for {coll!r} must be >= 0{' and at most 1' if coll == 'met' else ''}, "
-                    f"got {count}", key=f"slots[{i}]",
+                    f"got {count}",
+                    key=f"slots[{i}]",
                 )
             if coll in [c for c, _ in slots[:i]]:
                 raise ConfigError(f"collection {coll!r} is given twice", key=f"slots[{i}]")
@@ -74,8 +75,9 @@ class FeatureSpec:
         known = sorted({f for fields in CANONICAL_FIELDS.values() for f in fields})
         bad = [f for f in self.fields if f not in known]
         if bad:
-            raise ConfigError(f"unknown feature fields {bad}; valid: {', '.join(known)}",
-                              key="fields")
+            raise ConfigError(
+                f"unknown feature fields {bad}; valid: {', '.join(known)}", key="fields"
+            )
         bad = [q for q in self.event_quantities if q not in EVENT_QUANTITIES]
         if bad:
             raise ConfigError(

@@ -86,7 +86,8 @@ class ImageSpec:
         ):
             raise ConfigError(
                 f"eta_max ({self.eta_max}) must be larger than eta_min ({self.eta_min}), both "
-                "finite", key="eta_max"
+                "finite",
+                key="eta_max",
             )
         object.__setattr__(self, "channels", tuple(self.channels))
         valid = (*OBJECT_COLLECTIONS, "met")
@@ -94,7 +95,8 @@ class ImageSpec:
         if bad or not self.channels:
             raise ConfigError(
                 f"image channels must be a non-empty list of {', '.join(valid)}; got "
-                f"{list(self.channels)}", key="channels"
+                f"{list(self.channels)}",
+                key="channels",
             )
         if len(set(self.channels)) != len(self.channels):
             raise ConfigError(f"image channels repeat: {list(self.channels)}", key="channels")

@@ -123,8 +123,7 @@ class EventBatch:
             return self.collections[name]
         except KeyError:
             raise KeyError(
-                f"batch has no collection {name!r}; it has: "
-                f"{', '.join(self.collections) or 'none'}"
+                f"batch has no collection {name!r}; it has: {', '.join(self.collections) or 'none'}"
             ) from None
 
     @property
@@ -216,7 +215,11 @@ def concatenate(batches: Sequence[EventBatch]) -> EventBatch:
             shift += p.n_objects
         collections[name] = Collection(
             np.concatenate(offsets),
-            {f: np.concatenate([p.fields[f] for p in parts]) for f in parts[0].fields if f in field_names},
+            {
+                f: np.concatenate([p.fields[f] for p in parts])
+                for f in parts[0].fields
+                if f in field_names
+            },
         )
     met_names = set(batches[0].met).intersection(*(b.met for b in batches[1:]))
     met = {k: np.concatenate([b.met[k] for b in batches]) for k in batches[0].met if k in met_names}

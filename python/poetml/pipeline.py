@@ -85,24 +85,26 @@ class EvaluationConfig:
         import math
 
         if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
-            raise ConfigError(f"must be > 0 MHz, got {self.collision_rate_mhz}",
-                              key="collision_rate_mhz")
+            raise ConfigError(
+                f"must be > 0 MHz, got {self.collision_rate_mhz}", key="collision_rate_mhz"
+            )
         limit = self.collision_rate_mhz * 1e3
         for i, r in enumerate(self.rate_khz):
             if not 0 < r < limit:
                 raise ConfigError(
                     f"{r} kHz must be > 0 and below the collision rate "
-                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)", key=f"rate_khz[{i}]",
+                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
+                    key=f"rate_khz[{i}]",
                 )
         for i, f in enumerate(self.fpr_targets):
             if not 0 < f < 1:
-                raise ConfigError(f"a false-positive rate must be in (0, 1), got {f}",
-                                  key=f"fpr_targets[{i}]")
+                raise ConfigError(
+                    f"a false-positive rate must be in (0, 1), got {f}", key=f"fpr_targets[{i}]"
+                )
         if isinstance(self.batch_size, bool) or self.batch_size < 1:
             raise ConfigError(f"must be >= 1, got {self.batch_size}", key="batch_size")
         if self.com is not None and not (math.isfinite(self.com) and self.com > 0):
-            raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}",
-                              key="com")
+            raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}", key="com")
 
 
 @dataclass(frozen=True)
@@ -120,17 +122,19 @@ class OutputConfig:
     def __post_init__(self) -> None:
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
-            raise ConfigError(f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}",
-                              key="variants")
+            raise ConfigError(
+                f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}", key="variants"
+            )
         if "float" not in self.variants:
-            raise ConfigError("variants must include 'float' (the reference model)",
-                              key="variants")
+            raise ConfigError("variants must include 'float' (the reference model)", key="variants")
         if not self.stages:
-            raise ConfigError("name at least one stage (data, train, evaluate, firmware)",
-                              key="stages")
+            raise ConfigError(
+                "name at least one stage (data, train, evaluate, firmware)", key="stages"
+            )
         if self.output is not None and not self.output:
-            raise ConfigError("must name a directory (or be left out: out/<config name>)",
-                              key="output")
+            raise ConfigError(
+                "must name a directory (or be left out: out/<config name>)", key="output"
+            )
 
 
 def register_sections() -> None:
@@ -286,8 +290,10 @@ def _file_problems(cfg: RunConfig) -> list[str]:
         for i, p in defaults:
             f = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
             if p.name in known and not f.is_file():
-                out.append(f"dataset.processes[{i}] (process {p.name!r}): default dataset file "
-                           f"{f} is missing")
+                out.append(
+                    f"dataset.processes[{i}] (process {p.name!r}): default dataset file "
+                    f"{f} is missing"
+                )
     return out
 
 
@@ -345,8 +351,9 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
         if cfg["run"].generate_missing:
             from .generate import generate_default
 
-            manifest = generate_default(default_dir, events=default_dataset_events(cfg),
-                                        progress=progress)
+            manifest = generate_default(
+                default_dir, events=default_dataset_events(cfg), progress=progress
+            )
         elif mpath.exists():
             manifest = json.loads(mpath.read_text())
         else:
@@ -400,8 +407,9 @@ def build_dataset(
         ds, spec, files, layout=reading.layout, aux={"m_mumu": _dimuon_mass}, progress=progress
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    labelled.save(path, data, attrs={"fingerprint": dataset_key(cfg, files),
-                                     "spec": to_mapping(spec)})
+    labelled.save(
+        path, data, attrs={"fingerprint": dataset_key(cfg, files), "spec": to_mapping(spec)}
+    )
     return data
 
 
@@ -439,13 +447,21 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
 
     check_finite(data.x, f"dataset ({data.kind})")
     scaler = fit_scaler(
-        data.x[split.train], data.kind, data.names, quantile=ds.quantile,
+        data.x[split.train],
+        data.kind,
+        data.names,
+        quantile=ds.quantile,
         log1p_energy=ds.log1p_energy,
     )
     q = model.quantization
     classes = tuple(data.class_names) if not autoencoder else ("background",)
     prep = Preprocessing(
-        scaler, q.input_bits, q.input_integer, classes, tuple(data.x.shape[1:]), data.kind,
+        scaler,
+        q.input_bits,
+        q.input_integer,
+        classes,
+        tuple(data.x.shape[1:]),
+        data.kind,
         feature_names=data.names if data.kind == "features" else None,
         channels=data.names if data.kind == "images" else None,
     )
@@ -456,11 +472,19 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
             if p.role == "signal":
                 signals[p.name] = prep.apply(data.x[data.process == pi], f"signal {p.name}")
     return Prepared(
-        data, split, prep, _spec(cfg), autoencoder,
-        prep.apply(data.x[split.train], "training inputs"), labels[split.train],
-        prep.apply(data.x[split.val], "validation inputs"), labels[split.val],
-        prep.apply(data.x[split.test], "test inputs"), labels[split.test],
-        data.select(split.test), signals,
+        data,
+        split,
+        prep,
+        _spec(cfg),
+        autoencoder,
+        prep.apply(data.x[split.train], "training inputs"),
+        labels[split.train],
+        prep.apply(data.x[split.val], "validation inputs"),
+        labels[split.val],
+        prep.apply(data.x[split.test], "test inputs"),
+        labels[split.test],
+        data.select(split.test),
+        signals,
     )
 
 
@@ -509,13 +533,23 @@ def _fit_data(prep: Prepared, ds: DatasetConfig) -> tuple[np.ndarray, np.ndarray
 
 def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, Any]:
     """What a model directory of ``variant`` trained by ``cfg`` records in ``config.json``."""
-    return {"variant": variant, "kind": prep.data.kind, "spec": to_mapping(prep.spec),
-            "spec_type": type(prep.spec).__name__, "model": to_mapping(cfg["model"]),
-            "training": to_mapping(cfg["training"]), "dataset": to_mapping(cfg["dataset"])}
+    return {
+        "variant": variant,
+        "kind": prep.data.kind,
+        "spec": to_mapping(prep.spec),
+        "spec_type": type(prep.spec).__name__,
+        "model": to_mapping(cfg["model"]),
+        "training": to_mapping(cfg["training"]),
+        "dataset": to_mapping(cfg["dataset"]),
+    }
 
 
 def load_run_model_dir(
-    cfg: RunConfig, prep: Prepared, path: str | os.PathLike[str], variant: str, *,
+    cfg: RunConfig,
+    prep: Prepared,
+    path: str | os.PathLike[str],
+    variant: str,
+    *,
     trust_model: bool = False,
 ) -> Any:
     """:func:`poetml.training.load_model_dir` for a model directory the run ``cfg`` uses;
@@ -530,8 +564,12 @@ def load_run_model_dir(
 
 
 def train(
-    cfg: RunConfig, prep: Prepared, outdir: str | os.PathLike[str] | None = None,
-    variants: Sequence[str] | None = None, *, trust_model: bool = False,
+    cfg: RunConfig,
+    prep: Prepared,
+    outdir: str | os.PathLike[str] | None = None,
+    variants: Sequence[str] | None = None,
+    *,
+    trust_model: bool = False,
 ) -> dict[str, Path]:
     """Train every variant into ``outdir/models/<variant>``; complete directories with the
     same configuration are kept (resume).  ``trust_model``: see
@@ -577,39 +615,63 @@ def train(
             if base is None:
                 base_dir = out / "models" / base_v
                 if training.is_complete(base_dir):
-                    base = load_run_model_dir(cfg, prep, base_dir, base_v,
-                                              trust_model=trust_model).model
+                    base = load_run_model_dir(
+                        cfg, prep, base_dir, base_v, trust_model=trust_model
+                    ).model
                 else:
-                    base = build(mcfg, prep.preprocessing.input_shape, n_classes,
-                                 quantized=base_v == "quantized")
+                    base = build(
+                        mcfg,
+                        prep.preprocessing.input_shape,
+                        n_classes,
+                        quantized=base_v == "quantized",
+                    )
             model = pruning.prune(
-                base, mcfg.pruning.sparsity, exclude=mcfg.pruning.exclude,
+                base,
+                mcfg.pruning.sparsity,
+                exclude=mcfg.pruning.exclude,
                 frequency=mcfg.pruning.frequency,
             )
             extra_cbs = pruning.callbacks()
             epochs = mcfg.pruning.epochs
         else:
-            model = build(mcfg, prep.preprocessing.input_shape, n_classes,
-                          quantized=v == "quantized")
+            model = build(
+                mcfg, prep.preprocessing.input_shape, n_classes, quantized=v == "quantized"
+            )
         check_outputs(model, prep)
-        print(f"poetml: training {v} model ({model.count_params()} parameters) on "
-              f"{len(x)} events")
+        print(f"poetml: training {v} model ({model.count_params()} parameters) on {len(x)} events")
         history = training.fit(
-            model, x, y, xv, yv, tcfg, loss=_loss(prep), metrics=metrics, class_weight=cw,
-            callbacks=extra_cbs, epochs=epochs, restore_best=epochs is None,
+            model,
+            x,
+            y,
+            xv,
+            yv,
+            tcfg,
+            loss=_loss(prep),
+            metrics=metrics,
+            class_weight=cw,
+            callbacks=extra_cbs,
+            epochs=epochs,
+            restore_best=epochs is None,
         )
-        meta: dict[str, Any] = {"fingerprint": key, "variant": v,
-                                "train_seconds": round(time.time() - t0, 1),
-                                "n_train": len(x), "parameters": int(model.count_params())}
+        meta: dict[str, Any] = {
+            "fingerprint": key,
+            "variant": v,
+            "train_seconds": round(time.time() - t0, 1),
+            "n_train": len(x),
+            "parameters": int(model.count_params()),
+        }
         if v in ("pruned", "quantized_pruned"):
             model = pruning.strip(model)
             meta["sparsity"] = pruning.sparsity(model)
             meta["parameters"] = int(model.count_params())  # without the pruning masks
         trained[v] = model
         training.save_model_dir(
-            d, model, prep.preprocessing,
+            d,
+            model,
+            prep.preprocessing,
             config=model_dir_config(cfg, prep, v),
-            history=history, metadata=meta,
+            history=history,
+            metadata=meta,
         )
     return dirs
 
@@ -621,7 +683,9 @@ def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def anomaly_scores(model: Any, x: np.ndarray, prep: Preprocessing, batch_size: int = 1024) -> np.ndarray:
+def anomaly_scores(
+    model: Any, x: np.ndarray, prep: Preprocessing, batch_size: int = 1024
+) -> np.ndarray:
     """Per-event reconstruction error (masked over padded slots for features)."""
     from .models.autoencoder import reconstruction_error, slot_pt_index
 
@@ -632,8 +696,12 @@ def anomaly_scores(model: Any, x: np.ndarray, prep: Preprocessing, batch_size: i
 
 
 def evaluate(
-    cfg: RunConfig, prep: Prepared, dirs: Mapping[str, Path] | None = None,
-    outdir: str | os.PathLike[str] | None = None, *, trust_model: bool = False,
+    cfg: RunConfig,
+    prep: Prepared,
+    dirs: Mapping[str, Path] | None = None,
+    outdir: str | os.PathLike[str] | None = None,
+    *,
+    trust_model: bool = False,
 ) -> tuple[dict[str, Any], Any]:
     """Evaluate the trained variants on the test split; returns (metrics, report section).
     A model directory trained with another configuration is refused (ConfigError);
@@ -656,24 +724,47 @@ def evaluate(
         loaded[v] = md
     histories = {v: md.history for v, md in loaded.items()}
     if prep.autoencoder:
-        bkg = {v: anomaly_scores(md.model, prep.x_test, prep.preprocessing, ecfg.batch_size)
-               for v, md in loaded.items()}
-        sig = {v: {s: anomaly_scores(md.model, xs, prep.preprocessing, ecfg.batch_size)
-                   for s, xs in prep.signals.items()} for v, md in loaded.items()}
+        bkg = {
+            v: anomaly_scores(md.model, prep.x_test, prep.preprocessing, ecfg.batch_size)
+            for v, md in loaded.items()
+        }
+        sig = {
+            v: {
+                s: anomaly_scores(md.model, xs, prep.preprocessing, ecfg.batch_size)
+                for s, xs in prep.signals.items()
+            }
+            for v, md in loaded.items()
+        }
         return report.evaluate_anomaly(
-            out, bkg, sig, fpr_targets=ecfg.fpr_targets, rate_khz=list(ecfg.rate_khz),
-            collision_rate_mhz=ecfg.collision_rate_mhz, histories=histories,
-            relative_to="float", label=ecfg.label, com=ecfg.com,
+            out,
+            bkg,
+            sig,
+            fpr_targets=ecfg.fpr_targets,
+            rate_khz=list(ecfg.rate_khz),
+            collision_rate_mhz=ecfg.collision_rate_mhz,
+            histories=histories,
+            relative_to="float",
+            label=ecfg.label,
+            com=ecfg.com,
         )
     probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
     images = prep.test.x if prep.data.kind == "images" else None
     spec = prep.spec
     eta = (spec.eta_min, spec.eta_max) if prep.data.kind == "images" else None
     return report.evaluate_classifier(
-        out, prep.y_test, probs, list(prep.class_names), histories=histories, images=images,
-        channel_names=list(prep.data.names) if images is not None else None, eta_range=eta,
-        dimuon_mass=prep.test.aux.get("m_mumu"), selected_class=ecfg.selected_class,
-        relative_to="float", label=ecfg.label, com=ecfg.com,
+        out,
+        prep.y_test,
+        probs,
+        list(prep.class_names),
+        histories=histories,
+        images=images,
+        channel_names=list(prep.data.names) if images is not None else None,
+        eta_range=eta,
+        dimuon_mass=prep.test.aux.get("m_mumu"),
+        selected_class=ecfg.selected_class,
+        relative_to="float",
+        label=ecfg.label,
+        com=ecfg.com,
     )
 
 
@@ -719,8 +810,9 @@ def score(
     with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
         created = False
         for fi, path in enumerate(files):
-            for batch in iterate(path, step_size, layout=layout, progress=progress,
-                                 missing_collections="empty"):
+            for batch in iterate(
+                path, step_size, layout=layout, progress=progress, missing_collections="empty"
+            ):
                 if spec_cls is ImageSpec:
                     x = img.rasterize(batch, spec)
                 else:
@@ -733,14 +825,19 @@ def score(
                 }
                 if autoencoder:
                     branches["anomaly_score"] = anomaly_scores(
-                        md.model, xs, md.preprocessing).astype(np.float32)
+                        md.model, xs, md.preprocessing
+                    ).astype(np.float32)
                 else:
-                    p = _predict(md.model, xs, 1024) if n else np.zeros(
-                        (0, len(md.preprocessing.class_names)), np.float32)
+                    p = (
+                        _predict(md.model, xs, 1024)
+                        if n
+                        else np.zeros((0, len(md.preprocessing.class_names)), np.float32)
+                    )
                     for ci, c in enumerate(md.preprocessing.class_names):
                         branches[f"score_{c}"] = p[:, ci].astype(np.float32)
-                    branches["predicted"] = np.argmax(p, axis=1).astype(np.int32) if n \
-                        else np.zeros(0, np.int32)
+                    branches["predicted"] = (
+                        np.argmax(p, axis=1).astype(np.int32) if n else np.zeros(0, np.int32)
+                    )
                 if not created:
                     fout.mktree(tree, {k: v.dtype for k, v in branches.items()})
                     created = True
@@ -782,8 +879,9 @@ def _stage_evaluate(ctx: Context) -> None:
         _stage_data(ctx)
     assert ctx.prepared is not None
     dirs = ctx.model_dirs or {v: ctx.outdir / "models" / v for v in ctx.config["run"].variants}
-    metrics, section = evaluate(ctx.config, ctx.prepared, dirs, ctx.outdir,
-                                trust_model=ctx.trust_model)
+    metrics, section = evaluate(
+        ctx.config, ctx.prepared, dirs, ctx.outdir, trust_model=ctx.trust_model
+    )
     ctx.metrics = metrics
     ctx.sections.append(section)
 
@@ -835,8 +933,13 @@ def run(
     if ctx.sections:
         title = f"poetml run: {cfg.path.name if cfg.path else 'run'}"
         report.write_report(out, title, ctx.sections)
-    write_json(out / "run.json", {"stages": [s for s, _ in stages], "seconds": ctx.timings,
-                                  "models": {k: str(v) for k, v in ctx.model_dirs.items()},
-                                  "metrics": ctx.metrics})
+    write_json(
+        out / "run.json",
+        {
+            "stages": [s for s, _ in stages],
+            "seconds": ctx.timings,
+            "models": {k: str(v) for k, v in ctx.model_dirs.items()},
+            "metrics": ctx.metrics,
+        },
+    )
     return ctx
-

@@ -307,7 +307,6 @@ def plot_anomaly_roc(
     return Path(path)
 
 
-
 def _signal_curves(ax: Any, data: dict[str, Any], *, x_scale: float, with_auc: bool) -> int:
     """Efficiency against background FPR x ``x_scale`` for every (model, signal) of
     :func:`_anomaly_inputs`: colour per signal, line style per model.  Returns the smallest

@@ -501,7 +501,11 @@ _CHECKED_FIELDS = {"pt": True, "eta": False, "phi": False, "mass": False}
 
 
 def _check_values(
-    path: str, col: _Column, fld: str, values: np.ndarray, offsets: np.ndarray | None,
+    path: str,
+    col: _Column,
+    fld: str,
+    values: np.ndarray,
+    offsets: np.ndarray | None,
     entry_start: int,
 ) -> None:
     non_negative = _CHECKED_FIELDS.get(fld)

@@ -282,7 +282,6 @@ def _html_doc(title: str, intro: str, sections: list[Section], outdir: Path, sta
     return "\n".join(out) + "\n"
 
 
-
 def _by_model(warnings: Sequence[tuple[str, str]]) -> list[str]:
     """One line per distinct message, naming every model it applies to, in first-seen order
     (models evaluated on the same background share its small-sample warnings)."""

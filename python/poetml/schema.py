@@ -348,7 +348,7 @@ def _cut_based(level: int) -> Callable[[object], object]:
     return convert
 
 
-def _raw_pt(pt, Jet_rawFactor):  # type: ignore[no-untyped-def]  # noqa: N803
+def _raw_pt(pt, Jet_rawFactor):  # type: ignore[no-untyped-def]
     return pt * (1.0 - Jet_rawFactor)
 
 

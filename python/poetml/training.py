@@ -77,8 +77,9 @@ class TrainingConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, key)}", key=key)
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}",
-                              key="learning_rate")
+            raise ConfigError(
+                f"learning_rate must be > 0, got {self.learning_rate}", key="learning_rate"
+            )
         for key in ("patience", "lr_patience", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"must be >= 0, got {getattr(self, key)}", key=key)
@@ -131,9 +132,11 @@ def fit(
     tf = _backend.tf()
     set_seeds(config)
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=loss,
+        optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+        loss=loss,
         metrics=list(metrics),
     )
+
     class RestoreBest(tf.keras.callbacks.Callback):  # type: ignore[misc]
         """Keep the weights of the epoch with the lowest val_loss; restore them at the end
         (Keras' EarlyStopping restores only when it stops early)."""
@@ -151,24 +154,35 @@ def fit(
                 self.model.set_weights(self.weights)
 
     stopping = (
-        [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-         RestoreBest()]
+        [
+            tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+            RestoreBest(),
+        ]
         if restore_best
         else []
     )
     cbs = [
         *stopping,
         tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience,
-            min_lr=config.min_lr, verbose=0,
+            monitor="val_loss",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_lr,
+            verbose=0,
         ),
         *callbacks,
     ]
     hist = model.fit(
-        x_train, y_train, validation_data=(x_val, y_val),
-        epochs=epochs or config.epochs, batch_size=config.batch_size,
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=epochs or config.epochs,
+        batch_size=config.batch_size,
         class_weight=dict(class_weight) if class_weight else None,
-        sample_weight=sample_weight, callbacks=cbs, verbose=config.verbose, shuffle=True,
+        sample_weight=sample_weight,
+        callbacks=cbs,
+        verbose=config.verbose,
+        shuffle=True,
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
@@ -294,7 +308,9 @@ def _differences(recorded: Any, expected: Any, key: str = "") -> list[str]:
 
 
 def check_model_dir_config(
-    path: str | os.PathLike[str], recorded: Mapping[str, Any], expected: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    recorded: Mapping[str, Any],
+    expected: Mapping[str, Any],
     source: str,
 ) -> None:
     """Raise :class:`~poetml.exceptions.ConfigError` when a model directory's recorded

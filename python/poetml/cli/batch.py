@@ -35,36 +35,72 @@ def register(subparsers: Any) -> None:
         )
         q.add_argument("inputs", nargs="+", help="ROOT files, quoted glob patterns or root:// URLs")
         q.add_argument("-o", "--output", required=True, help="output folder")
-        q.add_argument("--config", help="YAML run configuration (its 'reading' and "
-                       f"'{kind}' sections are used)")
+        q.add_argument(
+            "--config",
+            help=f"YAML run configuration (its 'reading' and '{kind}' sections are used)",
+        )
         where = q.add_mutually_exclusive_group()
-        where.add_argument("--scheduler", help="address of a running Dask scheduler "
-                           "(tcp://host:8786); the output folder must be visible to its workers")
-        where.add_argument("--workers", type=int, help="worker processes of the LocalCluster "
-                           "(default: one per core)")
-        q.add_argument("--threads-per-worker", type=int, default=1,
-                       help="threads of each LocalCluster worker (default 1)")
-        q.add_argument("--n-threads", type=int, default=1,
-                       help="threads of each kernel call (default 1: no oversubscription)")
-        q.add_argument("--step-size", type=int, help="entries per task and shard (default: "
-                       "the config's reading.step_size, 100000)")
+        where.add_argument(
+            "--scheduler",
+            help="address of a running Dask scheduler "
+            "(tcp://host:8786); the output folder must be visible to its workers",
+        )
+        where.add_argument(
+            "--workers",
+            type=int,
+            help="worker processes of the LocalCluster (default: one per core)",
+        )
+        q.add_argument(
+            "--threads-per-worker",
+            type=int,
+            default=1,
+            help="threads of each LocalCluster worker (default 1)",
+        )
+        q.add_argument(
+            "--n-threads",
+            type=int,
+            default=1,
+            help="threads of each kernel call (default 1: no oversubscription)",
+        )
+        q.add_argument(
+            "--step-size",
+            type=int,
+            help="entries per task and shard (default: the config's reading.step_size, 100000)",
+        )
         q.add_argument("--layout", help="input layout: auto, poet, poet-merged, nanoaod")
         q.add_argument("--label", type=int, help="int32 label given to every event")
-        q.add_argument("--retries", type=int, default=2,
-                       help="retries of a task that fails or whose worker dies (default 2)")
+        q.add_argument(
+            "--retries",
+            type=int,
+            default=2,
+            help="retries of a task that fails or whose worker dies (default 2)",
+        )
         q.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GB")
-        q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
-                       help="shard compression (default gzip; lzf writes faster, bigger)")
-        q.add_argument("--overwrite", action="store_true",
-                       help="discard an earlier output made with different settings")
-        q.add_argument("--no-verify", action="store_true",
-                       help="on resume, trust finished shards by size without re-hashing them")
+        q.add_argument(
+            "--compression",
+            choices=("gzip", "lzf", "none"),
+            default="gzip",
+            help="shard compression (default gzip; lzf writes faster, bigger)",
+        )
+        q.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="discard an earlier output made with different settings",
+        )
+        q.add_argument(
+            "--no-verify",
+            action="store_true",
+            help="on resume, trust finished shards by size without re-hashing them",
+        )
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
         q.set_defaults(func=_run, kind=kind)
 
-    s = sub.add_parser("status", help="done / failed / pending tasks of an output folder",
-                       description="Summarise the manifest of an output folder.  Exit status "
-                       "0 when every task is done, 1 otherwise.")
+    s = sub.add_parser(
+        "status",
+        help="done / failed / pending tasks of an output folder",
+        description="Summarise the manifest of an output folder.  Exit status "
+        "0 when every task is done, 1 otherwise.",
+    )
     s.add_argument("output", help="output folder of 'poetml batch images|features'")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--all", action="store_true", help="list every failed/pending task")
@@ -103,10 +139,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     if not result.ok:
-        print(f"poetml batch {args.kind}: {result.n_failed} task(s) failed, "
-              f"{len(result.failed_sources)} file(s) unreadable, {result.n_pending} pending; "
-              f"re-run the same command to retry them; 'poetml batch status {args.output}' "
-              "lists them", file=sys.stderr)
+        print(
+            f"poetml batch {args.kind}: {result.n_failed} task(s) failed, "
+            f"{len(result.failed_sources)} file(s) unreadable, {result.n_pending} pending; "
+            f"re-run the same command to retry them; 'poetml batch status {args.output}' "
+            "lists them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

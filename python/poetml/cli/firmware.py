@@ -89,8 +89,13 @@ def _firmware(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     try:
         result = build_from_model_dir(
-            args.model_dir, args.output, config, args.events_file, progress=not args.no_progress,
-            generate=args.generate, trust_model=args.trust_model,
+            args.model_dir,
+            args.output,
+            config,
+            args.events_file,
+            progress=not args.no_progress,
+            generate=args.generate,
+            trust_model=args.trust_model,
         )
     except FirmwareValidationError as exc:
         print(f"poetml firmware: validation FAILED: {exc}", file=sys.stderr)

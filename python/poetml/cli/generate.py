@@ -1,9 +1,9 @@
 """``poetml generate``: Pythia 8 events through the parametric detector into POET ntuples.
 
-    poetml generate dy --events 20000 --seed 1 -o dy.root
-    poetml generate ttbar --events 5000 --layout merged -o tt.root
-    poetml generate --list
-    poetml generate --default DIR
+poetml generate dy --events 20000 --seed 1 -o dy.root
+poetml generate ttbar --events 5000 --layout merged -o tt.root
+poetml generate --list
+poetml generate --default DIR
 """
 
 from __future__ import annotations
@@ -25,26 +25,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("process", nargs="?", help="process name (see --list)")
     p.add_argument("--list", action="store_true", help="list the processes and exit")
-    p.add_argument("--default", metavar="DIR",
-                   help="write (or reuse) the labelled default dataset in DIR")
+    p.add_argument(
+        "--default", metavar="DIR", help="write (or reuse) the labelled default dataset in DIR"
+    )
     p.add_argument("-n", "--events", type=int, default=None, help="number of events")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("-o", "--output", help="output ROOT file")
-    p.add_argument("--layout", choices=("poet", "merged"), default="poet",
-                   help="poet: one Events tree per analyzer directory; merged: one events tree")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: all available cores)")
-    p.add_argument("--no-mpi", action="store_true",
-                   help="switch off multi-parton interactions (about 10x faster; for tests)")
-    p.add_argument("--pileup", type=float, default=0.0, metavar="MU",
-                   help="overlay Poisson(MU) minimum-bias events per event (each costs about "
-                   "as much as a hard event with MPI: --pileup 10 ran 9x slower in the bench)")
-    p.add_argument("--pthat-min", type=float, default=None,
-                   help="PhaseSpace:pTHatMin [GeV] for processes that take one (qcd, jpsi)")
-    p.add_argument("--pythia", action="append", default=[], metavar="SETTING",
-                   help="extra Pythia readString setting (repeatable)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="with --default: multiply every process's event count")
+    p.add_argument(
+        "--layout",
+        choices=("poet", "merged"),
+        default="poet",
+        help="poet: one Events tree per analyzer directory; merged: one events tree",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: all available cores)"
+    )
+    p.add_argument(
+        "--no-mpi",
+        action="store_true",
+        help="switch off multi-parton interactions (about 10x faster; for tests)",
+    )
+    p.add_argument(
+        "--pileup",
+        type=float,
+        default=0.0,
+        metavar="MU",
+        help="overlay Poisson(MU) minimum-bias events per event (each costs about "
+        "as much as a hard event with MPI: --pileup 10 ran 9x slower in the bench)",
+    )
+    p.add_argument(
+        "--pthat-min",
+        type=float,
+        default=None,
+        help="PhaseSpace:pTHatMin [GeV] for processes that take one (qcd, jpsi)",
+    )
+    p.add_argument(
+        "--pythia",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="extra Pythia readString setting (repeatable)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="with --default: multiply every process's event count",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -52,8 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _list() -> int:
     from ..generate import COMMON_SETTINGS, PROCESSES
 
-    print("13 TeV pp processes (Pythia 8.3, Monash tune). sigma = Pythia's sigmaGen x forced "
-          "BRs, pythia8mc 8.317.2, 2000 events, MPI off.\n")
+    print(
+        "13 TeV pp processes (Pythia 8.3, Monash tune). sigma = Pythia's sigmaGen x forced "
+        "BRs, pythia8mc 8.317.2, 2000 events, MPI off.\n"
+    )
     print("Common settings: " + "; ".join(COMMON_SETTINGS))
     print("Added per run: PartonLevel:MPI = on|off, Random:seed from (seed, chunk)\n")
     for p in PROCESSES.values():
@@ -78,29 +107,53 @@ def run(args: argparse.Namespace) -> int:
             if args.process:
                 raise ConfigError("give either a PROCESS or --default DIR, not both")
             manifest = gen.generate_default(
-                args.default, scale=args.scale, mpi=not args.no_mpi, pileup=args.pileup,
-                workers=args.workers, progress=not args.quiet,
+                args.default,
+                scale=args.scale,
+                mpi=not args.no_mpi,
+                pileup=args.pileup,
+                workers=args.workers,
+                progress=not args.quiet,
             )
-            print(json.dumps({k: {"file": v["file"], "label": v["label"], "events": v["events"]}
-                              for k, v in manifest["processes"].items()}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        k: {"file": v["file"], "label": v["label"], "events": v["events"]}
+                        for k, v in manifest["processes"].items()
+                    },
+                    indent=1,
+                )
+            )
             return 0
         if not args.process:
-            raise ConfigError("a PROCESS is required (or --list / --default DIR); processes: "
-                              + ", ".join(gen.PROCESSES))
+            raise ConfigError(
+                "a PROCESS is required (or --list / --default DIR); processes: "
+                + ", ".join(gen.PROCESSES)
+            )
         if args.events is None:
             raise ConfigError("--events N is required")
         if not args.output:
             raise ConfigError("-o/--output FILE is required")
         s = gen.generate(
-            args.process, args.events, args.output, seed=args.seed, layout=args.layout,
-            workers=args.workers, mpi=not args.no_mpi, pileup=args.pileup,
-            pthat_min=args.pthat_min, extra_settings=tuple(args.pythia), progress=not args.quiet,
+            args.process,
+            args.events,
+            args.output,
+            seed=args.seed,
+            layout=args.layout,
+            workers=args.workers,
+            mpi=not args.no_mpi,
+            pileup=args.pileup,
+            pthat_min=args.pthat_min,
+            extra_settings=tuple(args.pythia),
+            progress=not args.quiet,
         )
     except (ValueError, PermissionError, RuntimeError) as exc:
         if isinstance(exc, PoetmlError):
             raise
         raise ConfigError(str(exc)) from exc
-    print(f"wrote {s['events']} {s['process']} events to {s['path']} ({s['layout']} layout) in "
-          f"{s['seconds']:.1f} s ({s['events_per_second']:.0f} ev/s, {s['workers']} workers); "
-          f"Pythia sigma = {s['sigma_pb']:.4g} pb", file=sys.stderr)
+    print(
+        f"wrote {s['events']} {s['process']} events to {s['path']} ({s['layout']} layout) in "
+        f"{s['seconds']:.1f} s ({s['events_per_second']:.0f} ev/s, {s['workers']} workers); "
+        f"Pythia sigma = {s['sigma_pb']:.4g} pb",
+        file=sys.stderr,
+    )
     return 0

@@ -12,7 +12,8 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "check", help="validate CONFIG and the files it names, doing no work",
+        "check",
+        help="validate CONFIG and the files it names, doing no work",
         description="Validate a YAML run configuration without reading, generating or "
         "training anything: every value (with its key path in the message), the sections "
         "against each other, the stages, and that the input files it names exist (or that "
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_check)
 
     p = subparsers.add_parser(
-        "run", help="whole task end to end: data, training, evaluation, report",
+        "run",
+        help="whole task end to end: data, training, evaluation, report",
         description="Generate the default dataset if missing, build images/features, train "
         "the float and quantized (and pruned) models, evaluate them and write models, "
         "metrics, plots and a report into one output directory. Finished stages are reused.",
@@ -34,9 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("train", help="prepare the data and train the models of CONFIG")
     _common(p)
-    p.add_argument("--variant", action="append", default=None,
-                   help="train only this variant (repeatable): float, quantized, pruned, "
-                   "quantized_pruned")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="train only this variant (repeatable): float, quantized, pruned, quantized_pruned",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate the trained models of CONFIG")
@@ -44,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
-        "score", help="per-event scores of a trained model as a ROOT friend tree",
+        "score",
+        help="per-event scores of a trained model as a ROOT friend tree",
         description="Score every entry of the INPUT ntuples with MODEL (a model directory "
         "written by poetml train/run) and write a TTree aligned entry by entry with the "
         "inputs (chained in the order given), so it can be added as a friend.",
@@ -62,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def add_trust_model(p: argparse.ArgumentParser) -> None:
     """The ``--trust-model`` flag of every command that loads a saved model."""
     p.add_argument(
-        "--trust-model", action="store_true",
+        "--trust-model",
+        action="store_true",
         help="load the model file even when it holds code (a Lambda layer, an unknown custom "
         "object), which poetml otherwise refuses: this RUNS PYTHON CODE STORED IN THE MODEL "
         "FILE, with your permissions; use it only for files you trust",
@@ -71,8 +78,12 @@ def add_trust_model(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run configuration, e.g. configs/dtw_cnn.yaml")
-    p.add_argument("-o", "--output", default=None,
-                   help="output directory (default: run.output or out/<config name>)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output directory (default: run.output or out/<config name>)",
+    )
     add_trust_model(p)
 
 
@@ -144,8 +155,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from .. import pipeline
 
-    path = pipeline.score(args.model, args.inputs, args.output, tree=args.tree,
-                          step_size=args.step_size, progress=not args.quiet,
-                          trust_model=args.trust_model)
+    path = pipeline.score(
+        args.model,
+        args.inputs,
+        args.output,
+        tree=args.tree,
+        step_size=args.step_size,
+        progress=not args.quiet,
+        trust_model=args.trust_model,
+    )
     print(f"poetml score: wrote tree {args.tree!r} to {path}")
     return 0

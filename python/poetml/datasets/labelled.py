@@ -56,11 +56,11 @@ class ProcessConfig:
         if any(not f for f in self.files):
             raise ConfigError(f"an empty file name in {list(self.files)}", key="files")
         if self.label is not None and not self.label:
-            raise ConfigError("must be a non-empty class name (or left out: the name)",
-                              key="label")
+            raise ConfigError("must be a non-empty class name (or left out: the name)", key="label")
         if self.max_events is not None and self.max_events < 1:
-            raise ConfigError(f"must be >= 1 (or left out: all), got {self.max_events}",
-                              key="max_events")
+            raise ConfigError(
+                f"must be >= 1 (or left out: all), got {self.max_events}", key="max_events"
+            )
 
     @property
     def class_name(self) -> str:
@@ -106,30 +106,34 @@ class DatasetConfig:
         names = [p.name for p in self.processes]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ConfigError(f"process names must be unique; repeated: {', '.join(dup)}",
-                              key="processes")
+            raise ConfigError(
+                f"process names must be unique; repeated: {', '.join(dup)}", key="processes"
+            )
         bad = {k: v for k, v in (self.default_events or {}).items() if v < 1}
         if bad:
             raise ConfigError(f"default_events must be >= 1; got {bad}", key="default_events")
         split = tuple(self.split)
         if len(split) != 3:
-            raise ConfigError(f"needs 3 fractions (train, validation, test), got {list(split)}",
-                              key="split")
+            raise ConfigError(
+                f"needs 3 fractions (train, validation, test), got {list(split)}", key="split"
+            )
         for part, f in zip(("train", "validation", "test"), split, strict=True):
             if not 0.0 < f < 1.0:
                 raise ConfigError(f"the {part} fraction must be in (0, 1), got {f}", key="split")
         if abs(sum(split) - 1.0) > 1e-6:
             raise ConfigError(
-                f"fractions must sum to 1, got {'+'.join(f'{f:g}' for f in split)}="
-                f"{sum(split):g}", key="split",
+                f"fractions must sum to 1, got {'+'.join(f'{f:g}' for f in split)}={sum(split):g}",
+                key="split",
             )
         if isinstance(self.step_size, bool) or self.step_size < 1:
-            raise ConfigError(f"must be a positive number of events, got {self.step_size!r}",
-                              key="step_size")
+            raise ConfigError(
+                f"must be a positive number of events, got {self.step_size!r}", key="step_size"
+            )
         if not (math.isfinite(self.default_scale) and self.default_scale > 0):
             raise ConfigError(
                 f"must be a finite factor > 0 on the default dataset's event counts, got "
-                f"{self.default_scale}", key="default_scale",
+                f"{self.default_scale}",
+                key="default_scale",
             )
         if not self.default_dir:
             raise ConfigError("must name a directory", key="default_dir")
@@ -216,8 +220,11 @@ def resolve_files(
         raise ConfigError("dataset: no process has role 'train'")
     base = Path(base_dir) if base_dir is not None else Path(".")
     known = (manifest or {}).get("processes", {})
-    unknown = [p.name for p in config.processes if not p.files and manifest is not None
-               and p.name not in known]
+    unknown = [
+        p.name
+        for p in config.processes
+        if not p.files and manifest is not None and p.name not in known
+    ]
     if unknown:
         raise ConfigError(
             f"dataset process{'es' if len(unknown) > 1 else ''} "

@@ -107,8 +107,10 @@ class FirmwareConfig:
                 f"got {self.latent_bits}",
             )
         if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
-            raise bad("collision_rate_mhz",
-                      f"collision_rate_mhz must be > 0, got {self.collision_rate_mhz}")
+            raise bad(
+                "collision_rate_mhz",
+                f"collision_rate_mhz must be > 0, got {self.collision_rate_mhz}",
+            )
         if not self.rate_khz > 0:
             raise bad("rate_khz", f"rate_khz must be > 0, got {self.rate_khz}")
         if self.rate_khz * 1e3 >= self.collision_rate_mhz * 1e6:
@@ -118,8 +120,10 @@ class FirmwareConfig:
                 f"{self.collision_rate_mhz} MHz",
             )
         if not 0.0 <= self.min_exact_fraction <= 1.0:
-            raise bad("min_exact_fraction",
-                      f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}")
+            raise bad(
+                "min_exact_fraction",
+                f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}",
+            )
         for key in ("tolerance_lsb", "events", "workers"):
             if not getattr(self, key) >= 0:
                 raise bad(key, f"{key} must be >= 0, got {getattr(self, key)}")

@@ -97,11 +97,16 @@ def prepared_for_model_dir(
         # no default dataset: the run's cached dataset may still be there, and its key names
         # the files generate_default writes (<default_dir>/<process>.root)
         explicit = tuple(dataclasses.replace(p, role="train") for p in ds.processes if p.files)
-        files = labelled.resolve_files(
-            dataclasses.replace(ds, processes=explicit), None, None) if explicit else {}
+        files = (
+            labelled.resolve_files(dataclasses.replace(ds, processes=explicit), None, None)
+            if explicit
+            else {}
+        )
         planned = Path(ds.default_dir)
-        files = {p.name: files[p.name] if p.files else [str(planned / f"{p.name}.root")]
-                 for p in ds.processes}
+        files = {
+            p.name: files[p.name] if p.files else [str(planned / f"{p.name}.root")]
+            for p in ds.processes
+        }
     key = pipeline.dataset_key(cfg, files)
     own = out / "data" / "dataset.h5"
     for path in (run_dir / "data" / "dataset.h5", own):
@@ -110,8 +115,10 @@ def prepared_for_model_dir(
             return pipeline.prepare(cfg, cached)
     if defaults and manifest is None:
         events = pipeline.default_dataset_events(cfg)
-        what = (f"{sum(events.values())} events of {len(events)} processes "
-                f"({', '.join(f'{k} {v}' for k, v in events.items())})")
+        what = (
+            f"{sum(events.values())} events of {len(events)} processes "
+            f"({', '.join(f'{k} {v}' for k, v in events.items())})"
+        )
         if not generate:
             raise FirmwareError(
                 f"the run's dataset {run_dir / 'data' / 'dataset.h5'} is missing (or was made "

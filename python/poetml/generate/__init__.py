@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from .._atomic import write_text
-
 from .detector import DetectorConfig, DetectorOutput, flatten_batch, simulate
 from .processes import COMMON_SETTINGS, PROCESSES, Process, get_process, pythia_settings
 from .writer import LAYOUTS, NtupleWriter
@@ -111,8 +110,9 @@ class _Job:
 def _run_chunk(job: _Job) -> tuple[DetectorOutput, float]:
     """Generate, simulate and return one chunk (runs in a worker process)."""
     pseed, dseed, puseed = _chunk_seeds(job.seed, job.chunk)
-    settings = pythia_settings(job.process, seed=pseed, mpi=job.mpi, pthat_min=job.pthat_min,
-                               extra=job.extra)
+    settings = pythia_settings(
+        job.process, seed=pseed, mpi=job.mpi, pthat_min=job.pthat_min, extra=job.extra
+    )
     pythia = make_pythia(settings)
     batch = next_events(pythia, job.n)
     sigma_pb = float(pythia.infoPython().sigmaGen()) * 1e9
@@ -122,8 +122,15 @@ def _run_chunk(job: _Job) -> tuple[DetectorOutput, float]:
         counts = rng.poisson(job.pileup, job.n)
         if counts.sum() > 0:
             # minimum-bias events always need MPI (they are mostly MPI), even with --no-mpi
-            mb = make_pythia([*COMMON_SETTINGS, *PILEUP_SETTINGS, "PartonLevel:MPI = on",
-                              "Random:setSeed = on", f"Random:seed = {puseed}"])
+            mb = make_pythia(
+                [
+                    *COMMON_SETTINGS,
+                    *PILEUP_SETTINGS,
+                    "PartonLevel:MPI = on",
+                    "Random:setSeed = on",
+                    f"Random:seed = {puseed}",
+                ]
+            )
             pu = next_events(mb, int(counts.sum()))
     parts = flatten_batch(batch, pu, counts, rng)
     return simulate(parts, rng, job.detector), sigma_pb
@@ -132,7 +139,9 @@ def _run_chunk(job: _Job) -> tuple[DetectorOutput, float]:
 def _check_output(output: str | os.PathLike[str]) -> Path:
     path = Path(output)
     if path.is_dir():
-        raise ValueError(f"output {str(path)!r} is a directory; give a file name such as {str(path / 'events.root')!r}")
+        raise ValueError(
+            f"output {str(path)!r} is a directory; give a file name such as {str(path / 'events.root')!r}"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"output directory {str(parent)!r} does not exist")
@@ -156,10 +165,21 @@ class _Task:
     pileup: float
 
 
-def _prepare(process: str, events: int, output: str | os.PathLike[str], *, seed: int,
-             layout: str, workers: int | None, mpi: bool, pileup: float,
-             pthat_min: float | None, extra_settings: Sequence[str], chunk_size: int,
-             detector: DetectorConfig | None) -> _Task:
+def _prepare(
+    process: str,
+    events: int,
+    output: str | os.PathLike[str],
+    *,
+    seed: int,
+    layout: str,
+    workers: int | None,
+    mpi: bool,
+    pileup: float,
+    pthat_min: float | None,
+    extra_settings: Sequence[str],
+    chunk_size: int,
+    detector: DetectorConfig | None,
+) -> _Task:
     """Check every argument (before any work) and split the run into chunks."""
     proc = get_process(process)
     if isinstance(events, bool) or not isinstance(events, (int, np.integer)) or events <= 0:
@@ -178,15 +198,25 @@ def _prepare(process: str, events: int, output: str | os.PathLike[str], *, seed:
     det = detector or DetectorConfig()
     n_chunks = -(-int(events) // chunk_size)
     jobs = [
-        _Job(proc.name, k, min(chunk_size, int(events) - k * chunk_size), int(seed), bool(mpi),
-             float(pileup), pthat_min, tuple(extra_settings), det)
+        _Job(
+            proc.name,
+            k,
+            min(chunk_size, int(events) - k * chunk_size),
+            int(seed),
+            bool(mpi),
+            float(pileup),
+            pthat_min,
+            tuple(extra_settings),
+            det,
+        )
         for k in range(n_chunks)
     ]
     return _Task(proc, path, layout, jobs, int(seed), bool(mpi), float(pileup))
 
 
-def _execute(tasks: list[_Task], workers: int | None, progress: bool,
-             desc: str | None = None) -> list[dict[str, Any]]:
+def _execute(
+    tasks: list[_Task], workers: int | None, progress: bool, desc: str | None = None
+) -> list[dict[str, Any]]:
     """Run the chunks of all tasks on one pool (all queued at once, so no core idles between
     files) and write each file's chunks in order.  Returns one summary per task."""
     from tqdm.auto import tqdm
@@ -224,19 +254,21 @@ def _execute(tasks: list[_Task], workers: int | None, progress: bool,
             w = np.array([n for n, _ in sigmas], float)
             sg = np.array([x for _, x in sigmas], float)
             events = int(w.sum())
-            summaries.append({
-                "path": str(task.path),
-                "process": task.proc.name,
-                "events": events,
-                "layout": task.layout,
-                "seed": task.seed,
-                "workers": nproc,
-                "mpi": task.mpi,
-                "pileup": task.pileup,
-                "seconds": dt,
-                "events_per_second": events / dt if dt > 0 else float("inf"),
-                "sigma_pb": float((w * sg).sum() / w.sum()),
-            })
+            summaries.append(
+                {
+                    "path": str(task.path),
+                    "process": task.proc.name,
+                    "events": events,
+                    "layout": task.layout,
+                    "seed": task.seed,
+                    "workers": nproc,
+                    "mpi": task.mpi,
+                    "pileup": task.pileup,
+                    "seconds": dt,
+                    "events_per_second": events / dt if dt > 0 else float("inf"),
+                    "sigma_pb": float((w * sg).sum() / w.sum()),
+                }
+            )
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -273,14 +305,31 @@ def generate(
     Returns a summary: path, process, events, seconds, events per second and the cross
     section Pythia measured (pb, times forced branching ratios).
     """
-    task = _prepare(process, events, output, seed=seed, layout=layout, workers=workers,
-                    mpi=mpi, pileup=pileup, pthat_min=pthat_min, extra_settings=extra_settings,
-                    chunk_size=chunk_size, detector=detector)
+    task = _prepare(
+        process,
+        events,
+        output,
+        seed=seed,
+        layout=layout,
+        workers=workers,
+        mpi=mpi,
+        pileup=pileup,
+        pthat_min=pthat_min,
+        extra_settings=extra_settings,
+        chunk_size=chunk_size,
+        detector=detector,
+    )
     return _execute([task], workers, progress)[0]
 
 
-def measure_cross_section(process: str, events: int = 2000, *, seed: int = 1, mpi: bool = False,
-                          pthat_min: float | None = None) -> tuple[float, float]:
+def measure_cross_section(
+    process: str,
+    events: int = 2000,
+    *,
+    seed: int = 1,
+    mpi: bool = False,
+    pthat_min: float | None = None,
+) -> tuple[float, float]:
     """(sigma, error) in pb that Pythia reports for ``process`` after ``events`` events."""
     p = make_pythia(pythia_settings(process, seed=seed, mpi=mpi, pthat_min=pthat_min))
     next_events(p, events)
@@ -313,8 +362,14 @@ DEFAULT_DATASET: dict[str, int] = {
 MANIFEST_NAME = "manifest.json"
 
 
-def _default_settings(events: dict[str, int], seed: int, mpi: bool, pileup: float,
-                      chunk_size: int, detector: DetectorConfig) -> dict[str, Any]:
+def _default_settings(
+    events: dict[str, int],
+    seed: int,
+    mpi: bool,
+    pileup: float,
+    chunk_size: int,
+    detector: DetectorConfig,
+) -> dict[str, Any]:
     from .. import __version__
 
     return {
@@ -326,8 +381,11 @@ def _default_settings(events: dict[str, int], seed: int, mpi: bool, pileup: floa
         "layout": "poet",
         "detector": asdict(detector),
         "processes": {
-            name: {"events": n, "settings": list(get_process(name).settings),
-                   "pthat_min": get_process(name).pthat_min}
+            name: {
+                "events": n,
+                "settings": list(get_process(name).settings),
+                "pthat_min": get_process(name).pthat_min,
+            }
             for name, n in events.items()
         },
         "common_settings": list(COMMON_SETTINGS),
@@ -368,8 +426,9 @@ def generate_default(
     det = detector or DetectorConfig()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    settings = json.loads(json.dumps(
-        _default_settings(counts, int(seed), bool(mpi), float(pileup), chunk_size, det)))
+    settings = json.loads(
+        json.dumps(_default_settings(counts, int(seed), bool(mpi), float(pileup), chunk_size, det))
+    )
     digest = settings_hash(settings)
     mpath = directory / MANIFEST_NAME
     if not force and mpath.exists():
@@ -386,9 +445,20 @@ def generate_default(
         "processes": {},
     }
     tasks = [
-        _prepare(name, n, directory / f"{name}.root", seed=int(seed) + 1000 * i, layout="poet",
-                 workers=workers, mpi=mpi, pileup=pileup, pthat_min=None, extra_settings=(),
-                 chunk_size=chunk_size, detector=det)
+        _prepare(
+            name,
+            n,
+            directory / f"{name}.root",
+            seed=int(seed) + 1000 * i,
+            layout="poet",
+            workers=workers,
+            mpi=mpi,
+            pileup=pileup,
+            pthat_min=None,
+            extra_settings=(),
+            chunk_size=chunk_size,
+            detector=det,
+        )
         for i, (name, n) in enumerate(counts.items())
     ]
     summaries = _execute(tasks, workers, progress, desc="default dataset")

@@ -118,8 +118,14 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
         status=fields["status"].astype(np.int64),
         mother1=mother1,
         daughter1=daughter1,
-        px=fields["px"], py=fields["py"], pz=fields["pz"], e=fields["e"], m=fields["m"],
-        vx=fields["vx"], vy=fields["vy"], vz=fields["vz"],
+        px=fields["px"],
+        py=fields["py"],
+        pz=fields["pz"],
+        e=fields["e"],
+        m=fields["m"],
+        vx=fields["vx"],
+        vy=fields["vy"],
+        vz=fields["vz"],
         event=event,
     )
     if pileup is not None and pileup_counts is not None:
@@ -130,8 +136,10 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
         mb_event = np.repeat(np.arange(len(pileup_counts)), pileup_counts)[: len(pc)]
         pev = np.repeat(mb_event, pc)
         zshift = rng.normal(0.0, 35.0, len(pc)) if rng is not None else np.zeros(len(pc))
-        flat = {k: np.asarray(ak.to_numpy(ak.flatten(getattr(pprt.p, k))), np.float64)
-                for k in ("px", "py", "pz", "e")}
+        flat = {
+            k: np.asarray(ak.to_numpy(ak.flatten(getattr(pprt.p, k))), np.float64)
+            for k in ("px", "py", "pz", "e")
+        }
         flat["id"] = np.asarray(ak.to_numpy(ak.flatten(pprt.id)), np.int64)
         flat["vz"] = np.repeat(zshift, pc)
         flat["event"] = pev
@@ -166,8 +174,9 @@ def _record_columns(prt) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-de
         for k in ("px", "py", "pz", "e"):
             out[k] = np.asarray(ak.to_numpy(ak.flatten(prt.p[k])), np.float64)
         for k, name in (("vx", "px"), ("vy", "py"), ("vz", "pz")):
-            out[k] = np.asarray(ak.to_numpy(ak.flatten(ak.fill_none(prt.vProd[name], 0.0))),
-                                np.float64)
+            out[k] = np.asarray(
+                ak.to_numpy(ak.flatten(ak.fill_none(prt.vProd[name], 0.0))), np.float64
+            )
         out["counts"] = ak.to_numpy(ak.num(prt)).astype(np.int64)
         return out
 
@@ -312,12 +321,16 @@ def cluster_jets(px, py, pz, e, event, n_events, r):  # type: ignore[no-untyped-
         cs = fastjet.ClusterSequence(arr, jetdef)
         jets = cs.inclusive_jets(min_pt=5.0)
     njet = ak.to_numpy(ak.num(jets)).astype(np.int64)
-    out = {k: np.asarray(ak.to_numpy(ak.flatten(jets[k])), np.float64) for k in ("px", "py", "pz", "E")}
+    out = {
+        k: np.asarray(ak.to_numpy(ak.flatten(jets[k])), np.float64) for k in ("px", "py", "pz", "E")
+    }
     out["event"] = np.repeat(np.arange(n_events), njet)
     return out
 
 
-def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | None = None) -> DetectorOutput:
+def simulate(
+    parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | None = None
+) -> DetectorOutput:
     """Run the parametric detector on a flattened batch; every branch of
     ``schema.POET_COLLECTIONS`` gets a column."""
     cfg = cfg or DetectorConfig()
@@ -336,15 +349,22 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     charged_all = _charged(pid)
     # detector thresholds of particle-flow candidates: tracks pT > 0.3 GeV in the tracker
     # (|eta| < 2.5), calorimeter deposits E > 1 GeV elsewhere / for neutrals, |eta| < 5
-    seen = np.where(charged_all & (np.abs(eta) < 2.5), pt > 0.3, parts.e > 1.0) & (np.abs(eta) < 5.0)
+    seen = np.where(charged_all & (np.abs(eta) < 2.5), pt > 0.3, parts.e > 1.0) & (
+        np.abs(eta) < 5.0
+    )
     visible = final & ~np.isin(apid, _NEUTRINOS) & seen
 
     # ---------------- visible particles for isolation / jets / MET (hard + pile-up)
     vidx = np.flatnonzero(visible)
     vis = {
         "event": parts.event[vidx],
-        "px": parts.px[vidx], "py": parts.py[vidx], "pz": parts.pz[vidx], "e": parts.e[vidx],
-        "id": pid[vidx], "gidx": vidx, "pu": np.zeros(len(vidx), bool),
+        "px": parts.px[vidx],
+        "py": parts.py[vidx],
+        "pz": parts.pz[vidx],
+        "e": parts.e[vidx],
+        "id": pid[vidx],
+        "gidx": vidx,
+        "pu": np.zeros(len(vidx), bool),
     }
     vis["pt"], vis["eta"], vis["phi"] = pt[vidx], eta[vidx], phi[vidx]
     if parts.pu:
@@ -395,9 +415,13 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
         return dxy_r, dz_r, err_xy, err_z
 
     # muons
-    midx = np.flatnonzero(final & (apid == 13) & (np.abs(eta) < cfg.muon_max_eta) & (pt > 0.8 * cfg.muon_min_pt))
+    midx = np.flatnonzero(
+        final & (apid == 13) & (np.abs(eta) < cfg.muon_max_eta) & (pt > 0.8 * cfg.muon_min_pt)
+    )
     aeta = np.abs(eta[midx])
-    a = np.where(aeta < 0.9, cfg.muon_res_a[0], np.where(aeta < 1.2, cfg.muon_res_a[1], cfg.muon_res_a[2]))
+    a = np.where(
+        aeta < 0.9, cfg.muon_res_a[0], np.where(aeta < 1.2, cfg.muon_res_a[1], cfg.muon_res_a[2])
+    )
     sig = np.sqrt(a**2 + (cfg.muon_res_b * pt[midx]) ** 2)
     mpt = pt[midx] * (1.0 + sig * rng.normal(0.0, 1.0, len(midx)))
     eff = cfg.muon_eff_plateau / (1.0 + np.exp(-(pt[midx] - 3.5) / 0.6))
@@ -422,7 +446,10 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
 
     # electrons
     eidx = np.flatnonzero(
-        final & (apid == 11) & (np.abs(eta) < cfg.electron_max_eta) & (pt > 0.8 * cfg.electron_min_pt)
+        final
+        & (apid == 11)
+        & (np.abs(eta) < cfg.electron_max_eta)
+        & (pt > 0.8 * cfg.electron_min_pt)
     )
     aeta = np.abs(eta[eidx])
     eidx = eidx[(aeta < cfg.electron_gap[0]) | (aeta > cfg.electron_gap[1])]
@@ -433,7 +460,9 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     esig = scale * np.sqrt(sa**2 / ee + (sn / ee) ** 2 + sc**2)
     fac = 1.0 + esig * rng.normal(0.0, 1.0, len(eidx))
     ept = pt[eidx] * fac
-    e_eff = np.where(pt[eidx] > 20.0, 0.95, 0.95 * (0.55 + 0.45 * np.clip((pt[eidx] - 5.0) / 15.0, 0, 1)))
+    e_eff = np.where(
+        pt[eidx] > 20.0, 0.95, 0.95 * (0.55 + 0.45 * np.clip((pt[eidx] - 5.0) / 15.0, 0, 1))
+    )
     ok = (rng.uniform(size=len(eidx)) < e_eff) & (ept > cfg.electron_min_pt)
     eidx, ept, fac = eidx[ok], ept[ok], fac[ok]
     e_prompt = prompt_of(eidx)
@@ -466,13 +495,25 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     jin = (np.abs(vis["eta"]) < 5.0) & ~(vis["pu"] & charged)  # charged-hadron subtraction
     hard_v = vis["gidx"] >= 0
     jin &= ~(hard_v & removed[np.maximum(vis["gidx"], 0)])
-    jets = cluster_jets(vis["px"][jin], vis["py"][jin], vis["pz"][jin], vis["e"][jin],
-                        vis["event"][jin], n_ev, cfg.jet_r)
+    jets = cluster_jets(
+        vis["px"][jin],
+        vis["py"][jin],
+        vis["pz"][jin],
+        vis["e"][jin],
+        vis["event"][jin],
+        n_ev,
+        cfg.jet_r,
+    )
     jpt, jeta, jphi = _pt_eta_phi(jets["px"], jets["py"], jets["pz"])
-    jm = np.sqrt(np.maximum(jets["E"] ** 2 - jets["px"] ** 2 - jets["py"] ** 2 - jets["pz"] ** 2, 0))
+    jm = np.sqrt(
+        np.maximum(jets["E"] ** 2 - jets["px"] ** 2 - jets["py"] ** 2 - jets["pz"] ** 2, 0)
+    )
     ajeta = np.abs(jeta)
-    ra = np.where(ajeta < 1.3, cfg.jet_response_a[0],
-                  np.where(ajeta < 3.0, cfg.jet_response_a[1], cfg.jet_response_a[2]))
+    ra = np.where(
+        ajeta < 1.3,
+        cfg.jet_response_a[0],
+        np.where(ajeta < 3.0, cfg.jet_response_a[1], cfg.jet_response_a[2]),
+    )
     rn, rs, rc = cfg.jet_res
     jsig = np.sqrt((rn / np.maximum(jpt, 1.0)) ** 2 + rs**2 / np.maximum(jpt, 1.0) + rc**2)
     raw = (ra * jpt - cfg.jet_response_b) * 1.0 + ra * jpt * jsig * rng.normal(0.0, 1.0, len(jpt))
@@ -569,7 +610,12 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     np.cumsum(np.bincount(g_ev, minlength=n_ev), out=g_first[1:])
     m_genidx = (gpos[midx] - g_first[:-1][m_ev]).astype(np.int32)
     st = parts.status[gidx]
-    decayed = (st < 0) & (_is_hadron(pid[gidx]) | (apid[gidx] == 15)) & (d1[gidx] >= 0) & ~((np.abs(st) >= 21) & (np.abs(st) <= 29))
+    decayed = (
+        (st < 0)
+        & (_is_hadron(pid[gidx]) | (apid[gidx] == 15))
+        & (d1[gidx] >= 0)
+        & ~((np.abs(st) >= 21) & (np.abs(st) <= 29))
+    )
     g_status = np.where(st > 0, 1, np.where(decayed, 2, np.abs(st))).astype(np.int32)
     g_pt, g_eta, g_phi = pt[gidx], eta[gidx], phi[gidx]
 
@@ -582,36 +628,77 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
         pz = rpt * np.sinh(eta[idx])
         en = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
         return {
-            f"{prefix}_e": en, f"{prefix}_pt": rpt, f"{prefix}_px": px, f"{prefix}_py": py,
-            f"{prefix}_pz": pz, f"{prefix}_eta": eta[idx], f"{prefix}_phi": phi[idx],
+            f"{prefix}_e": en,
+            f"{prefix}_pt": rpt,
+            f"{prefix}_px": px,
+            f"{prefix}_py": py,
+            f"{prefix}_pz": pz,
+            f"{prefix}_eta": eta[idx],
+            f"{prefix}_phi": phi[idx],
         }
 
     muon = lep_cols("muon", midx, mpt, _MUON_MASS)
-    muon.update({
-        "muon_ch": m_ch, "muon_isLoose": m_loose, "muon_isMedium": m_medium,
-        "muon_isTight": m_tight, "muon_pfreliso03all": m_iso03, "muon_pfreliso04all": m_iso04,
-        "muon_dxy": m_dxy, "muon_dz": m_dz, "muon_dxyError": m_dxye, "muon_dzError": m_dze,
-        "muon_genpartidx": m_genidx,
-    })
+    muon.update(
+        {
+            "muon_ch": m_ch,
+            "muon_isLoose": m_loose,
+            "muon_isMedium": m_medium,
+            "muon_isTight": m_tight,
+            "muon_pfreliso03all": m_iso03,
+            "muon_pfreliso04all": m_iso04,
+            "muon_dxy": m_dxy,
+            "muon_dz": m_dz,
+            "muon_dxyError": m_dxye,
+            "muon_dzError": m_dze,
+            "muon_genpartidx": m_genidx,
+        }
+    )
     electron = lep_cols("electron", eidx, ept, _ELECTRON_MASS)
-    electron.update({
-        "electron_ch": e_ch, "electron_iso": e_iso, "electron_isLoose": e_loose,
-        "electron_isMedium": e_medium, "electron_isTight": e_tight, "electron_dxy": e_dxy,
-        "electron_dz": e_dz, "electron_dxyError": e_dxye, "electron_dzError": e_dze,
-    })
+    electron.update(
+        {
+            "electron_ch": e_ch,
+            "electron_iso": e_iso,
+            "electron_isLoose": e_loose,
+            "electron_isMedium": e_medium,
+            "electron_isTight": e_tight,
+            "electron_dxy": e_dxy,
+            "electron_dz": e_dz,
+            "electron_dxyError": e_dxye,
+            "electron_dzError": e_dze,
+        }
+    )
     jet = {
-        "jet_e": j_e, "jet_pt": raw, "jet_eta": jeta, "jet_phi": jphi, "jet_mass": j_mass,
-        "jet_btag": disc, "jet_hflav": hflav, "jet_corrpt": corr, "jet_corre": j_corre,
+        "jet_e": j_e,
+        "jet_pt": raw,
+        "jet_eta": jeta,
+        "jet_phi": jphi,
+        "jet_mass": j_mass,
+        "jet_btag": disc,
+        "jet_hflav": hflav,
+        "jet_corrpt": corr,
+        "jet_corre": j_corre,
     }
     met = {
-        "met_e": met_pt, "met_pt": met_pt, "met_px": metx, "met_py": mety,
-        "met_phi": np.arctan2(mety, metx), "met_sumet": sumet, "met_significance": signif,
+        "met_e": met_pt,
+        "met_pt": met_pt,
+        "met_px": metx,
+        "met_py": mety,
+        "met_phi": np.arctan2(mety, metx),
+        "met_sumet": sumet,
+        "met_significance": signif,
     }
     gen = {
-        "GenPart_pt": g_pt, "GenPart_eta": g_eta, "GenPart_phi": g_phi, "GenPart_mass": parts.m[gidx],
-        "GenPart_pdgId": pid[gidx], "GenPart_status": g_status, "GenPart_px": parts.px[gidx],
-        "GenPart_py": parts.py[gidx], "GenPart_pz": parts.pz[gidx],
-        "GenMET_pt": np.hypot(gmx, gmy), "GenMET_phi": np.arctan2(gmy, gmx),
+        "GenPart_pt": g_pt,
+        "GenPart_eta": g_eta,
+        "GenPart_phi": g_phi,
+        "GenPart_mass": parts.m[gidx],
+        "GenPart_pdgId": pid[gidx],
+        "GenPart_status": g_status,
+        "GenPart_px": parts.px[gidx],
+        "GenPart_py": parts.py[gidx],
+        "GenPart_pz": parts.pz[gidx],
+        "GenMET_pt": np.hypot(gmx, gmy),
+        "GenMET_phi": np.arctan2(gmy, gmx),
     }
     # pT-order the object collections inside each event (POET stores them pT-ordered)
     muon = _pt_order(muon, m_ev, "muon_pt")
@@ -621,7 +708,13 @@ def simulate(parts: Particles, rng: np.random.Generator, cfg: DetectorConfig | N
     from ..schema import POET_COLLECTIONS
 
     columns: dict[str, dict[str, np.ndarray]] = {}
-    for cname, cols in (("muon", muon), ("electron", electron), ("jet", jet), ("met", met), ("genparticle", gen)):
+    for cname, cols in (
+        ("muon", muon),
+        ("electron", electron),
+        ("jet", jet),
+        ("met", met),
+        ("genparticle", gen),
+    ):
         out = {}
         for b in POET_COLLECTIONS[cname].branches:
             if b.name == POET_COLLECTIONS[cname].counter:

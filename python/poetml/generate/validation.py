@@ -58,12 +58,18 @@ def z_peak(masses: np.ndarray, window: tuple[float, float] = WINDOW) -> ZPeak:
         norm = trapezoid(voigt_profile(grid - mu, s, g), grid)
         return float(-np.sum(np.log(voigt_profile(m - mu, s, g) / norm + 1e-300)))
 
-    res = minimize(nll, x0=[float(np.median(m)), 1.5], method="Nelder-Mead",
-                   options={"xatol": 1e-4, "fatol": 1e-4})
+    res = minimize(
+        nll,
+        x0=[float(np.median(m)), 1.5],
+        method="Nelder-Mead",
+        options={"xatol": 1e-4, "fatol": 1e-4},
+    )
     mu, s = res.x
     s = abs(s) + 1e-3
     h = 0.02
-    curv = (nll(np.array([mu + h, s])) - 2 * nll(np.array([mu, s])) + nll(np.array([mu - h, s]))) / h**2
+    curv = (
+        nll(np.array([mu + h, s])) - 2 * nll(np.array([mu, s])) + nll(np.array([mu - h, s]))
+    ) / h**2
     err = float(1 / np.sqrt(curv)) if curv > 0 else float("nan")
     return ZPeak(float(mu), err, float(s), _voigt_fwhm(s, g), float(np.std(m)), len(m))
 
@@ -87,33 +93,57 @@ def dimuons_real_2010(path: str | os.PathLike[str]) -> np.ndarray:
     import uproot
 
     with uproot.open(path) as f:
-        t = f["events"].arrays(["pt1", "eta1", "phi1", "Q1", "pt2", "eta2", "phi2", "Q2"],
-                               library="np")
-    ok = ((t["Q1"] * t["Q2"] < 0) & (t["pt1"] > MIN_PT) & (t["pt2"] > MIN_PT)
-          & (np.abs(t["eta1"]) < MAX_ETA) & (np.abs(t["eta2"]) < MAX_ETA))
-    return _pair_mass(t["pt1"][ok], t["eta1"][ok], t["phi1"][ok], t["pt2"][ok], t["eta2"][ok],
-                      t["phi2"][ok])
+        t = f["events"].arrays(
+            ["pt1", "eta1", "phi1", "Q1", "pt2", "eta2", "phi2", "Q2"], library="np"
+        )
+    ok = (
+        (t["Q1"] * t["Q2"] < 0)
+        & (t["pt1"] > MIN_PT)
+        & (t["pt2"] > MIN_PT)
+        & (np.abs(t["eta1"]) < MAX_ETA)
+        & (np.abs(t["eta2"]) < MAX_ETA)
+    )
+    return _pair_mass(
+        t["pt1"][ok], t["eta1"][ok], t["phi1"][ok], t["pt2"][ok], t["eta2"][ok], t["phi2"][ok]
+    )
 
 
-def dimuons_poet(path: str | os.PathLike[str], tree: str = "mymuons/Events",
-                 max_iso: float = 0.15) -> np.ndarray:
+def dimuons_poet(
+    path: str | os.PathLike[str], tree: str = "mymuons/Events", max_iso: float = 0.15
+) -> np.ndarray:
     """Leading opposite-sign pair of tight, isolated muons per event in a generated POET file,
     with the same kinematic cuts as :func:`dimuons_real_2010`."""
     import awkward as ak
     import uproot
 
     with uproot.open(path) as f:
-        a = f[tree].arrays(["muon_pt", "muon_eta", "muon_phi", "muon_ch", "muon_isTight",
-                            "muon_pfreliso04all"])
-    sel = ((a.muon_pt > MIN_PT) & (np.abs(a.muon_eta) < MAX_ETA) & (a.muon_isTight == 1)
-           & (a.muon_pfreliso04all < max_iso))
+        a = f[tree].arrays(
+            ["muon_pt", "muon_eta", "muon_phi", "muon_ch", "muon_isTight", "muon_pfreliso04all"]
+        )
+    sel = (
+        (a.muon_pt > MIN_PT)
+        & (np.abs(a.muon_eta) < MAX_ETA)
+        & (a.muon_isTight == 1)
+        & (a.muon_pfreliso04all < max_iso)
+    )
     mu = a[sel]
     mu = mu[ak.num(mu.muon_pt) >= 2]
     first, second = mu[:, 0], mu[:, 1]
     os_ = first.muon_ch * second.muon_ch < 0
     first, second = first[os_], second[os_]
-    return _pair_mass(*(ak.to_numpy(x) for x in (first.muon_pt, first.muon_eta, first.muon_phi,
-                                                 second.muon_pt, second.muon_eta, second.muon_phi)))
+    return _pair_mass(
+        *(
+            ak.to_numpy(x)
+            for x in (
+                first.muon_pt,
+                first.muon_eta,
+                first.muon_phi,
+                second.muon_pt,
+                second.muon_eta,
+                second.muon_phi,
+            )
+        )
+    )
 
 
 def transverse_mass_w(path: str | os.PathLike[str]) -> np.ndarray:
@@ -123,11 +153,16 @@ def transverse_mass_w(path: str | os.PathLike[str]) -> np.ndarray:
     import uproot
 
     with uproot.open(path) as f:
-        mu = f["mymuons/Events"].arrays(["muon_pt", "muon_eta", "muon_phi", "muon_isTight",
-                                         "muon_pfreliso04all"])
+        mu = f["mymuons/Events"].arrays(
+            ["muon_pt", "muon_eta", "muon_phi", "muon_isTight", "muon_pfreliso04all"]
+        )
         met = f["mymets/Events"].arrays(["met_pt", "met_phi"], library="np")
-    sel = (mu.muon_pt > 25) & (np.abs(mu.muon_eta) < 2.1) & (mu.muon_isTight == 1) & (
-        mu.muon_pfreliso04all < 0.15)
+    sel = (
+        (mu.muon_pt > 25)
+        & (np.abs(mu.muon_eta) < 2.1)
+        & (mu.muon_isTight == 1)
+        & (mu.muon_pfreliso04all < 0.15)
+    )
     good = mu[sel]
     one = ak.to_numpy(ak.num(good.muon_pt) == 1)
     pt = ak.to_numpy(ak.firsts(good.muon_pt[one]))
@@ -143,14 +178,25 @@ def four_lepton_mass(path: str | os.PathLike[str]) -> np.ndarray:
     import uproot
 
     with uproot.open(path) as f:
-        mu = f["mymuons/Events"].arrays(["muon_e", "muon_px", "muon_py", "muon_pz",
-                                         "muon_pfreliso04all", "muon_isLoose"])
-        el = f["myelectrons/Events"].arrays(["electron_e", "electron_px", "electron_py",
-                                             "electron_pz", "electron_iso", "electron_isLoose"])
+        mu = f["mymuons/Events"].arrays(
+            ["muon_e", "muon_px", "muon_py", "muon_pz", "muon_pfreliso04all", "muon_isLoose"]
+        )
+        el = f["myelectrons/Events"].arrays(
+            [
+                "electron_e",
+                "electron_px",
+                "electron_py",
+                "electron_pz",
+                "electron_iso",
+                "electron_isLoose",
+            ]
+        )
     m = mu[(mu.muon_pfreliso04all < 0.35) & (mu.muon_isLoose == 1)]
     e = el[(el.electron_iso < 0.35) & (el.electron_isLoose == 1)]
     n4 = (ak.num(m.muon_e) + ak.num(e.electron_e)) == 4
-    tot = {c: ak.sum(m[f"muon_{c}"], axis=1) + ak.sum(e[f"electron_{c}"], axis=1)
-           for c in ("e", "px", "py", "pz")}
+    tot = {
+        c: ak.sum(m[f"muon_{c}"], axis=1) + ak.sum(e[f"electron_{c}"], axis=1)
+        for c in ("e", "px", "py", "pz")
+    }
     m4 = np.sqrt(np.maximum(tot["e"] ** 2 - tot["px"] ** 2 - tot["py"] ** 2 - tot["pz"] ** 2, 0))
     return ak.to_numpy(m4[n4])

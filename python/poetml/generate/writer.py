@@ -96,8 +96,10 @@ class NtupleWriter:
             per_tree.setdefault(tree, {}).update(_record(coll, out))
         if not self._made:
             for tree, data in per_tree.items():
-                types = {k: (v.type if hasattr(v, "layout") else np.asarray(v).dtype)
-                         for k, v in data.items()}
+                types = {
+                    k: (v.type if hasattr(v, "layout") else np.asarray(v).dtype)
+                    for k, v in data.items()
+                }
                 f.mktree(
                     tree,
                     {k: _branch_type(v) for k, v in data.items()} if types else {},

@@ -88,9 +88,7 @@ def masked_mse_class() -> type:
             if self.pt_index is None:
                 return tf.reduce_mean(se, axis=-1)
             mask = tf.cast(tf.not_equal(tf.gather(y_true, self.pt_index, axis=1), 0.0), se.dtype)
-            return tf.reduce_sum(se * mask, axis=-1) / tf.maximum(
-                tf.reduce_sum(mask, axis=-1), 1.0
-            )
+            return tf.reduce_sum(se * mask, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "pt_index": self.pt_index}
@@ -126,18 +124,18 @@ class _Layers:
 
     def conv(self, x: Any, f: int, k: int, name: str) -> Any:
         if self.quantized:
-            return self.qk.QConv2D(
-                f, k, padding="same", name=name, **self.qz.layer_kwargs(self.q)
-            )(x)
+            return self.qk.QConv2D(f, k, padding="same", name=name, **self.qz.layer_kwargs(self.q))(
+                x
+            )
         return self.L.Conv2D(f, k, padding="same", name=name)(x)
 
     def act(self, x: Any, name: str, allow_bn: bool = True) -> Any:
         if self.batchnorm and allow_bn:
             x = self.L.BatchNormalization(name=f"{name}_bn")(x)
         if self.quantized:
-            return self.qk.QActivation(
-                self.qz.activation_quantizer(self.q, self.slope), name=name
-            )(x)
+            return self.qk.QActivation(self.qz.activation_quantizer(self.q, self.slope), name=name)(
+                x
+            )
         if self.slope:
             return self.L.LeakyReLU(self.slope, name=name)(x)
         return self.L.Activation("relu", name=name)(x)

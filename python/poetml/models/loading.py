@@ -242,12 +242,14 @@ def _keras_symbols(tf: Any, config: Mapping[str, Any]) -> Iterator[None]:
     """
     from tensorflow.python.util import tf_export
 
-    registry = tf_export._NAME_TO_SYMBOL_MAPPING  # noqa: SLF001  (no public setter)
+    registry = tf_export._NAME_TO_SYMBOL_MAPPING
     saved: dict[str, Any] = {}
     for kind, _, node in _objects(config, None):
         module = node.get("module") if kind == "object" else None
-        if not isinstance(module, str) or not module.startswith("keras.") or (
-            module.startswith("keras.src")
+        if (
+            not isinstance(module, str)
+            or not module.startswith("keras.")
+            or (module.startswith("keras.src"))
         ):
             continue
         name = f"{module}.{node['class_name']}"
