@@ -165,7 +165,7 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` (through :func:`to_jsonable`) as indented JSON, atomically: to a
     temporary file in the same directory, then renamed onto ``path``."""
-    from ._atomic import write_text
+    from .._atomic import write_text
 
     return write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
@@ -293,7 +293,7 @@ def binomial_interval(
         raise ValueError(f"cl must be in (0, 1), got {cl}")
     alpha = 1.0 - cl
     if method == "clopper-pearson":
-        from ._optional import require
+        from .._optional import require
 
         stats = require("scipy.stats", "Clopper-Pearson intervals")
         lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
@@ -1067,7 +1067,7 @@ def dimuon_mass(
     ``mass`` is a constant or a per-muon array (the muon mass by default); ``charge`` may be
     ``None`` only with ``opposite_sign=False``.
     """
-    from .jagged import Collection, EventBatch
+    from ..jagged import Collection, EventBatch
 
     if isinstance(batch_or_pt, EventBatch):
         batch_or_pt = batch_or_pt[collection]

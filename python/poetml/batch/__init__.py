@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .exceptions import ConfigError, PoetmlError, ReadError
+from .. import __version__
+from ..exceptions import ConfigError, PoetmlError, ReadError
 
 __all__ = [
     "KINDS",
@@ -98,7 +98,7 @@ def _is_url(path: str) -> bool:
 
 
 def _require_xrootd(path: str) -> None:
-    from ._optional import require
+    from .._optional import require
 
     require("fsspec_xrootd", f"reading remote input {path}")
 
@@ -154,7 +154,7 @@ def plan_ranges(n_entries: int, step_size: int) -> list[tuple[int, int]]:
 
 
 def _spec_mapping(spec: Any) -> Any:
-    from .config import to_mapping
+    from ..config import to_mapping
 
     return to_mapping(spec)
 
@@ -463,7 +463,7 @@ def _stat(path: str) -> tuple[int | None, float | None]:
 
 def count_entries(path: str, layout: str = "auto") -> dict[str, Any]:
     """Task: number of entries of one input file (plus its size and mtime when local)."""
-    from . import reading
+    from .. import reading
 
     if _is_url(path) and path.startswith(("root://", "xroot://")):
         _require_xrootd(path)
@@ -476,10 +476,10 @@ def _kernel(
     kind: str, batch: Any, spec: Any, n_threads: int | None, out: Any = None
 ) -> tuple[Any, list[str] | None]:
     if kind == "images":
-        from .images import rasterize
+        from ..images import rasterize
 
         return rasterize(batch, spec, n_threads=n_threads, out=out), None
-    from .features import build_features
+    from ..features import build_features
 
     data, names = build_features(batch, spec, n_threads=n_threads, out=out)
     return data, list(names)
@@ -549,8 +549,8 @@ def _process_task(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from . import reading
-    from .datasets import hdf5
+    from .. import reading
+    from ..datasets import hdf5
 
     t0, c0 = time.perf_counter(), time.process_time()
     batch = reading.read(path, entry_start=entry_start, entry_stop=entry_stop, layout=layout)
@@ -714,7 +714,7 @@ def _dask_client(
     retries: int,
     memory_limit: str | None,
 ) -> Iterator[Any]:
-    from ._optional import require
+    from .._optional import require
 
     distributed = require("distributed", "batch processing")
     if client is not None:
@@ -808,8 +808,8 @@ def run(
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     if spec is None:
-        from .features import FeatureSpec
-        from .images import ImageSpec
+        from ..features import FeatureSpec
+        from ..images import ImageSpec
 
         spec = {"images": ImageSpec, "features": FeatureSpec}.get(kind, ImageSpec)()
     paths = expand_inputs(inputs)

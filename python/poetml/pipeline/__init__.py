@@ -38,15 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_path, check_output
-from .config import ReadingConfig, RunConfig, to_mapping
-from .datasets import labelled
-from .datasets.labelled import DatasetConfig, LabelledData
-from .datasets.scalers import DatasetError, Preprocessing, fit_scaler
-from .datasets.splits import Split, class_weights, resample_balanced, stratified_split
-from .exceptions import ConfigError
-from .models import ModelConfig
-from .training import TrainingConfig
+from .._atomic import atomic_path, check_output
+from ..config import ReadingConfig, RunConfig, to_mapping
+from ..datasets import labelled
+from ..datasets.labelled import DatasetConfig, LabelledData
+from ..datasets.scalers import DatasetError, Preprocessing, fit_scaler
+from ..datasets.splits import Split, class_weights, resample_balanced, stratified_split
+from ..exceptions import ConfigError
+from ..models import ModelConfig
+from ..training import TrainingConfig
 
 __all__ = [
     "VARIANTS",
@@ -139,14 +139,14 @@ class OutputConfig:
 
 def register_sections() -> None:
     """Register this stage's configuration sections (called lazily by poetml.config)."""
-    from .config import register_section
+    from ..config import register_section
 
     register_section("dataset", DatasetConfig)
     register_section("model", ModelConfig)
     register_section("training", TrainingConfig)
     register_section("evaluation", EvaluationConfig)
     register_section("run", OutputConfig)
-    from . import firmware  # noqa: F401  (registers the "firmware" section and stage; light)
+    from .. import firmware  # noqa: F401  (registers the "firmware" section and stage; light)
 
 
 # ----------------------------------------------------------------------------- data
@@ -199,7 +199,7 @@ def _check_config(cfg: RunConfig) -> None:
     if not ds.processes:
         raise ConfigError("dataset.processes: empty; list the processes and their labels")
     if ds.default_events:
-        from .generate import DEFAULT_DATASET
+        from ..generate import DEFAULT_DATASET
 
         unknown = [k for k in ds.default_events if k not in DEFAULT_DATASET]
         if unknown:
@@ -236,7 +236,7 @@ def _check_config(cfg: RunConfig) -> None:
 def default_dataset_events(cfg: RunConfig) -> dict[str, int]:
     """Events per process that generating the default dataset of ``cfg`` writes (all of its
     processes, ``dataset.default_events`` and ``default_scale`` applied)."""
-    from .generate import DEFAULT_DATASET
+    from ..generate import DEFAULT_DATASET
 
     ds: DatasetConfig = cfg["dataset"]
     events = {**DEFAULT_DATASET, **(ds.default_events or {})}
@@ -246,7 +246,7 @@ def default_dataset_events(cfg: RunConfig) -> dict[str, int]:
 def _file_problems(cfg: RunConfig) -> list[str]:
     """The input files ``cfg`` names that do not exist, and a default dataset that is
     missing when ``run.generate_missing`` is false."""
-    from .reading import expand_files
+    from ..reading import expand_files
 
     ds: DatasetConfig = cfg["dataset"]
     out: list[str] = []
@@ -264,7 +264,7 @@ def _file_problems(cfg: RunConfig) -> list[str]:
     defaults = [(i, p) for i, p in enumerate(ds.processes) if not p.files]
     if not defaults:
         return out
-    from .generate import DEFAULT_DATASET
+    from ..generate import DEFAULT_DATASET
 
     for i, p in defaults:
         if p.name not in DEFAULT_DATASET:
@@ -349,7 +349,7 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
         default_dir = Path(ds.default_dir)
         mpath = default_dir / "manifest.json"
         if cfg["run"].generate_missing:
-            from .generate import generate_default
+            from ..generate import generate_default
 
             manifest = generate_default(
                 default_dir, events=default_dataset_events(cfg), progress=progress
@@ -365,7 +365,7 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
 
 
 def _dimuon_mass(batch: Any) -> np.ndarray:
-    from .evaluation import dimuon_mass
+    from ..evaluation import dimuon_mass
 
     if "muon" not in batch.collections:
         return np.full(batch.n_events, np.nan, dtype=np.float32)
@@ -387,7 +387,7 @@ def cached_dataset(path: Path, key: str) -> LabelledData | None:
     if not path.exists():
         return None
     try:
-        from .datasets.hdf5 import load as hload
+        from ..datasets.hdf5 import load as hload
 
         if hload(path, start=0, stop=0).attrs.get("fingerprint") == key:
             return labelled.load(path)
@@ -443,7 +443,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
             )
     sp = stratified_split(strat, ds.split, ds.seed)
     split = Split(train_idx[sp.train], train_idx[sp.val], train_idx[sp.test])
-    from .datasets.scalers import check_finite
+    from ..datasets.scalers import check_finite
 
     check_finite(data.x, f"dataset ({data.kind})")
     scaler = fit_scaler(
@@ -500,7 +500,7 @@ def prepare_data(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -
 
 
 def _loss(prep: Prepared) -> Any:
-    from .models.autoencoder import masked_mse_class, slot_pt_index
+    from ..models.autoencoder import masked_mse_class, slot_pt_index
 
     if not prep.autoencoder:
         return "sparse_categorical_crossentropy"
@@ -555,7 +555,7 @@ def load_run_model_dir(
     """:func:`poetml.training.load_model_dir` for a model directory the run ``cfg`` uses;
     one trained with another configuration (task, inputs, architecture) is a ConfigError
     naming the directory and the configuration."""
-    from . import training
+    from .. import training
 
     md = training.load_model_dir(path, trust_model=trust_model)
     source = f"the run configuration {cfg.path}" if cfg.path else "the run configuration"
@@ -574,8 +574,8 @@ def train(
     """Train every variant into ``outdir/models/<variant>``; complete directories with the
     same configuration are kept (resume).  ``trust_model``: see
     :func:`poetml.training.load_model_dir` (a pruned variant starts from a saved model)."""
-    from . import training
-    from .models import build, pruning
+    from .. import training
+    from ..models import build, pruning
 
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     ds: DatasetConfig = cfg["dataset"]
@@ -687,7 +687,7 @@ def anomaly_scores(
     model: Any, x: np.ndarray, prep: Preprocessing, batch_size: int = 1024
 ) -> np.ndarray:
     """Per-event reconstruction error (masked over padded slots for features)."""
-    from .models.autoencoder import reconstruction_error, slot_pt_index
+    from ..models.autoencoder import reconstruction_error, slot_pt_index
 
     names = prep.feature_names
     return reconstruction_error(
@@ -706,7 +706,7 @@ def evaluate(
     """Evaluate the trained variants on the test split; returns (metrics, report section).
     A model directory trained with another configuration is refused (ConfigError);
     ``trust_model``: see :func:`poetml.training.load_model_dir`."""
-    from . import report
+    from .. import report
 
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     ecfg: EvaluationConfig = cfg["evaluation"]
@@ -790,11 +790,11 @@ def score(
     ``Lambda`` layer, an unknown custom object) unless ``trust_model`` (which runs it)."""
     import uproot
 
-    from .config import from_mapping
-    from .features import FeatureSpec
-    from .images import ImageSpec
-    from .reading import expand_files, iterate
-    from .training import load_model_dir
+    from ..config import from_mapping
+    from ..features import FeatureSpec
+    from ..images import ImageSpec
+    from ..reading import expand_files, iterate
+    from ..training import load_model_dir
 
     files = expand_files([os.fspath(i) for i in inputs])
     check_output(output, files)  # before the model or any input is read
@@ -804,8 +804,8 @@ def score(
     spec = from_mapping(spec_cls, conf["spec"])
     autoencoder = conf["model"]["type"] != "cnn"
     output = Path(output)
-    from . import features as feat
-    from . import images as img
+    from .. import features as feat
+    from .. import images as img
 
     with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
         created = False
@@ -915,8 +915,8 @@ def run(
     """Run every stage of ``cfg['run'].stages`` and write the report and ``run.json``.
     ``trust_model``: load saved model files that hold code (see
     :func:`poetml.training.load_model_dir`)."""
-    from . import report
-    from .evaluation import write_json
+    from .. import report
+    from ..evaluation import write_json
 
     check_config(cfg)
     stages = [(s, _stage(s)) for s in cfg["run"].stages]
