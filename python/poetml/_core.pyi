@@ -7,8 +7,8 @@ from typing import TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-F32: TypeAlias = npt.NDArray[np.float32]
-I64: TypeAlias = npt.NDArray[np.int64]
+_F32: TypeAlias = npt.NDArray[np.float32]
+_I64: TypeAlias = npt.NDArray[np.int64]
 
 class Columns:
     """One collection's float32 C-contiguous 1-D columns + int64 offsets (None: one value
@@ -17,16 +17,16 @@ class Columns:
     def __init__(
         self,
         name: str,
-        offsets: I64 | None,
-        pt: F32,
-        phi: F32,
+        offsets: _I64 | None,
+        pt: _F32,
+        phi: _F32,
         *,
-        eta: F32 | None = None,
-        charge: F32 | None = None,
-        mass: F32 | None = None,
-        tight_id: F32 | None = None,
-        iso: F32 | None = None,
-        btag: F32 | None = None,
+        eta: _F32 | None = None,
+        charge: _F32 | None = None,
+        mass: _F32 | None = None,
+        tight_id: _F32 | None = None,
+        iso: _F32 | None = None,
+        btag: _F32 | None = None,
     ) -> None: ...
     @property
     def name(self) -> str: ...
@@ -73,12 +73,12 @@ def rasterize(
     saturate_bits: int = 0,
     lsb_gev: float = 0.5,
     n_threads: int = 0,
-    out: F32 | None = None,
+    out: _F32 | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def build_features(
     collections: Sequence[tuple[Columns, Cuts]],
     n_events: int,
-    slots: Sequence[tuple[int, int, Sequence[F32 | None]]],
+    slots: Sequence[tuple[int, int, Sequence[_F32 | None]]],
     *,
     event_quantities: Sequence[str] = ...,
     muon: int = -1,
@@ -88,5 +88,5 @@ def build_features(
     btag_threshold: float = 0.8484,
     muon_mass: float = 0.1056584,
     n_threads: int = 0,
-    out: F32 | None = None,
+    out: _F32 | None = None,
 ) -> npt.NDArray[np.float32]: ...
