@@ -12,9 +12,8 @@ import pytest
 
 import poetml
 from poetml import reading
-from poetml.cli import core as cli_core
 from poetml.cli import main
-from poetml.datasets import hdf5
+from poetml.datasets import convert, hdf5
 from poetml.features import FeatureSpec
 from poetml.images import ImageSpec
 from poetml.jagged import concatenate
@@ -168,7 +167,7 @@ def test_errors_exit_1_and_leave_nothing(shared_data, tmp_path, capsys):
 
 def test_interrupt_leaves_no_partial_output(poet_file, tmp_path, monkeypatch, capsys):
     calls = []
-    kernel = cli_core._kernel
+    kernel = convert.run_kernel
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -176,7 +175,7 @@ def test_interrupt_leaves_no_partial_output(poet_file, tmp_path, monkeypatch, ca
             raise KeyboardInterrupt
         return kernel(*args, **kwargs)
 
-    monkeypatch.setattr(cli_core, "_kernel", interrupted)
+    monkeypatch.setattr(convert, "run_kernel", interrupted)
     out = tmp_path / "im.h5"
     assert (
         main(["images", str(poet_file), "-o", str(out), "--step-size", "2", "--no-progress"]) == 130
