@@ -195,7 +195,7 @@ def rasterize(
                 float(obj["pt"][k]),
                 q,
             )
-            np.add.at(images, (event[k], rows, cols, c), vals)
+            np.add.at(images[..., c], (event[k], rows, cols), vals)  # a view: adds in place
     if spec.saturate_bits:
         top = 2.0**spec.saturate_bits - 1.0
         images = np.minimum(np.floor(images.astype(np.float64) / spec.lsb_gev), top).astype(
@@ -215,7 +215,7 @@ def rasterize(
     return images
 
 
-def _pair_mass(pt, eta, phi, mass) -> float:  # type: ignore[no-untyped-def]
+def _pair_mass(pt, eta, phi, mass) -> float:
     px = py = pz = e = 0.0
     for a in range(2):
         x = pt[a] * math.cos(phi[a])

@@ -193,10 +193,10 @@ def build_features(
     if "m_jj" in spec.event_quantities:
         extra["jet"].add("mass")
     collections = []
-    for c in order:
-        coll = None if c == "met" else batch_collection(batch, c)
-        cuts = resolve_cuts(spec.selection, c, coll)
-        collections.append(core_columns(batch, c, cuts, tuple(sorted(extra[c]))))
+    for name in order:
+        collection = None if name == "met" else batch_collection(batch, name)
+        cuts = resolve_cuts(spec.selection, name, collection)
+        collections.append(core_columns(batch, name, cuts, tuple(sorted(extra[name]))))
     slots = [
         (order.index(c), n, [slot_column(batch, c, f) for f in spec.fields]) for c, n in spec.slots
     ]

@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from . import schema
-from .exceptions import BadValueError, ReadError
+from .exceptions import BadValueError, ConfigError, ReadError
 from .jagged import Collection, EventBatch, flatten
 
 __all__ = [
+    "ReadingConfig",
     "available_collections",
     "detect_layout",
     "expand_files",
@@ -60,6 +61,29 @@ _CONSTANTS: dict[tuple[str, str], float] = {
     ("jet", "charge"): 0.0,
     ("photon", "charge"): 0.0,
 }
+
+
+@dataclass(frozen=True)
+class ReadingConfig:
+    """How ntuples are read: events per chunk, layout (``auto`` detects it)."""
+
+    step_size: int = 100_000
+    layout: str = "auto"
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.step_size, bool)
+            or not isinstance(self.step_size, int)
+            or (self.step_size < 1)
+        ):
+            raise ConfigError(
+                f"must be a positive number of events, got {self.step_size!r}", key="step_size"
+            )
+        if self.layout not in ("auto", *schema.LAYOUTS):
+            raise ConfigError(
+                f"unknown layout {self.layout!r}; valid: auto, {', '.join(schema.LAYOUTS)}",
+                key="layout",
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -457,10 +481,14 @@ def _plan(
             objects[coll] = plan
 
     tree_branches: dict[str, list[str]] = {}
-    for col in [*(c for p in objects.values() for c in p.values()), *met.values()]:
-        if isinstance(col, _Column):
-            lst = tree_branches.setdefault(col.tree, [])
-            for b in (col.branch, *col.extra):
+    columns: list[_Column | _Const] = [
+        *(c for p in objects.values() for c in p.values()),
+        *met.values(),
+    ]
+    for column in columns:
+        if isinstance(column, _Column):
+            lst = tree_branches.setdefault(column.tree, [])
+            for b in (column.branch, *column.extra):
                 if b not in lst:
                     lst.append(b)
 
@@ -483,8 +511,9 @@ def _plan(
                     counts[t] = _entries(_get(f, path, t, trees), path, t)
                     break
         else:
-            t = nano_tree if layout == "nanoaod" else schema.POET_MERGED_TREE
-            t = t or schema.NANOAOD_TREE
+            t = (nano_tree if layout == "nanoaod" else schema.POET_MERGED_TREE) or (
+                schema.NANOAOD_TREE
+            )
             counts[t] = _entries(_get(f, path, t, trees), path, t)
     n_entries = next(iter(counts.values())) if counts else 0
     return _Plan(path, layout, n_entries, tree_branches, objects, met, empty)

@@ -341,14 +341,14 @@ class NanoCollection:
 
 
 def _cut_based(level: int) -> Callable[[object], object]:
-    def convert(cut_based):  # type: ignore[no-untyped-def]
+    def convert(cut_based):
         return cut_based >= level
 
     convert.__doc__ = f"cutBased >= {level}"
     return convert
 
 
-def _raw_pt(pt, Jet_rawFactor):  # type: ignore[no-untyped-def]
+def _raw_pt(pt, Jet_rawFactor):
     return pt * (1.0 - Jet_rawFactor)
 
 

@@ -57,7 +57,7 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_pythia(settings: Sequence[str]):  # type: ignore[no-untyped-def]
+def make_pythia(settings: Sequence[str]):
     """An initialised ``pythia8mc.Pythia`` with ``settings`` (no banner)."""
     from .._optional import require
 
@@ -71,7 +71,7 @@ def make_pythia(settings: Sequence[str]):  # type: ignore[no-untyped-def]
     return p
 
 
-def next_events(pythia, n: int):  # type: ignore[no-untyped-def]
+def next_events(pythia, n: int):
     """Exactly ``n`` events from ``pythia.nextBatch`` (failed events are skipped and topped up)."""
     import awkward as ak
 

@@ -92,7 +92,7 @@ class Particles:
         return len(self.offsets) - 1
 
 
-def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles:  # type: ignore[no-untyped-def]
+def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles:
     """Flatten the awkward batch from ``nextBatch`` into :class:`Particles`.
 
     ``pileup``: a second ``nextBatch`` result of minimum-bias events; event ``i`` of the
@@ -147,7 +147,7 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
     return parts
 
 
-def _record_columns(prt) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def _record_columns(prt) -> dict[str, np.ndarray]:
     """Flat NumPy columns of the particle records (zero-copy from the awkward layout when it
     is the ListOffsetArray of records ``nextBatch`` builds; ``ak.flatten`` otherwise)."""
     import awkward as ak
@@ -186,7 +186,7 @@ def _record_columns(prt) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-de
 # --------------------------------------------------------------------------------------
 
 
-def _pt_eta_phi(px, py, pz):  # type: ignore[no-untyped-def]
+def _pt_eta_phi(px, py, pz):
     pt = np.hypot(px, py)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.arcsinh(np.where(pt > 0, pz / np.where(pt > 0, pt, 1.0), np.sign(pz) * 1e4))
@@ -195,7 +195,7 @@ def _pt_eta_phi(px, py, pz):  # type: ignore[no-untyped-def]
     return pt, eta, phi
 
 
-def _dphi(a, b):  # type: ignore[no-untyped-def]
+def _dphi(a, b):
     return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
@@ -261,7 +261,7 @@ class DetectorOutput:
 # --------------------------------------------------------------------------------------
 
 
-def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):  # type: ignore[no-untyped-def]
+def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):
     """Sum of pT of visible particles within each cone of every lepton (itself excluded)."""
     sums = [np.zeros(len(lep_ev)) for _ in cones]
     if len(lep_ev) == 0 or len(vis["event"]) == 0:
@@ -281,7 +281,7 @@ def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):  # typ
 
 
 @contextlib.contextmanager
-def _stdout_silenced():  # type: ignore[no-untyped-def]
+def _stdout_silenced():
     """Send the C-level stdout to /dev/null (FastJet prints its banner there on first use)."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -298,7 +298,7 @@ def _stdout_silenced():  # type: ignore[no-untyped-def]
 _FASTJET_BANNER_DONE = False
 
 
-def cluster_jets(px, py, pz, e, event, n_events, r):  # type: ignore[no-untyped-def]
+def cluster_jets(px, py, pz, e, event, n_events, r):
     """Anti-kT jets of the flat particles (sorted by event) with FastJet's multi-event
     interface: one call for the whole batch.  Returns flat jet px, py, pz, E, event."""
     global _FASTJET_BANNER_DONE
@@ -622,7 +622,7 @@ def simulate(
     # ---------------- assemble (POET branch names, float32 / int32)
     f32 = np.float32
 
-    def lep_cols(prefix, idx, rpt, mass):  # type: ignore[no-untyped-def]
+    def lep_cols(prefix, idx, rpt, mass):
         px = rpt * np.cos(phi[idx])
         py = rpt * np.sin(phi[idx])
         pz = rpt * np.sinh(eta[idx])

@@ -51,7 +51,7 @@ class Process:
     notes: str = ""
 
 
-def _p(name, title, kind, settings, sigma_pb, pthat_min=None, notes=""):  # type: ignore[no-untyped-def]
+def _p(name, title, kind, settings, sigma_pb, pthat_min=None, notes=""):
     return Process(name, title, kind, tuple(settings), sigma_pb, pthat_min, notes)
 
 

@@ -74,10 +74,10 @@ def z_peak(masses: np.ndarray, window: tuple[float, float] = WINDOW) -> ZPeak:
     return ZPeak(float(mu), err, float(s), _voigt_fwhm(s, g), float(np.std(m)), len(m))
 
 
-def _pair_mass(pt1, eta1, phi1, pt2, eta2, phi2):  # type: ignore[no-untyped-def]
+def _pair_mass(pt1, eta1, phi1, pt2, eta2, phi2):
     mmu = 0.1056584
 
-    def four(pt, eta, phi):  # type: ignore[no-untyped-def]
+    def four(pt, eta, phi):
         px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
         return px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + mmu**2)
 

@@ -111,7 +111,7 @@ class NtupleWriter:
             f[tree].extend(data)
         self.entries += out.n_events
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type, exc, tb) -> None:
         f, self._file = self._file, None
         if f is not None:
             f.close()
