@@ -111,9 +111,9 @@ def _cluster(workers: int):
 
 
 def _baseline_rss(client) -> int:
-    from poetml.batch import _peak_rss
+    from poetml.batch.tasks import peak_rss
 
-    return max(client.run(_peak_rss).values())
+    return max(client.run(peak_rss).values())
 
 
 def bench_memory(tmp: Path, big_gb: float, step_sizes: list[int], kind: str) -> list[dict]:

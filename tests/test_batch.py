@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from poetml import batch
+from poetml.batch.inputs import fingerprint_diff
+from poetml.batch.manifest import SHARD_RE
+from poetml.batch.tasks import sha256
 from poetml.exceptions import ConfigError, MissingDependencyError, ReadError
 from poetml.images import ImageSpec
 
@@ -134,9 +137,9 @@ def test_fingerprint_changes_with_spec_and_inputs():
     c = batch.spec_fingerprint("images", SMALL, ["/x.root", "/y.root"], step_size=10)
     d = batch.spec_fingerprint("images", SMALL, ["/x.root"], step_size=11)
     assert len({a["hash"], b["hash"], c["hash"], d["hash"]}) == 4
-    diff = batch._fingerprint_diff(a, b)
+    diff = fingerprint_diff(a, b)
     assert diff == ["spec n_eta: 8 -> 9"]
-    assert "1 added (first: /y.root)" in batch._fingerprint_diff(a, c)[0]
+    assert "1 added (first: /y.root)" in fingerprint_diff(a, c)[0]
     with pytest.raises(ConfigError, match="kind"):
         batch.spec_fingerprint("movies", SMALL, [], step_size=1)
 
@@ -176,7 +179,7 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
                 t.entry_stop,
             )
         for t in tasks:
-            assert batch._sha256(out / t.shard) == t.sha256
+            assert sha256(out / t.shard) == t.sha256
 
     ds = hdf5.load(out / "dataset.h5")
     assert ds.data.shape == (387, 8, 8, 4)
@@ -537,12 +540,12 @@ def test_ctrl_c_leaves_only_complete_shards_and_resumes(tmp_path, write_poet_fil
     done = {t.shard.split("/")[-1]: t for t in st.done}
     assert 2 <= len(done) < 16
     for name in final_shards(out):
-        if batch._SHARD_RE.fullmatch(name):
+        if SHARD_RE.fullmatch(name):
             t = done.get(name)
             if t is None:  # finished after the last record: complete but not yet recorded
                 read_shard(out / batch.SHARD_DIR / name)
             else:
-                assert batch._sha256(out / t.shard) == t.sha256
+                assert sha256(out / t.shard) == t.sha256
     rc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr
     assert f"({len(done)} already done before this run)" in rc.stdout
