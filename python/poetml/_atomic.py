@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .exceptions import PoetmlError, WriteError
 
@@ -29,7 +34,9 @@ __all__ = [
     "atomic_path",
     "check_output",
     "temp_path",
+    "to_jsonable",
     "write_error",
+    "write_json",
     "write_text",
 ]
 
@@ -180,3 +187,31 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` with NumPy scalars/arrays turned into Python ones, paths into strings and
+    non-finite floats into ``None``, so :func:`json.dumps` with ``allow_nan=False`` accepts
+    it (NaN is not JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` (through :func:`to_jsonable`: NaN and infinities become ``null``) as
+    indented, strict JSON, atomically; return the path.  Keys keep their order."""
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")

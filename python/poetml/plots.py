@@ -186,12 +186,10 @@ def _anomaly_inputs(bkg_scores: Any, signal_scores: Any) -> dict[str, tuple[np.n
 
 
 def _roc_points(bkg: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    from .evaluation import _roc_sorted, _scores
+    from .evaluation import auc, roc_from_scores
 
-    fpr, tpr, _ = _roc_sorted(
-        np.sort(_scores(bkg, "background scores")), np.sort(_scores(sig, "signal scores"))
-    )
-    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    fpr, tpr, _ = roc_from_scores(bkg, sig)
+    area = auc(fpr, tpr)
     f, t = thin_curve(fpr, tpr, max_points=_PLOT_POINTS, min_fpr=1e-8)
     return f, t, area
 

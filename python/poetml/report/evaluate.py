@@ -1,0 +1,311 @@
+"""One call per task: metrics (:mod:`poetml.evaluation`), plots (:mod:`poetml.plots`), the
+metrics JSON and a report section (:mod:`.sections`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .render import Image, Section, Table
+from .sections import anomaly_section, classification_section
+
+__all__ = ["evaluate_anomaly", "evaluate_classifier"]
+
+
+def _models_dict(x: Any, what: str) -> dict[str, Any]:
+    if isinstance(x, Mapping):
+        if not x:
+            raise ValueError(f"{what}: empty dict of models")
+        return {str(k): v for k, v in x.items()}
+    return {"model": x}
+
+
+def evaluate_classifier(
+    outdir: str | os.PathLike[str],
+    y_true: Any,
+    probabilities: Any,
+    class_names: Sequence[str],
+    *,
+    histories: Mapping[str, Any] | None = None,
+    images: Any = None,
+    channel_names: Sequence[str] | None = None,
+    eta_range: tuple[float, float] | None = None,
+    dimuon_mass: Any = None,
+    selected_class: str | None = None,
+    latent: Any = None,
+    relative_to: str | None = None,
+    plots_dir: str = "plots",
+    metrics_file: str | None = "metrics_classification.json",
+    title: str = "Classification",
+    label: str = "poetml Simulation",
+    com: float | None = None,
+) -> tuple[dict[str, Any], Section]:
+    """Evaluate classifiers on one test set: metrics, plots, JSON and a report section.
+
+    ``probabilities``: ``(N, C)`` or ``{model: (N, C)}`` (float, quantized, pruned ...), all
+    for the events ``y_true``.  Optional extras: Keras ``histories`` ``{model: history}``
+    (learning curves); ``images`` ``(N, n_eta, n_phi, C)`` of the same events (mean and
+    example images per class); ``dimuon_mass`` ``(N,)`` (NaN without a pair) to histogram
+    for the events each model predicts as ``selected_class`` (default: the first class),
+    over the true events of that class; ``latent`` ``(N, D)`` features or embeddings
+    (PCA to 2-D and k-means with ``C`` clusters, fitted on at most 20 000 random events,
+    coloured by class and by cluster).
+
+    Writes the plots under ``outdir/plots_dir`` and the metrics ``{model: dict}`` as
+    ``outdir/metrics_file`` (skipped when ``None``).  Returns ``(metrics, section)``; pass
+    the section to :func:`write_report`.
+    """
+    from .. import evaluation as ev
+    from .. import plots
+    from ..evaluation.inputs import _int_labels
+
+    outdir = Path(outdir)
+    pdir = outdir / plots_dir
+    names = [str(c) for c in class_names]
+    probs = _models_dict(probabilities, "probabilities")
+    y = _int_labels(y_true, "y_true", len(names))
+    metrics = {m: ev.classification_metrics(y, p, names) for m, p in probs.items()}
+    if relative_to is None and len(probs) > 1:
+        relative_to = next(iter(probs))
+    imgs: list[Image] = []
+
+    def add(path: Path, caption: str) -> None:
+        imgs.append(Image(path, caption))
+
+    add(
+        plots.plot_roc_curves(y, probs, names, pdir / "roc.png", label=label, com=com),
+        "One-vs-rest ROC curves (line style = model)",
+    )
+    cms = {m: metrics[m]["confusion_matrix"]["counts"] for m in probs}
+    add(
+        plots.plot_confusion_matrix(
+            cms, names, pdir / "confusion_normalized.png", normalize=True, label=label, com=com
+        ),
+        "Confusion matrices, rows normalised to the true class",
+    )
+    add(
+        plots.plot_confusion_matrix(
+            cms, names, pdir / "confusion_counts.png", label=label, com=com
+        ),
+        "Confusion matrices, event counts",
+    )
+    if histories:
+        add(
+            plots.plot_learning_curves(
+                dict(histories), pdir / "learning_curves.png", label=label, com=com
+            ),
+            "Learning curves (solid: training, dashed: validation)",
+        )
+    if images is not None:
+        kw = {"channel_names": channel_names, "eta_range": eta_range, "label": label, "com": com}
+        add(
+            plots.plot_mean_images(images, y, names, pdir / "mean_images.png", **kw),
+            "Mean event image per class (test set)",
+        )
+        add(
+            plots.plot_example_images(images, y, names, pdir / "example_images.png", **kw),
+            "One example event image per class",
+        )
+    tables: list[Table] = []
+    if dimuon_mass is not None:
+        mass = np.asarray(dimuon_mass, dtype=np.float64)
+        if mass.shape != y.shape:
+            raise ValueError(f"dimuon_mass has shape {mass.shape}, y_true {y.shape}")
+        target = selected_class if selected_class is not None else names[0]
+        if target not in names:
+            raise ValueError(f"selected_class {target!r} is not one of {names}")
+        k = names.index(target)
+        chosen = {m: mass[np.asarray(p).argmax(axis=1) == k] for m, p in probs.items()}
+        add(
+            plots.plot_dimuon_mass(
+                chosen,
+                pdir / "dimuon_mass.png",
+                reference=mass[y == k],
+                reference_name=f"true {target}",
+                selection_name=f"selected as {target}",
+                label=label,
+                com=com,
+            ),
+            f"Leading opposite-sign dimuon mass of events selected as {target}",
+        )
+    if latent is not None:
+        x = np.asarray(latent, dtype=np.float64).reshape(len(y), -1)
+        fit = ev.pca(x, 2)
+        km = ev.fit_clusters(fit.scores if x.shape[1] > 50 else x, len(names))
+        add(
+            plots.plot_latent_space(
+                fit.scores,
+                y,
+                names,
+                km.labels,
+                pdir / "latent_space.png",
+                explained_variance_ratio=fit.explained_variance_ratio,
+                label=label,
+                com=com,
+            ),
+            "Latent space: PCA projection coloured by true class and by k-means cluster",
+        )
+        tables.append(
+            Table(
+                ev.cluster_table(y, km.labels, names, len(names)),
+                caption="k-means clusters against true classes",
+            )
+        )
+    if metrics_file:
+        ev.write_json(outdir / metrics_file, metrics)
+    sec = classification_section(metrics, title=title, images=imgs, relative_to=relative_to)
+    return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, sec.warnings)
+
+
+def evaluate_anomaly(
+    outdir: str | os.PathLike[str],
+    bkg_scores: Any,
+    signal_scores: Mapping[str, Any],
+    *,
+    fpr_targets: Sequence[float] = (1e-5,),
+    rate_khz: float | Sequence[float] | None = None,
+    collision_rate_mhz: float = 40.0,
+    histories: Mapping[str, Any] | None = None,
+    latent: Any = None,
+    latent_labels: Any = None,
+    latent_class_names: Sequence[str] | None = None,
+    n_clusters: int | None = None,
+    relative_to: str | None = None,
+    score_label: str = "Anomaly score",
+    log_scores: bool = True,
+    plots_dir: str = "plots",
+    metrics_file: str | None = "metrics_anomaly.json",
+    title: str = "Anomaly detection",
+    label: str = "poetml Simulation",
+    com: float | None = None,
+) -> tuple[dict[str, Any], Section]:
+    """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
+    ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
+
+    ``bkg_scores``: array or ``{model: array}``; ``signal_scores``: ``{signal: array}`` or
+    ``{model: {signal: array}}`` (same models).  ``latent`` ``(N, D)`` with integer
+    ``latent_labels`` and their ``latent_class_names`` (e.g. background and each signal)
+    adds the PCA/k-means plot (``n_clusters`` defaults to the number of classes).
+    Small-background warnings of :func:`poetml.evaluation.anomaly_metrics` are kept in the
+    section.  Returns ``(metrics {model: dict}, section)``.
+    """
+    from .. import evaluation as ev
+    from .. import plots
+    from ..evaluation.inputs import _int_labels
+
+    outdir = Path(outdir)
+    pdir = outdir / plots_dir
+    if isinstance(bkg_scores, Mapping):
+        bkg = _models_dict(bkg_scores, "bkg_scores")
+        sigs = (
+            {str(m): signal_scores[m] for m in bkg_scores}
+            if set(signal_scores) == set(bkg_scores)
+            else None
+        )
+        if sigs is None:
+            raise ValueError(
+                "with {model: background scores}, signal_scores must be {model: {signal: scores}} "
+                f"for the same models {sorted(bkg)}; got keys {sorted(signal_scores)}"
+            )
+    else:
+        bkg, sigs = {"model": bkg_scores}, {"model": signal_scores}
+    metrics = {
+        m: ev.anomaly_metrics(bkg[m], sigs[m], fpr_targets, rate_khz, collision_rate_mhz)
+        for m in bkg
+    }
+    if relative_to is None and len(bkg) > 1:
+        relative_to = next(iter(bkg))
+    wps = [w["fpr"] for w in next(iter(metrics.values()))["working_points"]]
+    imgs: list[Image] = []
+
+    def add(path: Path, caption: str) -> None:
+        imgs.append(Image(path, caption))
+
+    add(
+        plots.plot_anomaly_roc(
+            bkg,
+            sigs,
+            pdir / "anomaly_roc.png",
+            working_fpr=wps,
+            collision_rate_mhz=collision_rate_mhz,
+            label=label,
+            com=com,
+        ),
+        "ROC per signal (line style = model); vertical lines: working points",
+    )
+    rates = None if rate_khz is None else np.atleast_1d(rate_khz).tolist()
+    add(
+        plots.plot_efficiency_vs_rate(
+            bkg,
+            sigs,
+            pdir / "efficiency_vs_rate.png",
+            collision_rate_mhz=collision_rate_mhz,
+            rate_khz=rates,
+            label=label,
+            com=com,
+        ),
+        f"Signal efficiency against trigger rate (rate = FPR x {collision_rate_mhz:g} MHz)",
+    )
+    first_wp = next(iter(metrics.values()))["working_points"][0]["name"]
+    thr = {m: r["working_points"][0]["threshold"] for m, r in metrics.items()}
+    allpos = all(
+        np.min(np.asarray(bkg[m])) > 0 and all(np.min(np.asarray(v)) > 0 for v in sigs[m].values())
+        for m in bkg
+    )
+    add(
+        plots.plot_score_distributions(
+            bkg,
+            sigs,
+            pdir / "score_distributions.png",
+            xlabel=score_label,
+            thresholds=thr,
+            log_x=log_scores and allpos,
+            label=label,
+            com=com,
+        ),
+        f"Score distributions; red line: threshold at {first_wp}",
+    )
+    if histories:
+        add(
+            plots.plot_learning_curves(
+                dict(histories), pdir / "learning_curves.png", log_loss=True, label=label, com=com
+            ),
+            "Learning curves (solid: training, dashed: validation)",
+        )
+    tables: list[Table] = []
+    if latent is not None:
+        if latent_labels is None or latent_class_names is None:
+            raise ValueError("latent needs latent_labels and latent_class_names")
+        x = np.asarray(latent, dtype=np.float64)
+        x = x.reshape(len(x), -1)
+        lab = _int_labels(latent_labels, "latent_labels", len(latent_class_names))
+        k = n_clusters or len(latent_class_names)
+        fit = ev.pca(x, 2)
+        km = ev.fit_clusters(x, k)
+        add(
+            plots.plot_latent_space(
+                fit.scores,
+                lab,
+                latent_class_names,
+                km.labels,
+                pdir / "latent_space.png",
+                explained_variance_ratio=fit.explained_variance_ratio,
+                label=label,
+                com=com,
+            ),
+            "Latent space: PCA projection coloured by sample and by k-means cluster",
+        )
+        tables.append(
+            Table(
+                ev.cluster_table(lab, km.labels, latent_class_names, k),
+                caption="k-means clusters against samples",
+            )
+        )
+    if metrics_file:
+        ev.write_json(outdir / metrics_file, metrics)
+    sec = anomaly_section(metrics, title=title, images=imgs, relative_to=relative_to)
+    return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, sec.warnings)
