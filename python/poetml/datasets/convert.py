@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..config import ReadingConfig
     from ..jagged import EventBatch
+    from ..reading import ReadingConfig
     from .hdf5 import ShardWriter
 
 __all__ = [
@@ -224,7 +224,7 @@ def convert(
     """
     from .. import reading as rd
     from .._atomic import check_output
-    from ..config import ReadingConfig, to_mapping
+    from .._mapping import to_mapping
     from ..features import FeatureSpec
     from ..images import ImageSpec
 
@@ -232,7 +232,7 @@ def convert(
         raise ValueError(f"unknown kind {kind!r}; valid: images, features")
     if spec is None:
         spec = ImageSpec() if kind == "images" else FeatureSpec()
-    reading = ReadingConfig() if reading is None else reading
+    reading = rd.ReadingConfig() if reading is None else reading
     paths = rd.expand_files(files)
     out = check_output(output, paths)  # before anything is read
     source_id = {f: i for i, f in enumerate(paths)}

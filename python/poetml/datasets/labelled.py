@@ -7,7 +7,7 @@ class it belongs to (``label``; processes with the same label form one class) an
 autoencoder learns), ``signal`` processes are kept apart for evaluating anomaly detection.
 
 :func:`build` streams the files through :func:`poetml.iterate` and the C++ core
-(:func:`poetml.rasterize` or :func:`poetml.build_features`) and returns a
+(:func:`poetml.datasets.convert.write_batch`, the loop ``poetml images`` uses) and returns a
 :class:`LabelledData`; :func:`save`/:func:`load` store it as one HDF5 file (DESIGN.md
 section 3) whose ``labels`` are the *process* index of each event and whose attributes hold
 the process table, so the same file serves classifiers and autoencoders.
@@ -264,6 +264,24 @@ def resolve_files(
     return out
 
 
+class _Arrays:
+    """Where :func:`poetml.datasets.convert.write_batch` puts a labelled dataset's events:
+    lists of arrays in memory (the kernel's outputs are fresh arrays, kept as they are)."""
+
+    def __init__(self) -> None:
+        self.x: list[np.ndarray] = []
+        self.process: list[np.ndarray] = []
+        self.source: list[np.ndarray] = []
+        self.event_index: list[np.ndarray] = []
+
+    def append(self, data: Any, event_index: Any, source_id: Any, labels: Any = None) -> None:
+        n = len(data)
+        self.x.append(np.asarray(data, dtype=np.float32))
+        self.process.append(np.full(n, labels, dtype=np.int32))
+        self.source.append(np.full(n, source_id, dtype=np.int32))
+        self.event_index.append(np.asarray(event_index, dtype=np.int64))
+
+
 def build(
     config: DatasetConfig,
     spec: Any,
@@ -276,19 +294,14 @@ def build(
     """Read every process's files and build its images (``spec`` an ImageSpec) or features
     (a FeatureSpec).  ``aux`` maps a name to a function of an EventBatch returning one value
     per event, stored alongside (e.g. the dimuon mass)."""
-    from .. import features as feat
-    from .. import images as img
+    from ..features import feature_names
     from ..reading import iterate
+    from .convert import write_batch
 
-    xs: list[np.ndarray] = []
-    procs: list[np.ndarray] = []
-    srcs: list[np.ndarray] = []
-    entries: list[np.ndarray] = []
+    kept = _Arrays()
     inputs: list[str] = []
     aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
-    names: tuple[str, ...] = ()
-    if config.kind == "images":
-        names = tuple(spec.channels)
+    names = tuple(spec.channels) if config.kind == "images" else tuple(feature_names(spec))
     for pi, p in enumerate(config.processes):
         if p.name not in files:
             raise ConfigError(f"no files resolved for dataset process {p.name!r}")
@@ -307,21 +320,12 @@ def build(
                 progress=progress,
                 missing_collections="empty",
             ):
-                if config.kind == "images":
-                    x = img.rasterize(batch, spec)
-                else:
-                    x, fnames = feat.build_features(batch, spec)
-                    names = tuple(fnames)
-                n = len(x)
-                xs.append(np.asarray(x, dtype=np.float32))
-                procs.append(np.full(n, pi, dtype=np.int32))
-                srcs.append(np.full(n, file_id, dtype=np.int32))
-                entries.append(batch.entry_start + np.arange(n, dtype=np.int64))
+                n_done += write_batch(batch, kept, config.kind, spec, source_id=file_id, label=pi)
                 for k, fn in (aux or {}).items():
                     aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
-                n_done += n
         if n_done == 0:
             raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
+    xs, procs, srcs, entries = kept.x, kept.process, kept.source, kept.event_index
     x_all = np.concatenate(xs)
     return LabelledData(
         x_all,
@@ -343,7 +347,7 @@ def save(
     import h5py
 
     from .._atomic import atomic_path
-    from ..config import to_mapping
+    from .._mapping import to_mapping
     from . import hdf5
 
     path = Path(path)
@@ -370,7 +374,7 @@ def load(path: str | os.PathLike[str]) -> LabelledData:
     """Read a file written by :func:`save`."""
     import h5py
 
-    from ..config import from_mapping
+    from .._mapping import from_mapping
     from . import hdf5
 
     ds = hdf5.load(path)
