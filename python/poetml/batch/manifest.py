@@ -264,7 +264,7 @@ def shard_name(source_id: int, entry_start: int, entry_stop: int) -> str:
 
 def clean_temporaries(out_dir: Path) -> list[Path]:
     """Remove files left in the shard folder by interrupted tasks (never final shards)."""
-    removed = []
+    removed: list[Path] = []
     shard_dir = out_dir / SHARD_DIR
     if not shard_dir.is_dir():
         return removed
