@@ -28,7 +28,7 @@ import queue
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -931,7 +931,7 @@ class _Raised:
         self.exc = exc
 
 
-def prefetch(iterable: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+def prefetch(iterable: Iterable[Any], depth: int = 1) -> Generator[Any, None, None]:
     """Iterate ``iterable`` in a background thread, ``depth`` items ahead of the consumer.
 
     Reading the next chunk (uproot decompression releases the GIL) then overlaps with the

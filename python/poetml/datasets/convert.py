@@ -286,6 +286,6 @@ def convert(
         raise
     finally:
         if batches is not None:
-            batches.close()  # type: ignore[attr-defined]  # prefetch is a generator
+            batches.close()
         bar.close()
     return ConvertResult(out, writer.n_events, os.path.getsize(out), time.perf_counter() - t0)
