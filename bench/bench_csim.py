@@ -87,8 +87,9 @@ def best(fn, repeat):
 def bench(name, model, x, calib, workdir, repeat, workers, score_kind="auto"):
     from poetml.features import FeatureSpec, feature_names
     from poetml.firmware import FirmwareConfig
-    from poetml.firmware.convert import convert, make_score_model
+    from poetml.firmware.convert import convert
     from poetml.firmware.csim import CSim, build_csim_library, top_signature
+    from poetml.firmware.score_model import make_score_model
 
     cfg = FirmwareConfig(score=score_kind)
     names = feature_names(FeatureSpec()) if x.ndim == 2 else None

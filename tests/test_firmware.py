@@ -143,12 +143,12 @@ def _quantizers(note: str) -> list[tuple[int, int]]:
 def test_dense_ae_score_is_masked_reconstruction_error(dense_run):
     """The firmware outputs the squared reconstruction errors of the present objects, summed;
     recomputed here with NumPy from the model's reconstruction."""
-    from poetml.firmware.build import load_model_dir
-    from poetml.firmware.convert import make_score_model
+    from poetml.firmware.build import load_firmware_inputs
+    from poetml.firmware.score_model import make_score_model
     from poetml.models.autoencoder import slot_pt_index
     from poetml.models.quantized import quantize_fixed
 
-    inputs = load_model_dir(dense_run["out"].parent / "model")
+    inputs = load_firmware_inputs(dense_run["out"].parent / "model")
     assert inputs.model_path.name == "model.h5"
     assert inputs.feature_names == tuple(FEATURES)
     note = dense_run["report"]["notes"][-1]
@@ -179,7 +179,7 @@ def test_dense_ae_latent_score_is_encoder_latent_norm(dense_run):
     import tensorflow as tf
     from qkeras import quantized_bits
 
-    from poetml.firmware.convert import make_score_model
+    from poetml.firmware.score_model import make_score_model
 
     model = dense_run["model"]
     sm = make_score_model(model, FirmwareConfig(score="latent"), calibration=dense_run["bkg"])
@@ -262,7 +262,8 @@ def test_cost_estimate_counts_nonzero_products(dense_run):
 
 @pytest.fixture(scope="module")
 def cnn_project(tmp_path_factory):
-    from poetml.firmware.convert import convert, make_score_model
+    from poetml.firmware.convert import convert
+    from poetml.firmware.score_model import make_score_model
 
     cfg = FirmwareConfig()
     model = _qkeras_cnn()
@@ -348,7 +349,8 @@ def test_unsupported_layer_names_layer_and_alternative(tmp_path):
 
 
 def test_autoencoder_must_deploy_a_score():
-    from poetml.firmware.convert import FirmwareError, make_score_model
+    from poetml.exceptions import FirmwareError
+    from poetml.firmware.score_model import make_score_model
 
     with pytest.raises(FirmwareError, match="must output the anomaly score"):
         make_score_model(_qkeras_dense_ae(), FirmwareConfig(score="output"), np.zeros((5, 19)))
@@ -361,7 +363,8 @@ def test_autoencoder_must_deploy_a_score():
 def test_conv_autoencoder_without_bit_exact_decoder_falls_back_to_latent():
     """hls4ml 1.3 has no bit-exact rule for UpSampling2D: auto deploys the encoder-only score
     and says why; asking for the reconstruction names the layer and the alternative."""
-    from poetml.firmware.convert import UnsupportedLayerError, make_score_model
+    from poetml.exceptions import UnsupportedLayerError
+    from poetml.firmware.score_model import make_score_model
     from poetml.models import ModelConfig, build
 
     model = build(ModelConfig(type="conv_ae", filters=(2,), latent_dim=3), (4, 4, 2),
@@ -393,7 +396,7 @@ def test_threshold_for_rate_counts_and_ties():
     assert few.n_pass == 0
     assert "cannot resolve" in few.warning
     assert isinstance(t, Threshold)
-    from poetml.firmware.convert import FirmwareError
+    from poetml.exceptions import FirmwareError
 
     with pytest.raises(FirmwareError, match="non-finite"):
         threshold_for_rate(np.array([1.0, np.nan]), 1.0)
@@ -441,7 +444,7 @@ def test_parse_csynth_fixture():
 
 
 def test_parse_csynth_rejects_other_xml(tmp_path):
-    from poetml.firmware.convert import FirmwareError
+    from poetml.exceptions import FirmwareError
     from poetml.firmware.synth import parse_csynth_xml
 
     bad = tmp_path / "x.xml"

@@ -6,9 +6,13 @@ from __future__ import annotations
 __all__ = [
     "BadValueError",
     "ConfigError",
+    "FirmwareError",
+    "FirmwareValidationError",
     "MissingDependencyError",
     "PoetmlError",
     "ReadError",
+    "SynthesisUnavailable",
+    "UnsupportedLayerError",
     "UntrustedModelError",
     "WriteError",
 ]
@@ -54,3 +58,19 @@ class UntrustedModelError(PoetmlError):
     """A model file holds a layer or object that could run code stored in the file (a
     ``Lambda`` layer, an unknown custom object); loading it needs an explicit
     ``trust_model=True`` (CLI: ``--trust-model``)."""
+
+
+class FirmwareError(PoetmlError):
+    """The firmware stage cannot proceed (conversion, compilation, validation)."""
+
+
+class UnsupportedLayerError(FirmwareError):
+    """A layer of the model has no hls4ml implementation."""
+
+
+class FirmwareValidationError(FirmwareError):
+    """C simulation and the QKeras model disagree beyond the configured tolerance."""
+
+
+class SynthesisUnavailable(FirmwareError):
+    """No vendor HLS tool for the backend is on PATH."""

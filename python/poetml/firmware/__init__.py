@@ -3,11 +3,13 @@
 ``import poetml.firmware`` is light (it registers the ``firmware:`` configuration section);
 hls4ml, TensorFlow and QKeras load when a function needs them.
 
-Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.convert` (score model, hls4ml
-conversion), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger` (threshold for a
-rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
+Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.score_model` (the network to deploy:
+an autoencoder's anomaly score, a classifier's logit), :mod:`.convert` (hls4ml conversion,
+supported layers), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger` (threshold
+for a rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
 :mod:`.cost` (resource estimate), :mod:`.synth` (vendor synthesis, report parsing),
-:mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`),
+:mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`;
+:func:`load_firmware_inputs` reads a model directory and its test events),
 :mod:`.stage` (the ``firmware`` stage of ``poetml run``, registered on import).
 """
 
@@ -21,8 +23,9 @@ from .config import FirmwareConfig
 _LAZY = {
     "build_firmware": "build",
     "build_from_model_dir": "build",
-    "load_model_dir": "build",
-    "make_score_model": "convert",
+    "load_firmware_inputs": "build",
+    "make_score_model": "score_model",
+    "ScoreModel": "score_model",
     "convert": "convert",
     "check_supported": "convert",
     "FirmwareError": "convert",
@@ -43,8 +46,9 @@ __all__ = [  # noqa: RUF022
     "FirmwareConfig",
     "build_firmware",
     "build_from_model_dir",
-    "load_model_dir",
+    "load_firmware_inputs",
     "make_score_model",
+    "ScoreModel",
     "convert",
     "check_supported",
     "FirmwareError",

@@ -1,7 +1,7 @@
 """The firmware stage end to end: model -> validated hls4ml trigger project + report.
 
-:func:`build_firmware` takes arrays (a notebook can call it); :func:`load_model_dir` reads a
-trained model directory for the CLI and ``poetml run``.
+:func:`build_firmware` takes arrays (a notebook can call it); :func:`load_firmware_inputs`
+reads a trained model directory and its test events for the CLI and ``poetml run``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import write_text
+from .._atomic import write_json
 from .._optional import require
+from ..exceptions import FirmwareError
 from .config import ANOMALY_SCORES, FirmwareConfig
-from .convert import FirmwareError, choose_io_type, convert, load_qkeras_model, make_score_model
+from .convert import choose_io_type, convert, load_qkeras_model
+from .score_model import make_score_model
 
-__all__ = ["FirmwareResult", "ModelInputs", "build_firmware", "load_model_dir", "split_events"]
+__all__ = [
+    "FirmwareResult",
+    "ModelInputs",
+    "build_firmware",
+    "load_firmware_inputs",
+    "split_events",
+]
 
 EVENT_FILES = ("firmware_events.npz", "test_events.npz", "test.npz")
 META_FILES = ("model.json", "metadata.json", "meta.json")
@@ -87,7 +95,7 @@ def load_events(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     """Read ``x``, ``labels`` (and ``label_names``) from an ``.npz`` of test events.
 
     ``x`` holds the model inputs exactly as the model sees them (scaled, quantized).
-    (An optional ``feature_names`` array is read by :func:`load_model_dir`.)
+    (An optional ``feature_names`` array is read by :func:`load_firmware_inputs`.)
     """
     path = Path(path)
     try:
@@ -107,10 +115,12 @@ def load_events(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     return x, labels, names
 
 
-def load_model_dir(
+def load_firmware_inputs(
     path: str | Path, events: str | Path | None = None, *, trust_model: bool = False
 ) -> ModelInputs:
-    """Read a trained model directory.
+    """Read a trained model directory for the firmware: the model file to deploy and
+    labelled test events (:func:`poetml.training.load_model_dir` reads a directory for
+    training and evaluation).
 
     Model: the file named by ``firmware_model`` in ``model.json`` (or ``metadata.json``), else
     the ``*.keras``/``*.h5`` whose name marks it quantized (a quantized+pruned one first), else
@@ -174,20 +184,6 @@ def split_events(
     if len(bkg) == 0:
         raise FirmwareError("the test events hold no background events for the trigger threshold")
     return bkg, {k: v for k, v in sig.items() if len(v)}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def build_firmware(
@@ -396,7 +392,7 @@ def build_firmware(
         except FirmwareError as exc:  # the project stays complete; the caller decides
             report["synthesis"] = {"status": f"not run: {exc}", "error": str(exc)}
     md = to_markdown(report)
-    _write_json(out_dir / "firmware.json", report)
+    write_json(out_dir / "firmware.json", report)
     tmp = out_dir / "firmware.md.tmp"
     tmp.write_text(md + "\n")
     tmp.replace(out_dir / "firmware.md")
@@ -439,7 +435,7 @@ def build_from_model_dir(
     into ``out_dir/data`` (and, only with ``generate``, the default dataset it needs is
     generated into ``out_dir/default-data``; see :func:`.stage.prepared_for_model_dir`).
     Otherwise the events come from ``events_file`` or an ``.npz`` in the directory (see
-    :func:`load_model_dir`).  Nothing is written outside ``out_dir``.  A model that is not
+    :func:`load_firmware_inputs`).  Nothing is written outside ``out_dir``.  A model that is not
     quantized (no QKeras layer) is refused before any data is read, and so is a model file that
     holds code (a ``Lambda`` layer, an unknown custom object) unless ``trust_model``, which
     runs that code."""
@@ -465,7 +461,7 @@ def build_from_model_dir(
             feature_names=prep.preprocessing.feature_names,
             progress=progress,
         )
-    inputs = load_model_dir(model_dir, events_file, trust_model=trust_model)
+    inputs = load_firmware_inputs(model_dir, events_file, trust_model=trust_model)
     _require_quantized(inputs.model, inputs.model_path)
     from .convert import is_autoencoder
 

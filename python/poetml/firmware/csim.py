@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from typing_extensions import Self
 
-from .convert import FirmwareError
+from ..exceptions import FirmwareError
 
 __all__ = [
     "CSim",

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from .convert import FirmwareError
+from ..exceptions import FirmwareError, SynthesisUnavailable
 
 __all__ = [
     "SynthesisUnavailable",
@@ -26,10 +26,6 @@ __all__ = [
 ]
 
 TOOLS = {"Vitis": ("vitis-run", "vitis_hls"), "Vivado": ("vivado_hls",)}
-
-
-class SynthesisUnavailable(FirmwareError):
-    """No vendor HLS tool for the backend is on PATH."""
 
 
 def find_tool(backend: str) -> str | None:

@@ -1,8 +1,11 @@
 """Trigger threshold for a rate, and the synthesizable trigger-decision function.
 
-Rate convention: rate = false-positive rate x collision rate (40 MHz by default), so 1 kHz
-is an FPR of 2.5e-5.  The threshold is computed on background events through the C
-simulation (not the float model), and fires when ``score > threshold``.
+The threshold is :func:`poetml.rates.threshold_at_fpr` (the same the evaluation's working
+points use): rate = false-positive rate x collision rate (40 MHz by default, so 1 kHz is an
+FPR of 2.5e-5), at most ``floor(FPR x N)`` background events above it, fire when
+``score > threshold``.  It is computed on background events through the C simulation (not
+the float model); :class:`Threshold` adds what the firmware needs (the sample's rate and its
+uncertainty; :func:`write_trigger` writes it as a fixed-point constant).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .convert import FirmwareError
+from .. import rates
+from .._atomic import write_text
+from ..exceptions import FirmwareError
 
 __all__ = [
     "RATIO_FRAC_BITS",
@@ -56,10 +61,13 @@ class Threshold:
 def threshold_for_rate(
     background_scores: np.ndarray, rate_khz: float, collision_rate_mhz: float = 40.0
 ) -> Threshold:
-    """The smallest threshold t among the background scores with FPR(score > t) <= target.
+    """The trigger threshold for ``rate_khz``: :func:`poetml.rates.threshold_at_fpr` at
+    ``rates.rate_to_fpr(rate_khz, collision_rate_mhz)``.
 
-    Keeping at most ``k = floor(target_fpr * n)`` background events: t is the (k+1)-th largest
-    score, so ties never push the rate above the target.
+    Keeping at most ``k = floor(target_fpr * n)`` background events: the threshold is the
+    (k+1)-th largest score, so ties never push the rate above the target.  ``warning`` is
+    :func:`poetml.rates.small_sample_warning` (fewer than 10 background events expected above
+    the threshold).
     """
     s = np.asarray(background_scores, np.float64).ravel()
     n = len(s)
@@ -71,36 +79,26 @@ def threshold_for_rate(
         )
     if rate_khz <= 0:
         raise FirmwareError(f"rate_khz must be > 0, got {rate_khz}")
-    collision_hz = collision_rate_mhz * 1e6
-    target = rate_khz * 1e3 / collision_hz
-    if target >= 1:
+    if rate_khz >= collision_rate_mhz * 1e3:
         raise FirmwareError(
             f"rate {rate_khz} kHz is not below the collision rate {collision_rate_mhz} MHz"
         )
-    k = math.floor(target * n)
-    desc = np.sort(s)[::-1]
-    value = float(desc[k]) if k < n else float(desc[-1])
+    target = rates.rate_to_fpr(rate_khz, collision_rate_mhz)
+    value = rates.threshold_at_fpr(s, target)
+    if not math.isfinite(value):  # every event may pass (target within 1e-12 of 1)
+        value = float(s.min())
     n_pass = int(np.count_nonzero(s > value))
-    warning = None
-    if k == 0:
-        warning = (
-            f"{n} background events cannot resolve an FPR of {target:.3g} ({rate_khz} kHz): the "
-            f"threshold is the highest background score; use at least {math.ceil(10 / target)} "
-            "background events for a 10-event estimate"
-        )
-    elif k < 10:
-        warning = (
-            f"only {k} background events above the threshold: the rate is uncertain by "
-            f"{100 / math.sqrt(k):.0f} %; use at least {math.ceil(10 / target)} background events"
-        )
+    warning = rates.small_sample_warning(
+        f"rate={float(rate_khz):g} kHz", target, n, collision_rate_mhz=collision_rate_mhz
+    )
     fpr = n_pass / n
     return Threshold(
         value=value,
         target_rate_khz=float(rate_khz),
         target_fpr=target,
         fpr=fpr,
-        rate_khz=fpr * collision_hz / 1e3,
-        rate_khz_err=math.sqrt(max(n_pass, 1)) / n * collision_hz / 1e3,
+        rate_khz=rates.fpr_to_rate(fpr, collision_rate_mhz),
+        rate_khz_err=rates.fpr_to_rate(math.sqrt(max(n_pass, 1)) / n, collision_rate_mhz),
         n_pass=n_pass,
         n_background=n,
         warning=warning,
@@ -257,7 +255,5 @@ exit
 """
         files.append((Path(project_dir) / "build_trigger.tcl", tcl))
     for path, text in files:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
     return h, c

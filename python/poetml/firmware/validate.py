@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from .convert import FirmwareError
+from ..exceptions import FirmwareError, FirmwareValidationError
 
 __all__ = [
     "FirmwareValidationError",
@@ -27,10 +27,6 @@ __all__ = [
     "trigger_rule",
     "within_tolerance",
 ]
-
-
-class FirmwareValidationError(FirmwareError):
-    """C simulation and the QKeras model disagree beyond the configured tolerance."""
 
 
 def agreement(reference: np.ndarray, csim: np.ndarray, lsb: float) -> dict[str, Any]:
