@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "qkeras": ("qkeras==0.9.0", "learn"),
     "tensorflow_model_optimization": ("tensorflow-model-optimization", "learn"),
     "sklearn": ("scikit-learn", "learn"),
+    "scipy": ("scipy", "learn"),
     "matplotlib": ("matplotlib", "learn"),
     "mplhep": ("mplhep", "learn"),
     "hls4ml": ("hls4ml==1.3.0", "firmware"),

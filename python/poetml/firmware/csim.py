@@ -26,11 +26,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from typing_extensions import Self
 
 from ..exceptions import FirmwareError
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; only the type checker needs it
+    from typing_extensions import Self
 
 __all__ = [
     "CSim",
