@@ -5,7 +5,9 @@ from __future__ import annotations
 
 __all__ = [
     "BadValueError",
+    "BatchError",
     "ConfigError",
+    "DatasetError",
     "FirmwareError",
     "FirmwareValidationError",
     "MissingDependencyError",
@@ -74,3 +76,12 @@ class FirmwareValidationError(FirmwareError):
 
 class SynthesisUnavailable(FirmwareError):
     """No vendor HLS tool for the backend is on PATH."""
+
+
+class DatasetError(PoetmlError, ValueError):
+    """Data unfit for training or scoring: NaN/inf inputs, a single class, mismatched
+    labels or shapes."""
+
+
+class BatchError(PoetmlError):
+    """A batch run cannot start or continue (output folder in use, spec changed ...)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import PoetmlError
+from ..exceptions import BatchError
 
 __all__ = [
     "DATASET_NAME",
@@ -44,10 +44,6 @@ SHARD_DIR = "shards"
 LOCK_NAME = ".poetml-batch.lock"
 
 MANIFEST_VERSION = 1
-
-
-class BatchError(PoetmlError):
-    """A batch run cannot start or continue (output folder in use, spec changed ...)."""
 
 
 _SCHEMA = """

@@ -29,14 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import PoetmlError
+from ..exceptions import DatasetError
 
 __all__ = ["DatasetError", "Preprocessing", "Scaler", "check_finite", "fit_scaler"]
-
-
-class DatasetError(PoetmlError, ValueError):
-    """Data unfit for training or scoring: NaN/inf inputs, a single class, mismatched
-    labels or shapes."""
 
 
 _ENERGY_QUANTITIES = ("ht", "met", "m_mumu", "m_jj")
