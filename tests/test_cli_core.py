@@ -96,7 +96,7 @@ def test_features_command_with_config(nanoaod_file, tmp_path, capsys):
     assert "%|" not in capsys.readouterr().err
     ds = hdf5.load(out)
     cfg = poetml.config.load(config)
-    spec = cfg["features"]
+    spec = cfg.features
     assert isinstance(spec, FeatureSpec)
     assert spec.selection.jet.min_pt == 20.0
     expected, names = poetml.build_features(reading.read(nanoaod_file), spec)
@@ -122,7 +122,7 @@ def test_images_config_section(poet_file, tmp_path):
     ds = hdf5.load(out)
     assert ds.data.shape == (6, 10, 12, 2)
     assert ds.channels == ("jet", "met")
-    spec = poetml.config.load(config)["images"]
+    spec = poetml.config.load(config).images
     np.testing.assert_array_equal(ds.data, poetml.rasterize(reading.read(poet_file), spec))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
 
 import pytest
@@ -191,32 +192,32 @@ def test_unknown_section_lists_valid_sections() -> None:
 
 def test_sections_are_built() -> None:
     cfg = parse({"reading": {"step_size": 10}, "images": {"n_eta": 8}})
-    assert cfg["reading"] == ReadingConfig(step_size=10)
-    assert cfg["images"].n_eta == 8
+    assert cfg.reading == ReadingConfig(step_size=10)
+    assert cfg.images.n_eta == 8
     assert cfg.path is None
-    with pytest.raises(TypeError):
-        cfg.sections["images"] = ImageSpec()  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.images = ImageSpec()  # type: ignore[misc]
 
 
 def test_missing_known_section_gives_defaults_and_unknown_raises() -> None:
     cfg = parse({})
-    assert cfg["images"] == ImageSpec()
-    assert cfg["reading"] == ReadingConfig()
-    assert cfg.get("images") is None
-    with pytest.raises(KeyError, match=r"no configuration section 'nope'; known: .*images"):
-        cfg["nope"]
+    assert cfg == RunConfig()
+    assert cfg.images == ImageSpec()
+    assert cfg.reading == ReadingConfig()
+    with pytest.raises(AttributeError):
+        cfg.nope  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_top_level_selection_propagates() -> None:
     sel = {"muon": {"min_pt": 25.0}, "jet": {"btag_threshold": 0.9}}
     cfg = parse({"selection": sel, "images": {"n_eta": 8}})
     expected = from_mapping(Selection, sel)
-    assert cfg["selection"] == expected
-    assert cfg["images"].selection == expected
-    assert cfg["images"].n_eta == 8
+    assert cfg.selection == expected
+    assert cfg.images.selection == expected
+    assert cfg.images.n_eta == 8
     # features is not in the file, but still gets the top-level selection
-    assert cfg["features"].selection == expected
-    assert cfg["features"].slots == FeatureSpec().slots
+    assert cfg.features.selection == expected
+    assert cfg.features.slots == FeatureSpec().slots
 
 
 def test_section_selection_wins_over_top_level() -> None:
@@ -226,14 +227,14 @@ def test_section_selection_wins_over_top_level() -> None:
             "images": {"selection": {"muon": {"min_pt": 5.0}}},
         }
     )
-    assert cfg["images"].selection.muon.min_pt == 5.0
-    assert cfg["features"].selection.muon.min_pt == 25.0
+    assert cfg.images.selection.muon.min_pt == 5.0
+    assert cfg.features.selection.muon.min_pt == 25.0
 
 
 def test_top_level_selection_reaches_empty_section() -> None:
     """``images:`` with no body (YAML null) does not give its own selection."""
     cfg = parse({"selection": {"muon": {"min_pt": 25.0}}, "images": None})
-    assert cfg["images"].selection.muon.min_pt == 25.0
+    assert cfg.images.selection.muon.min_pt == 25.0
 
 
 def test_invalid_top_level_selection_names_selection() -> None:
@@ -241,24 +242,34 @@ def test_invalid_top_level_selection_names_selection() -> None:
         parse({"selection": {"muon": {"min_pt": "x"}}, "images": {}})
 
 
-def test_core_sections_survive_an_early_register_section(monkeypatch) -> None:
-    """A later stage may register its section before anything is parsed (at import)."""
-    monkeypatch.setattr(config, "_SECTIONS", {})
-
-    @dataclasses.dataclass(frozen=True)
-    class Training:
-        epochs: int = 1
-
-    config.register_section("training", Training)
-    cfg = parse({"images": {"n_eta": 8}, "training": {"epochs": 3}})
-    assert cfg["images"].n_eta == 8
-    assert cfg["training"] == Training(3)
-    assert list(config._SECTIONS)[:4] == ["reading", "selection", "images", "features"]
-
-
-def test_runconfig_defaults_before_any_parse(monkeypatch) -> None:
-    monkeypatch.setattr(config, "_SECTIONS", {})
-    assert RunConfig({})["images"] == ImageSpec()
+def test_runconfig_fields_are_the_typed_sections() -> None:
+    """RunConfig has exactly the valid sections as fields, each typed by its own dataclass
+    (no registry: the section list is the class)."""
+    hints = typing.get_type_hints(RunConfig)
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "path"]
+    assert tuple(names) == config.section_names()
+    assert names == [
+        "reading",
+        "selection",
+        "images",
+        "features",
+        "dataset",
+        "model",
+        "training",
+        "evaluation",
+        "run",
+        "firmware",
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse({"imagez": {}})
+    assert f"valid sections: {', '.join(names)}" in str(info.value)
+    defaults = RunConfig()
+    for name in names:
+        cls = hints[name]
+        assert isinstance(cls, type), name
+        assert dataclasses.is_dataclass(cls), name
+        assert type(getattr(defaults, name)) is cls, name
+        assert getattr(defaults, name) == cls()
 
 
 # --------------------------------------------------------------------------------------
@@ -289,22 +300,22 @@ def test_load(tmp_path) -> None:
     path.write_text(YAML)
     cfg = load(path)
     assert cfg.path == path
-    assert cfg["reading"].step_size == 5000
-    assert cfg["images"].shape == (16, 16, 2)
-    assert cfg["images"].channels == ("muon", "jet")
-    assert cfg["features"].slots == (("met", 1), ("muon", 2))
-    assert cfg["features"].event_quantities == ("ht",)
+    assert cfg.reading.step_size == 5000
+    assert cfg.images.shape == (16, 16, 2)
+    assert cfg.images.channels == ("muon", "jet")
+    assert cfg.features.slots == (("met", 1), ("muon", 2))
+    assert cfg.features.event_quantities == ("ht",)
     for section in ("images", "features"):
-        assert cfg[section].selection.muon == MuonSelection(min_pt=20.0, max_iso=None)
-    assert load(str(path)).sections == cfg.sections
+        assert getattr(cfg, section).selection.muon == MuonSelection(min_pt=20.0, max_iso=None)
+    assert load(str(path)) == cfg
 
 
 def test_load_empty_file(tmp_path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     cfg = load(path)
-    assert dict(cfg.sections) == {}
-    assert cfg["images"] == ImageSpec()
+    assert dataclasses.replace(cfg, path=None) == RunConfig()
+    assert cfg.images == ImageSpec()
 
 
 def test_load_missing_file_names_it(tmp_path) -> None:

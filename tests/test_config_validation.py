@@ -116,7 +116,7 @@ def test_bad_value_is_an_error_with_its_key_path_before_any_work(
 def test_base_config_is_valid(tmp_path, no_work, capsys):
     path = _write(tmp_path)
     cfg = config.load(path)
-    assert cfg["dataset"].split == (0.6, 0.2, 0.2)
+    assert cfg.dataset.split == (0.6, 0.2, 0.2)
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and " OK: " in out
@@ -184,7 +184,7 @@ def test_duplicate_yaml_key_is_an_error(tmp_path, no_work, capsys):
     assert "duplicate key 'model'" in capsys.readouterr().err
     # the same key in two different mappings is fine
     path.write_text("images:\n  selection: {muon: {min_pt: 1}, jet: {min_pt: 1}}\n")
-    assert config.load(path)["images"].selection.jet.min_pt == 1.0
+    assert config.load(path).images.selection.jet.min_pt == 1.0
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))

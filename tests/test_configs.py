@@ -22,12 +22,12 @@ SHIPPED = ["dtw_cnn", "dhjw_cnn", "anomaly_ae", "anomaly_ae_trigger", "anomaly_c
 @pytest.mark.parametrize("name", SHIPPED)
 def test_config_loads(name):
     cfg = config.load(CONFIGS / f"{name}.yaml")
-    ds, model = cfg["dataset"], cfg["model"]
+    ds, model = cfg.dataset, cfg.model
     if name.startswith("anomaly"):
         assert ds.class_names() == ["SM"]
         assert {p.name for p in ds.processes if p.role == "signal"} >= {"zprime", "a4l"}
-        assert "quantized_pruned" in cfg["run"].variants
-        assert "firmware" in cfg["run"].stages
+        assert "quantized_pruned" in cfg.run.variants
+        assert "firmware" in cfg.run.stages
     if name == "anomaly_conv_ae":
         assert ds.kind == "images" and model.type == "conv_ae"
     elif name.startswith("anomaly"):
@@ -36,7 +36,7 @@ def test_config_loads(name):
     if name == "anomaly_ae_trigger":
         # its own large background: a 1 kHz threshold (FPR 2.5e-5) rests on >= 10 test
         # events, the evaluation's rule for a trustworthy rate
-        assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml")["dataset"].default_dir
+        assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml").dataset.default_dir
         n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
         assert n_sm * ds.split[2] * 2.5e-5 >= 10
     elif not name.startswith("anomaly"):

@@ -463,7 +463,7 @@ def test_synthesis_without_tool_raises(tmp_path):
 
 
 def test_firmware_config_section():
-    cfg = parse({"firmware": {"backend": "Vivado", "rate_khz": 2, "reuse_factor": 4}})["firmware"]
+    cfg = parse({"firmware": {"backend": "Vivado", "rate_khz": 2, "reuse_factor": 4}}).firmware
     assert cfg == FirmwareConfig(backend="Vivado", rate_khz=2.0, reuse_factor=4)
     assert cfg.target_fpr == pytest.approx(5e-5)
     with pytest.raises(ConfigError, match="valid keys: backend"):

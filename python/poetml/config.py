@@ -1,281 +1,120 @@
-"""YAML run configurations -> frozen dataclasses.
+"""YAML run configurations -> one typed, frozen :class:`RunConfig`.
 
-Every stage takes its own section as a frozen dataclass, so a notebook can build one
-without YAML.  :func:`from_mapping` turns a plain mapping into such a dataclass, recursing
-into nested dataclasses, and rejects unknown keys with an error that lists the valid ones.
-:func:`load` reads a whole run configuration file.
+Every stage owns its section as a frozen dataclass (so a notebook can build one without
+YAML); :class:`RunConfig` has one typed field per section.  :func:`parse` builds it from a
+mapping (unknown sections and keys, and bad values, are errors listing the valid ones, all
+reported at once); :func:`load` reads a whole run configuration file.  The mapping helpers
+:func:`from_mapping`, :func:`to_mapping` and :func:`load_yaml` live in :mod:`poetml._mapping`
+and are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from ._mapping import from_mapping, load_yaml, to_mapping
+from .datasets.labelled import DatasetConfig
+from .evaluation.config import EvaluationConfig
 from .exceptions import ConfigError
+from .features import FeatureSpec
+from .firmware.config import FirmwareConfig
+from .images import ImageSpec
+from .models import ModelConfig
+from .reading import ReadingConfig
+from .selection import Selection
+from .training import TrainingConfig
 
-__all__ = ["ReadingConfig", "RunConfig", "from_mapping", "load", "load_yaml", "register_section"]
+__all__ = [
+    "VARIANTS",
+    "OutputConfig",
+    "ReadingConfig",
+    "RunConfig",
+    "from_mapping",
+    "load",
+    "load_yaml",
+    "parse",
+    "section_names",
+    "to_mapping",
+]
 
-T = TypeVar("T")
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(
-                f"{where}: expected a mapping of {tp.__name__} options, got {value!r}"
-            )
-        return from_mapping(tp, value, where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if args and len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}: {value!r}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin in (dict, Mapping) or tp in (dict,):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        kt, vt = args if args else (Any, Any)
-        return {
-            _convert(k, kt, f"{where} key"): _convert(v, vt, f"{where}.{k}")
-            for k, v in value.items()
-        }
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys are errors listing the valid ones."""
-    where = where or cls.__name__
-    data = {} if data is None else data
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(map(repr, unknown))}; valid keys: {', '.join(fields)}"
-        )
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:  # a dataclass's own check: prefix the key path
-        if exc.key:
-            raise ConfigError(f"{where}.{exc.key}: {exc.detail}") from exc
-        raise ConfigError(f"{where}: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def to_mapping(obj: Any) -> Any:
-    """A dataclass (nested) as plain JSON/YAML-ready data; tuples become lists."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [to_mapping(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {str(k): to_mapping(v) for k, v in obj.items()}
-    return obj
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int, first: int) -> None:
-        super().__init__(key, line, first)
-        self.key, self.line, self.first = key, line, first
-
-
-def _unique_key_loader() -> type:
-    """A yaml SafeLoader whose mappings reject a repeated key (PyYAML keeps the last one)."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if isinstance(node, yaml.MappingNode):
-                seen: dict[Any, int] = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may override keys
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        first = seen.get(key)
-                    except TypeError:  # unhashable: the base class reports it
-                        continue
-                    line = key_node.start_mark.line + 1
-                    if first is not None:
-                        raise _DuplicateKey(key, line, first)
-                    seen[key] = line
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file.  A key repeated in a mapping is an error
-    (naming the key and both lines), never 'the last one wins'."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.load(text, Loader=_unique_key_loader())
-    except _DuplicateKey as exc:
-        raise ConfigError(
-            f"{path}: line {exc.line}: duplicate key {exc.key!r} (first given on line "
-            f"{exc.first}); a key may appear once in a mapping"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
+#: Model variants: float; QKeras twin; float pruned; QKeras twin pruned (fine-tuned from the
+#: trained quantized model).
+VARIANTS = ("float", "quantized", "pruned", "quantized_pruned")
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadingConfig:
-    """How ntuples are read: events per chunk, layout (``auto`` detects it)."""
+class OutputConfig:
+    """Where and what ``poetml run`` does: ``output`` directory (default
+    ``out/<config file name>``), model ``variants`` (see :data:`VARIANTS`), ``stages`` in
+    order, ``generate_missing`` (generate the default dataset when a process needs it)."""
 
-    step_size: int = 100_000
-    layout: str = "auto"
+    output: str | None = None
+    variants: tuple[str, ...] = ("float", "quantized")
+    stages: tuple[str, ...] = ("data", "train", "evaluate")
+    generate_missing: bool = True
+    progress: bool = True
 
     def __post_init__(self) -> None:
-        from .schema import LAYOUTS
-
-        if (
-            isinstance(self.step_size, bool)
-            or not isinstance(self.step_size, int)
-            or (self.step_size < 1)
-        ):
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
             raise ConfigError(
-                f"must be a positive number of events, got {self.step_size!r}", key="step_size"
+                f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}", key="variants"
             )
-        if self.layout not in ("auto", *LAYOUTS):
+        if "float" not in self.variants:
+            raise ConfigError("variants must include 'float' (the reference model)", key="variants")
+        if not self.stages:
             raise ConfigError(
-                f"unknown layout {self.layout!r}; valid: auto, {', '.join(LAYOUTS)}", key="layout"
+                "name at least one stage (data, train, evaluate, firmware)", key="stages"
             )
-
-
-# Sections of a run configuration: name -> dataclass.  Later stages register theirs with
-# register_section so this module never imports them.
-_SECTIONS: dict[str, type] = {}
-
-
-def register_section(name: str, cls: type) -> None:
-    """Declare a top-level configuration section handled by dataclass ``cls``."""
-    _SECTIONS[name] = cls
-
-
-def _core_sections() -> None:
-    from .features import FeatureSpec
-    from .images import ImageSpec
-    from .selection import Selection
-
-    register_section("reading", ReadingConfig)
-    register_section("selection", Selection)
-    register_section("images", ImageSpec)
-    register_section("features", FeatureSpec)
-    from .pipeline import register_sections  # learning sections (light: no TensorFlow)
-
-    register_sections()
+        if self.output is not None and not self.output:
+            raise ConfigError(
+                "must name a directory (or be left out: out/<config name>)", key="output"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A whole configuration file: ``sections`` maps section name -> dataclass instance.
+    """A whole configuration file: one field per section, each the section's own dataclass
+    (a section left out of the file has its defaults).
 
     A top-level ``selection:`` applies to both ``images`` and ``features`` unless a section
     gives its own.  ``path`` is the file it came from (None when built in code).
     """
 
-    sections: Mapping[str, Any]
+    reading: ReadingConfig = dataclasses.field(default_factory=ReadingConfig)
+    selection: Selection = dataclasses.field(default_factory=Selection)
+    images: ImageSpec = dataclasses.field(default_factory=ImageSpec)
+    features: FeatureSpec = dataclasses.field(default_factory=FeatureSpec)
+    dataset: DatasetConfig = dataclasses.field(default_factory=DatasetConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    run: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    firmware: FirmwareConfig = dataclasses.field(default_factory=FirmwareConfig)
     path: Path | None = None
 
-    def __getitem__(self, name: str) -> Any:
-        if name in self.sections:
-            return self.sections[name]
-        sections = _known_sections()
-        if name in sections:
-            return sections[name]()
-        raise KeyError(f"no configuration section {name!r}; known: {', '.join(sections)}")
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.sections.get(name, default)
-
-
-def _known_sections() -> dict[str, type]:
-    if "reading" not in _SECTIONS:  # core not registered yet; other sections may be
-        later = dict(_SECTIONS)
-        _SECTIONS.clear()
-        _core_sections()
-        _SECTIONS.update(later)
-    return _SECTIONS
+def section_names() -> tuple[str, ...]:
+    """The sections a run configuration may have, in order (the fields of RunConfig)."""
+    return tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "path")
 
 
 def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
     """Validate a configuration mapping into a :class:`RunConfig`."""
-    sections = _known_sections()
+    classes = {f.name: f.default_factory for f in dataclasses.fields(RunConfig) if f.name != "path"}
     errors: list[str] = []  # one per section: all of them are reported at once
-    unknown = [k for k in data if k not in sections]
+    unknown = [k for k in data if k not in classes]
     if unknown:
         errors.append(
             f"{where}: unknown section{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(map(repr, unknown))}; valid sections: {', '.join(sections)}"
+            f"{', '.join(map(repr, unknown))}; valid sections: {', '.join(classes)}"
         )
     out: dict[str, Any] = {}
     selection = data.get("selection")
-    for name, cls in sections.items():
+    for name, cls in classes.items():
         if name not in data:
             continue
         section = {} if data[name] is None else data[name]  # `images:` with no body
@@ -287,26 +126,28 @@ def parse(data: Mapping[str, Any], where: str = "config") -> RunConfig:
         ):
             section = {**section, "selection": selection}
         try:
-            out[name] = from_mapping(cls, section, f"{where}: {name}")
+            out[name] = from_mapping(cls, section, f"{where}: {name}")  # type: ignore[arg-type]
         except ConfigError as exc:
             errors.append(str(exc))
             if name == "selection":  # reported once, not again for images and features
                 selection = None
     for name in ("images", "features"):
-        if name not in data and selection is not None and name in sections:
+        if name not in data and selection is not None:
             try:
                 out[name] = from_mapping(
-                    sections[name], {"selection": selection}, f"{where}: {name}"
+                    classes[name],  # type: ignore[arg-type]
+                    {"selection": selection},
+                    f"{where}: {name}",
                 )
             except ConfigError as exc:
                 errors.append(str(exc))
     if errors:
         raise ConfigError("\n".join(errors))
-    return RunConfig(types.MappingProxyType(out))
+    return RunConfig(**out)
 
 
 def load(path: str | Path) -> RunConfig:
     """Load and validate a YAML run configuration."""
     path = Path(path)
     cfg = parse(load_yaml(path), where=str(path))
-    return RunConfig(cfg.sections, path)
+    return dataclasses.replace(cfg, path=path)

@@ -116,8 +116,8 @@ def _run(args: argparse.Namespace) -> int:
     reading = ReadingConfig()
     if args.config:
         cfg = load(args.config)
-        spec = cfg[args.kind]
-        reading = cfg["reading"]
+        spec = getattr(cfg, args.kind)
+        reading = cfg.reading
     result = batch.run(
         args.inputs,
         args.output,

@@ -24,9 +24,6 @@ import dataclasses
 import sys
 from typing import Any
 
-# registers the `firmware:` configuration section and the `firmware` stage of `poetml run`
-# before any command parses a configuration (light: no TensorFlow or hls4ml)
-from .. import firmware as _firmware_stage  # noqa: F401  (imported for its registrations)
 from .learn import add_trust_model
 
 
@@ -77,7 +74,7 @@ def _firmware(args: argparse.Namespace) -> int:
     if args.config:
         from ..config import load
 
-        config = load(args.config)["firmware"]
+        config = load(args.config).firmware
     overrides = {
         "rate_khz": args.rate_khz,
         "backend": args.backend,

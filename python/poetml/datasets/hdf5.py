@@ -59,7 +59,7 @@ _GZIP_LEVEL_IMAGES = 1
 
 
 def _json(value: Any) -> str:
-    from ..config import to_mapping
+    from .._mapping import to_mapping
 
     return json.dumps(to_mapping(value), sort_keys=True)
 

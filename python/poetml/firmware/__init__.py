@@ -1,7 +1,7 @@
 """Firmware: trained QKeras models -> hls4ml trigger projects with bit-exact C simulation.
 
-``import poetml.firmware`` is light (it registers the ``firmware:`` configuration section);
-hls4ml, TensorFlow and QKeras load when a function needs them.
+``import poetml.firmware`` is light: hls4ml, TensorFlow and QKeras load when a function
+needs them.
 
 Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.score_model` (the network to deploy:
 an autoencoder's anomaly score, a classifier's logit), :mod:`.convert` (hls4ml conversion,
@@ -73,17 +73,3 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
-
-
-def _register_stage() -> None:
-    """Make ``firmware`` a stage of ``poetml run`` (poetml.pipeline imports no TensorFlow)."""
-    try:
-        from .. import pipeline
-    except ImportError:  # pragma: no cover - learning stage not installed
-        return
-    from .stage import firmware_stage
-
-    pipeline.register_stage("firmware", firmware_stage)
-
-
-_register_stage()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from ..config import register_section
 from ..exceptions import ConfigError
 
 __all__ = ["FirmwareConfig"]
@@ -148,6 +147,3 @@ class FirmwareConfig:
     def target_fpr(self) -> float:
         """False-positive rate giving ``rate_khz`` at ``collision_rate_mhz``."""
         return self.rate_khz * 1e3 / (self.collision_rate_mhz * 1e6)
-
-
-register_section("firmware", FirmwareConfig)

@@ -73,7 +73,7 @@ def prepared_for_model_dir(
     where = str(d / "config.json")
     cfg = run_config.parse(data, where=where)
     pipeline._check_config(cfg)
-    ds = cfg["dataset"]
+    ds = cfg.dataset
     defaults = [p for p in ds.processes if not p.files]
     gen_dir = out / "default-data"
 
@@ -89,7 +89,7 @@ def prepared_for_model_dir(
         if manifest is None and read_manifest(gen_dir) is not None:  # an earlier --generate
             data["dataset"] = {**saved["dataset"], "default_dir": str(gen_dir)}
             cfg = run_config.parse(data, where=where)
-            ds = cfg["dataset"]
+            ds = cfg.dataset
             manifest = read_manifest(gen_dir)
     if not defaults or manifest is not None:
         files = labelled.resolve_files(ds, None, manifest)
@@ -132,7 +132,7 @@ def prepared_for_model_dir(
         data["dataset"] = {**saved["dataset"], "default_dir": str(gen_dir)}
         cfg = run_config.parse(data, where=where)
         manifest = generate_default(gen_dir, events=events, progress=progress)
-        files = labelled.resolve_files(cfg["dataset"], None, manifest)
+        files = labelled.resolve_files(cfg.dataset, None, manifest)
         cached = pipeline.cached_dataset(own, pipeline.dataset_key(cfg, files))
         if cached is not None:
             return pipeline.prepare(cfg, cached)
@@ -140,7 +140,7 @@ def prepared_for_model_dir(
 
 
 def _variant(ctx: Any, cfg: FirmwareConfig) -> str:
-    trained = tuple(ctx.config["run"].variants)
+    trained = tuple(ctx.config.run.variants)
     if cfg.variant != "auto":
         if cfg.variant not in trained:
             raise FirmwareError(
@@ -171,12 +171,12 @@ def report_section(result: Any) -> dict[str, Any]:
 
 
 def firmware_stage(ctx: Any) -> None:
-    """Stage function for :func:`poetml.pipeline.register_stage`."""
+    """The ``firmware`` stage of :data:`poetml.pipeline.STAGES`."""
     from .. import pipeline
     from .build import build_firmware
     from .validate import FirmwareValidationError
 
-    cfg = ctx.config.get("firmware") or FirmwareConfig()
+    cfg = ctx.config.firmware
     if ctx.prepared is None:
         ctx.prepared = pipeline.prepare_data(ctx.config, ctx.outdir)
     prep = ctx.prepared
@@ -187,7 +187,7 @@ def firmware_stage(ctx: Any) -> None:
         ctx.config, prep, model_dir, variant, trust_model=getattr(ctx, "trust_model", False)
     )
     background, signals = events_from_prepared(prep, cfg)
-    progress = getattr(ctx.config["run"], "progress", True)
+    progress = getattr(ctx.config.run, "progress", True)
     result = build_firmware(
         md.model,
         ctx.outdir / "firmware",

@@ -4,7 +4,7 @@
 
     from poetml import config, pipeline
     cfg = config.load("configs/dtw_cnn.yaml")
-    result = pipeline.run(cfg)                 # everything, into cfg["run"].output
+    result = pipeline.run(cfg)                 # everything, into cfg.run.output
     prep = pipeline.prepare_data(cfg)          # or step by step (notebooks)
     dirs = pipeline.train(cfg, prep)
     metrics = pipeline.evaluate(cfg, prep, dirs)
@@ -19,15 +19,13 @@ Output directory (``run.output``, default ``out/<config name>``)::
 
 Stages are named in ``run.stages`` (default ``data, train, evaluate``) and run in order;
 finished model directories whose configuration is unchanged are skipped, so an interrupted
-run resumes where it stopped.  Later stages (the firmware step) plug in with
-:func:`register_stage`; a stage name that is not registered yet is looked up by importing
-``poetml.<name>``, which is expected to call :func:`register_stage` on import.
+run resumes where it stopped.  The stages are a fixed table, :data:`STAGES` (``data``,
+``train``, ``evaluate``, ``firmware``); the heavy ones import what they need when they run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -39,13 +37,16 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_path, check_output
-from ..config import ReadingConfig, RunConfig, to_mapping
+from .._mapping import to_mapping
+from ..config import VARIANTS, OutputConfig, RunConfig
 from ..datasets import labelled
 from ..datasets.labelled import DatasetConfig, LabelledData
 from ..datasets.scalers import DatasetError, Preprocessing, fit_scaler
 from ..datasets.splits import Split, class_weights, resample_balanced, stratified_split
+from ..evaluation.config import EvaluationConfig
 from ..exceptions import ConfigError
 from ..models import ModelConfig
+from ..reading import ReadingConfig
 from ..training import TrainingConfig
 
 __all__ = [
@@ -56,98 +57,10 @@ __all__ = [
     "Prepared",
     "evaluate",
     "prepare_data",
-    "register_stage",
     "run",
     "score",
     "train",
 ]
-
-#: Model variants: float; QKeras twin; float pruned; QKeras twin pruned (fine-tuned from the
-#: trained quantized model).
-VARIANTS = ("float", "quantized", "pruned", "quantized_pruned")
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """Evaluation options: anomaly working points (false-positive rates and trigger rates
-    in kHz of a ``collision_rate_mhz`` bunch-crossing rate); the class whose selected events
-    get the dimuon-mass plot (default: the first); plot labels."""
-
-    fpr_targets: tuple[float, ...] = (1e-5,)
-    rate_khz: tuple[float, ...] = (1.0,)
-    collision_rate_mhz: float = 40.0
-    selected_class: str | None = None
-    label: str = "poetml Simulation"
-    com: float | None = None
-    batch_size: int = 1024
-
-    def __post_init__(self) -> None:
-        import math
-
-        if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
-            raise ConfigError(
-                f"must be > 0 MHz, got {self.collision_rate_mhz}", key="collision_rate_mhz"
-            )
-        limit = self.collision_rate_mhz * 1e3
-        for i, r in enumerate(self.rate_khz):
-            if not 0 < r < limit:
-                raise ConfigError(
-                    f"{r} kHz must be > 0 and below the collision rate "
-                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
-                    key=f"rate_khz[{i}]",
-                )
-        for i, f in enumerate(self.fpr_targets):
-            if not 0 < f < 1:
-                raise ConfigError(
-                    f"a false-positive rate must be in (0, 1), got {f}", key=f"fpr_targets[{i}]"
-                )
-        if isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise ConfigError(f"must be >= 1, got {self.batch_size}", key="batch_size")
-        if self.com is not None and not (math.isfinite(self.com) and self.com > 0):
-            raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}", key="com")
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Where and what ``poetml run`` does: ``output`` directory (default
-    ``out/<config file name>``), model ``variants`` (see :data:`VARIANTS`), ``stages`` in
-    order, ``generate_missing`` (generate the default dataset when a process needs it)."""
-
-    output: str | None = None
-    variants: tuple[str, ...] = ("float", "quantized")
-    stages: tuple[str, ...] = ("data", "train", "evaluate")
-    generate_missing: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad:
-            raise ConfigError(
-                f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}", key="variants"
-            )
-        if "float" not in self.variants:
-            raise ConfigError("variants must include 'float' (the reference model)", key="variants")
-        if not self.stages:
-            raise ConfigError(
-                "name at least one stage (data, train, evaluate, firmware)", key="stages"
-            )
-        if self.output is not None and not self.output:
-            raise ConfigError(
-                "must name a directory (or be left out: out/<config name>)", key="output"
-            )
-
-
-def register_sections() -> None:
-    """Register this stage's configuration sections (called lazily by poetml.config)."""
-    from ..config import register_section
-
-    register_section("dataset", DatasetConfig)
-    register_section("model", ModelConfig)
-    register_section("training", TrainingConfig)
-    register_section("evaluation", EvaluationConfig)
-    register_section("run", OutputConfig)
-    from .. import firmware  # noqa: F401  (registers the "firmware" section and stage; light)
-
 
 # ----------------------------------------------------------------------------- data
 
@@ -181,7 +94,7 @@ class Prepared:
 
 
 def output_dir(cfg: RunConfig) -> Path:
-    out = cfg["run"].output
+    out = cfg.run.output
     if out:
         return Path(out)
     stem = cfg.path.stem if cfg.path is not None else "run"
@@ -189,13 +102,13 @@ def output_dir(cfg: RunConfig) -> Path:
 
 
 def _spec(cfg: RunConfig) -> Any:
-    ds: DatasetConfig = cfg["dataset"]
-    return cfg["images"] if ds.kind == "images" else cfg["features"]
+    ds: DatasetConfig = cfg.dataset
+    return cfg.images if ds.kind == "images" else cfg.features
 
 
 def _check_config(cfg: RunConfig) -> None:
-    ds: DatasetConfig = cfg["dataset"]
-    model: ModelConfig = cfg["model"]
+    ds: DatasetConfig = cfg.dataset
+    model: ModelConfig = cfg.model
     if not ds.processes:
         raise ConfigError("dataset.processes: empty; list the processes and their labels")
     if ds.default_events:
@@ -221,7 +134,7 @@ def _check_config(cfg: RunConfig) -> None:
                 f"dataset: a classifier needs at least 2 classes, got {len(classes)} "
                 f"({', '.join(classes)}); give processes different labels"
             )
-        selected = cfg["evaluation"].selected_class
+        selected = cfg.evaluation.selected_class
         if selected is not None and selected not in classes:
             raise ConfigError(
                 f"evaluation.selected_class: {selected!r} is not a class; classes: "
@@ -238,7 +151,7 @@ def default_dataset_events(cfg: RunConfig) -> dict[str, int]:
     processes, ``dataset.default_events`` and ``default_scale`` applied)."""
     from ..generate import DEFAULT_DATASET
 
-    ds: DatasetConfig = cfg["dataset"]
+    ds: DatasetConfig = cfg.dataset
     events = {**DEFAULT_DATASET, **(ds.default_events or {})}
     return {k: max(1, round(v * ds.default_scale)) for k, v in events.items()}
 
@@ -248,7 +161,7 @@ def _file_problems(cfg: RunConfig) -> list[str]:
     missing when ``run.generate_missing`` is false."""
     from ..reading import expand_files
 
-    ds: DatasetConfig = cfg["dataset"]
+    ds: DatasetConfig = cfg.dataset
     out: list[str] = []
     for i, p in enumerate(ds.processes):
         for j, f in enumerate(p.files):
@@ -275,7 +188,7 @@ def _file_problems(cfg: RunConfig) -> list[str]:
     default_dir = Path(ds.default_dir)
     if default_dir.exists() and not default_dir.is_dir():
         out.append(f"dataset.default_dir: {default_dir} is not a directory")
-    elif not cfg["run"].generate_missing:
+    elif not cfg.run.generate_missing:
         mpath = default_dir / "manifest.json"
         try:
             manifest = json.loads(mpath.read_text())
@@ -307,7 +220,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
         _check_config(cfg)
     except ConfigError as exc:
         problems.append(str(exc))
-    for name in cfg["run"].stages:
+    for name in cfg.run.stages:
         try:
             _stage(name)
         except ConfigError as exc:
@@ -326,29 +239,29 @@ def check_config(cfg: RunConfig) -> None:
 
 def config_summary(cfg: RunConfig) -> str:
     """One line saying what ``cfg`` would do (for ``poetml check``)."""
-    ds: DatasetConfig = cfg["dataset"]
+    ds: DatasetConfig = cfg.dataset
     n_default = sum(1 for p in ds.processes if not p.files)
     n_files = sum(len(p.files) for p in ds.processes)
     parts = [f"{ds.kind} dataset of {len(ds.processes)} processes"]
     if n_files:
         parts.append(f"{n_files} file pattern{'s' if n_files > 1 else ''}")
     if n_default:
-        how = "generated when missing" if cfg["run"].generate_missing else "must exist"
+        how = "generated when missing" if cfg.run.generate_missing else "must exist"
         parts.append(f"{n_default} from the default dataset in {ds.default_dir} ({how})")
-    model: ModelConfig = cfg["model"]
-    parts.append(f"model {model.type}, variants {', '.join(cfg['run'].variants)}")
-    parts.append(f"stages {', '.join(cfg['run'].stages)}")
+    model: ModelConfig = cfg.model
+    parts.append(f"model {model.type}, variants {', '.join(cfg.run.variants)}")
+    parts.append(f"stages {', '.join(cfg.run.stages)}")
     parts.append(f"output {output_dir(cfg)}")
     return "; ".join(parts)
 
 
 def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
-    ds: DatasetConfig = cfg["dataset"]
+    ds: DatasetConfig = cfg.dataset
     manifest = None
     if any(not p.files for p in ds.processes):
         default_dir = Path(ds.default_dir)
         mpath = default_dir / "manifest.json"
-        if cfg["run"].generate_missing:
+        if cfg.run.generate_missing:
             from ..generate import generate_default
 
             manifest = generate_default(
@@ -379,7 +292,7 @@ def _fingerprint(*parts: Any) -> str:
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
     """The fingerprint a cached dataset of ``cfg`` made from ``files`` carries."""
-    return _fingerprint(_spec(cfg), cfg["dataset"], files)
+    return _fingerprint(_spec(cfg), cfg.dataset, files)
 
 
 def cached_dataset(path: Path, key: str) -> LabelledData | None:
@@ -392,7 +305,7 @@ def cached_dataset(path: Path, key: str) -> LabelledData | None:
         if hload(path, start=0, stop=0).attrs.get("fingerprint") == key:
             return labelled.load(path)
     except Exception:  # a stale or foreign file is rebuilt  # noqa: BLE001
-        pass
+        return None
     return None
 
 
@@ -400,9 +313,9 @@ def build_dataset(
     cfg: RunConfig, files: Mapping[str, Sequence[str]], path: Path, progress: bool = True
 ) -> LabelledData:
     """Build the labelled dataset of ``cfg`` from ``files`` and save it to ``path``."""
-    ds: DatasetConfig = cfg["dataset"]
+    ds: DatasetConfig = cfg.dataset
     spec = _spec(cfg)
-    reading: ReadingConfig = cfg["reading"]
+    reading: ReadingConfig = cfg.reading
     data = labelled.build(
         ds, spec, files, layout=reading.layout, aux={"m_mumu": _dimuon_mass}, progress=progress
     )
@@ -424,8 +337,8 @@ def load_or_build_dataset(cfg: RunConfig, outdir: Path, progress: bool = True) -
 def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
     """Split, fit the scaler on the training split, scale and quantize (no I/O)."""
     _check_config(cfg)
-    ds: DatasetConfig = cfg["dataset"]
-    model: ModelConfig = cfg["model"]
+    ds: DatasetConfig = cfg.dataset
+    model: ModelConfig = cfg.model
     if data.kind != ds.kind:
         raise DatasetError(f"dataset holds {data.kind}, the configuration asks for {ds.kind}")
     autoencoder = model.is_autoencoder
@@ -492,7 +405,7 @@ def prepare_data(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -
     """Generate (if needed), build or reuse the dataset, split and preprocess it."""
     check_config(cfg)
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
-    data = load_or_build_dataset(cfg, out, progress=cfg["run"].progress)
+    data = load_or_build_dataset(cfg, out, progress=cfg.run.progress)
     return prepare(cfg, data)
 
 
@@ -538,9 +451,9 @@ def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, 
         "kind": prep.data.kind,
         "spec": to_mapping(prep.spec),
         "spec_type": type(prep.spec).__name__,
-        "model": to_mapping(cfg["model"]),
-        "training": to_mapping(cfg["training"]),
-        "dataset": to_mapping(cfg["dataset"]),
+        "model": to_mapping(cfg.model),
+        "training": to_mapping(cfg.training),
+        "dataset": to_mapping(cfg.dataset),
     }
 
 
@@ -578,10 +491,10 @@ def train(
     from ..models import build, pruning
 
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
-    ds: DatasetConfig = cfg["dataset"]
-    mcfg: ModelConfig = cfg["model"]
-    tcfg: TrainingConfig = cfg["training"]
-    variants = tuple(variants or cfg["run"].variants)
+    ds: DatasetConfig = cfg.dataset
+    mcfg: ModelConfig = cfg.model
+    tcfg: TrainingConfig = cfg.training
+    variants = tuple(variants or cfg.run.variants)
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ConfigError(f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}")
@@ -709,9 +622,9 @@ def evaluate(
     from .. import report
 
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
-    ecfg: EvaluationConfig = cfg["evaluation"]
+    ecfg: EvaluationConfig = cfg.evaluation
     if dirs is None:
-        dirs = {v: out / "models" / v for v in cfg["run"].variants}
+        dirs = {v: out / "models" / v for v in cfg.run.variants}
     loaded = {}
     for v, d in dirs.items():
         md = load_run_model_dir(cfg, prep, d, v, trust_model=trust_model)
@@ -790,7 +703,7 @@ def score(
     ``Lambda`` layer, an unknown custom object) unless ``trust_model`` (which runs it)."""
     import uproot
 
-    from ..config import from_mapping
+    from .._mapping import from_mapping
     from ..features import FeatureSpec
     from ..images import ImageSpec
     from ..reading import expand_files, iterate
@@ -878,7 +791,7 @@ def _stage_evaluate(ctx: Context) -> None:
     if ctx.prepared is None:
         _stage_data(ctx)
     assert ctx.prepared is not None
-    dirs = ctx.model_dirs or {v: ctx.outdir / "models" / v for v in ctx.config["run"].variants}
+    dirs = ctx.model_dirs or {v: ctx.outdir / "models" / v for v in ctx.config.run.variants}
     metrics, section = evaluate(
         ctx.config, ctx.prepared, dirs, ctx.outdir, trust_model=ctx.trust_model
     )
@@ -886,24 +799,22 @@ def _stage_evaluate(ctx: Context) -> None:
     ctx.sections.append(section)
 
 
+def _stage_firmware(ctx: Context) -> None:
+    from ..firmware.stage import firmware_stage
+
+    firmware_stage(ctx)
+
+
+#: The stages ``run.stages`` may name, in the order a run usually has them.
 STAGES: dict[str, Callable[[Context], Any]] = {
     "data": _stage_data,
     "train": _stage_train,
     "evaluate": _stage_evaluate,
+    "firmware": _stage_firmware,
 }
 
 
-def register_stage(name: str, fn: Callable[[Context], Any]) -> None:
-    """Add a stage ``fn(ctx)`` that ``run.stages`` can name (e.g. ``firmware``)."""
-    STAGES[name] = fn
-
-
 def _stage(name: str) -> Callable[[Context], Any]:
-    if name not in STAGES:
-        try:
-            importlib.import_module(f"poetml.{name}")
-        except ImportError:
-            pass
     if name not in STAGES:
         raise ConfigError(f"run.stages: unknown stage {name!r}; known stages: {', '.join(STAGES)}")
     return STAGES[name]
@@ -912,14 +823,14 @@ def _stage(name: str) -> Callable[[Context], Any]:
 def run(
     cfg: RunConfig, outdir: str | os.PathLike[str] | None = None, *, trust_model: bool = False
 ) -> Context:
-    """Run every stage of ``cfg['run'].stages`` and write the report and ``run.json``.
+    """Run every stage of ``cfg.run.stages`` and write the report and ``run.json``.
     ``trust_model``: load saved model files that hold code (see
     :func:`poetml.training.load_model_dir`)."""
     from .. import report
     from ..evaluation import write_json
 
     check_config(cfg)
-    stages = [(s, _stage(s)) for s in cfg["run"].stages]
+    stages = [(s, _stage(s)) for s in cfg.run.stages]
     out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg, out, trust_model=trust_model)

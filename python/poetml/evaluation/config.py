@@ -1,0 +1,48 @@
+"""The ``evaluation:`` configuration section (a frozen dataclass, no heavy imports)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..exceptions import ConfigError
+
+__all__ = ["EvaluationConfig"]
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Evaluation options: anomaly working points (false-positive rates and trigger rates
+    in kHz of a ``collision_rate_mhz`` bunch-crossing rate); the class whose selected events
+    get the dimuon-mass plot (default: the first); plot labels."""
+
+    fpr_targets: tuple[float, ...] = (1e-5,)
+    rate_khz: tuple[float, ...] = (1.0,)
+    collision_rate_mhz: float = 40.0
+    selected_class: str | None = None
+    label: str = "poetml Simulation"
+    com: float | None = None
+    batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
+            raise ConfigError(
+                f"must be > 0 MHz, got {self.collision_rate_mhz}", key="collision_rate_mhz"
+            )
+        limit = self.collision_rate_mhz * 1e3
+        for i, r in enumerate(self.rate_khz):
+            if not 0 < r < limit:
+                raise ConfigError(
+                    f"{r} kHz must be > 0 and below the collision rate "
+                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
+                    key=f"rate_khz[{i}]",
+                )
+        for i, f in enumerate(self.fpr_targets):
+            if not 0 < f < 1:
+                raise ConfigError(
+                    f"a false-positive rate must be in (0, 1), got {f}", key=f"fpr_targets[{i}]"
+                )
+        if isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"must be >= 1, got {self.batch_size}", key="batch_size")
+        if self.com is not None and not (math.isfinite(self.com) and self.com > 0):
+            raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}", key="com")
