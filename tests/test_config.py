@@ -248,6 +248,9 @@ def test_runconfig_fields_are_the_typed_sections() -> None:
     hints = typing.get_type_hints(RunConfig)
     names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "path"]
     assert tuple(names) == config.section_names()
+    from poetml import pipeline
+
+    assert tuple(pipeline.STAGES) == config.STAGE_NAMES
     assert names == [
         "reading",
         "selection",

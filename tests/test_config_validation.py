@@ -51,6 +51,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(poetml.generate, "generate_default", forbidden)
     monkeypatch.setattr(labelled, "build", forbidden)
     monkeypatch.setattr(pipeline, "train", forbidden)
+    monkeypatch.setattr(pipeline.training, "train", forbidden)  # what `poetml run` calls
 
 
 def _write(tmp_path: Path, dataset: str = "", features: str = "", evaluation: str = "") -> Path:
@@ -289,7 +290,7 @@ def test_firmware_refuses_a_float_model_before_touching_data(tmp_path, no_work, 
 def test_firmware_writes_only_under_its_output(tmp_path):
     """The run's dataset path holds a foreign file: it is left alone and the dataset is
     rebuilt under the firmware output."""
-    import poetml.firmware.build as fwbuild
+    import poetml.pipeline.firmware as fwbuild
 
     a = write_poet_random(tmp_path / "a.root", 40, seed=1, mean_muons=2.0)
     s = write_poet_random(tmp_path / "s.root", 20, seed=2, mean_electrons=2.0)
@@ -314,7 +315,7 @@ def test_firmware_writes_only_under_its_output(tmp_path):
     assert Path(result.out_dir).resolve() == out.resolve()
     # a second time the dataset under the output is reused
     mtime = (out / "data" / "dataset.h5").stat().st_mtime_ns
-    from poetml.firmware.stage import prepared_for_model_dir
+    from poetml.pipeline.firmware import prepared_for_model_dir
 
     prepared_for_model_dir(d, out)
     assert (out / "data" / "dataset.h5").stat().st_mtime_ns == mtime
@@ -331,7 +332,7 @@ def test_firmware_reads_the_runs_dataset_when_it_matches(tmp_path, monkeypatch):
             {"name": "s", "files": [str(s)], "role": "signal"},
         ],
     )
-    from poetml.firmware.stage import prepared_for_model_dir
+    from poetml.pipeline.firmware import prepared_for_model_dir
 
     # what the run wrote: build it once into RUN/data, as `poetml run` does
     first = prepared_for_model_dir(d, tmp_path / "fw0")
@@ -360,8 +361,8 @@ def test_firmware_generates_nothing_unless_asked(tmp_path, no_work, capsys):
 
 
 def test_firmware_generate_flag_says_what_and_writes_under_output(tmp_path, monkeypatch, capsys):
-    import poetml.firmware.build as fwbuild
     import poetml.generate
+    import poetml.pipeline.firmware as fwbuild
 
     d = _fake_run(tmp_path, quantized=True,
                   processes=[{"name": "qcd"}, {"name": "zprime", "role": "signal"}],

@@ -47,7 +47,7 @@ def test_config_loads(name):
         assert ds.class_names() == expected
         assert model.quantization.bits == 8
     # the pipeline's own consistency check accepts it
-    from poetml.pipeline import _check_config
+    from poetml.pipeline.checks import _check_config
 
     _check_config(cfg)
 
@@ -66,7 +66,7 @@ def test_unknown_keys_list_valid_ones():
 
 
 def test_config_mismatches_are_errors():
-    from poetml.pipeline import _check_config
+    from poetml.pipeline.checks import _check_config
 
     cfg = config.parse(
         {

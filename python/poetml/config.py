@@ -28,6 +28,7 @@ from .selection import Selection
 from .training import TrainingConfig
 
 __all__ = [
+    "STAGE_NAMES",
     "VARIANTS",
     "OutputConfig",
     "ReadingConfig",
@@ -43,6 +44,9 @@ __all__ = [
 #: Model variants: float; QKeras twin; float pruned; QKeras twin pruned (fine-tuned from the
 #: trained quantized model).
 VARIANTS = ("float", "quantized", "pruned", "quantized_pruned")
+
+#: The stages of ``poetml run`` (:data:`poetml.pipeline.STAGES` runs them), in their usual order.
+STAGE_NAMES = ("data", "train", "evaluate", "firmware")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +70,7 @@ class OutputConfig:
         if "float" not in self.variants:
             raise ConfigError("variants must include 'float' (the reference model)", key="variants")
         if not self.stages:
-            raise ConfigError(
-                "name at least one stage (data, train, evaluate, firmware)", key="stages"
-            )
+            raise ConfigError(f"name at least one stage ({', '.join(STAGE_NAMES)})", key="stages")
         if self.output is not None and not self.output:
             raise ConfigError(
                 "must name a directory (or be left out: out/<config name>)", key="output"

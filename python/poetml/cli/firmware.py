@@ -67,8 +67,8 @@ def register(subparsers: Any) -> None:
 
 def _firmware(args: argparse.Namespace) -> int:
     from ..firmware import FirmwareConfig
-    from ..firmware.build import build_from_model_dir
     from ..firmware.validate import FirmwareValidationError, trigger_rule
+    from ..pipeline.firmware import build_from_model_dir
 
     config = FirmwareConfig()
     if args.config:

@@ -9,8 +9,9 @@ supported layers), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger
 for a rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
 :mod:`.cost` (resource estimate), :mod:`.synth` (vendor synthesis, report parsing),
 :mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`;
-:func:`load_firmware_inputs` reads a model directory and its test events),
-:mod:`.stage` (the ``firmware`` stage of ``poetml run``, registered on import).
+:func:`load_firmware_inputs` reads a model directory and its test events).  The
+``firmware`` stage of ``poetml run`` is :mod:`poetml.pipeline.firmware` (this package knows
+nothing of runs).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ _LAZY = {
     "run_synthesis": "synth",
     "SynthesisUnavailable": "synth",
     "estimate_cost": "cost",
-    "firmware_stage": "stage",
 }
 
 __all__ = [  # noqa: RUF022
@@ -62,7 +62,6 @@ __all__ = [  # noqa: RUF022
     "run_synthesis",
     "SynthesisUnavailable",
     "estimate_cost",
-    "firmware_stage",
 ]
 
 

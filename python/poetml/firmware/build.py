@@ -418,48 +418,51 @@ def _require_quantized(model: Any, path: Path) -> None:
         )
 
 
+def is_run_model_dir(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` was written by ``poetml run`` (``config.json``) and holds no events
+    of its own: its events are its run's test split (see
+    :func:`poetml.pipeline.firmware.build_from_model_dir`)."""
+    path = Path(model_dir)
+    d = path if path.is_dir() else path.parent
+    has_events = any((d / n).exists() for n in EVENT_FILES) or "test_events" in _read_meta(d)
+    return not has_events and (d / "config.json").is_file()
+
+
+def load_quantized_model_dir(
+    model_dir: str | Path, *, trust_model: bool = False
+) -> tuple[Any, Path]:
+    """The QKeras model of a model directory (or model file) and its directory; a float model
+    and a model file that holds code (unless ``trust_model``) are refused."""
+    path = Path(model_dir)
+    d = path if path.is_dir() else path.parent
+    model_file = path if path.is_file() else _pick_model_file(d, _read_meta(d))
+    model = load_qkeras_model(model_file, trust_model=trust_model)
+    _require_quantized(model, model_file)
+    return model, d
+
+
 def build_from_model_dir(
     model_dir: str | Path,
     out_dir: str | Path,
     config: FirmwareConfig | None = None,
     events_file: str | Path | None = None,
     progress: bool = True,
-    generate: bool = False,
     *,
     trust_model: bool = False,
 ) -> FirmwareResult:
-    """:func:`build_firmware` on a trained model directory.
-
-    A directory written by ``poetml run`` (``RUN/models/<variant>``, with ``config.json``) uses
-    its run's test split: the run's dataset in ``RUN/data`` is read, or the dataset is built
-    into ``out_dir/data`` (and, only with ``generate``, the default dataset it needs is
-    generated into ``out_dir/default-data``; see :func:`.stage.prepared_for_model_dir`).
-    Otherwise the events come from ``events_file`` or an ``.npz`` in the directory (see
-    :func:`load_firmware_inputs`).  Nothing is written outside ``out_dir``.  A model that is not
-    quantized (no QKeras layer) is refused before any data is read, and so is a model file that
-    holds code (a ``Lambda`` layer, an unknown custom object) unless ``trust_model``, which
-    runs that code."""
+    """:func:`build_firmware` on a trained model directory whose events come from
+    ``events_file`` or an ``.npz`` in the directory (see :func:`load_firmware_inputs`); a
+    model directory of ``poetml run`` uses its run's test split through
+    :func:`poetml.pipeline.firmware.build_from_model_dir`.  Nothing is written outside
+    ``out_dir``.  A model that is not quantized (no QKeras layer) is refused before any data is
+    read, and so is a model file that holds code (a ``Lambda`` layer, an unknown custom object)
+    unless ``trust_model``, which runs that code."""
     config = config or FirmwareConfig()
-    path = Path(model_dir)
-    d = path if path.is_dir() else path.parent
-    has_events = any((d / n).exists() for n in EVENT_FILES) or "test_events" in _read_meta(d)
-    if events_file is None and not has_events and (d / "config.json").is_file():
-        # a model directory of `poetml run`: its run's test split
-        from .stage import events_from_prepared, prepared_for_model_dir
-
-        model_file = path if path.is_file() else _pick_model_file(d, _read_meta(d))
-        model = load_qkeras_model(model_file, trust_model=trust_model)
-        _require_quantized(model, model_file)
-        prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
-        bkg, sigs = events_from_prepared(prep, config)
-        return build_firmware(
-            model,
-            out_dir,
-            config,
-            background=bkg,
-            signals=sigs,
-            feature_names=prep.preprocessing.feature_names,
-            progress=progress,
+    if events_file is None and is_run_model_dir(model_dir):
+        raise FirmwareError(
+            f"{model_dir} is a model directory of 'poetml run' without events of its own: its "
+            "events are its run's test split (poetml.pipeline.firmware.build_from_model_dir, "
+            "'poetml firmware'), or pass events_file"
         )
     inputs = load_firmware_inputs(model_dir, events_file, trust_model=trust_model)
     _require_quantized(inputs.model, inputs.model_path)

@@ -1,4 +1,6 @@
-"""The ``firmware`` stage of ``poetml run`` (``run.stages: [data, train, evaluate, firmware]``).
+"""The ``firmware`` stage of ``poetml run`` (``run.stages: [data, train, evaluate, firmware]``)
+and ``poetml firmware`` on a model directory of a run: the glue between a run and
+:mod:`poetml.firmware` (which knows nothing of runs).
 
 Deploys the quantized (+pruned) model trained by the run: the test split of the run's dataset
 gives the background events (and, for autoencoders, the signal processes) on which the C
@@ -8,12 +10,26 @@ simulation is validated and the trigger threshold set.  Output: ``<run output>/f
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
-from .config import FirmwareConfig
-from .convert import FirmwareError
+from .. import config as run_config
+from ..datasets import labelled
+from ..exceptions import FirmwareError
+from ..firmware.config import FirmwareConfig
+from .checks import _check_config, default_dataset_events
+from .data import build_dataset, cached_dataset, dataset_key, prepare, prepare_data
+from .training import load_run_model_dir
 
-__all__ = ["events_from_prepared", "firmware_stage", "prepared_for_model_dir", "report_section"]
+__all__ = [
+    "build_from_model_dir",
+    "events_from_prepared",
+    "firmware_stage",
+    "prepared_for_model_dir",
+    "report_section",
+]
 
 
 def events_from_prepared(prep: Any, cfg: FirmwareConfig) -> tuple[Any, dict[str, Any]]:
@@ -45,14 +61,6 @@ def prepared_for_model_dir(
     ``OUT/default-data``, printing what it generates, and otherwise a FirmwareError says how
     to ask for that.
     """
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from .. import config as run_config
-    from .. import pipeline
-    from ..datasets import labelled
-
     d = Path(model_dir)
     run_dir = d.parent.parent
     out = Path(out_dir)
@@ -72,7 +80,7 @@ def prepared_for_model_dir(
         ) from exc
     where = str(d / "config.json")
     cfg = run_config.parse(data, where=where)
-    pipeline._check_config(cfg)
+    _check_config(cfg)
     ds = cfg.dataset
     defaults = [p for p in ds.processes if not p.files]
     gen_dir = out / "default-data"
@@ -107,14 +115,14 @@ def prepared_for_model_dir(
             p.name: files[p.name] if p.files else [str(planned / f"{p.name}.root")]
             for p in ds.processes
         }
-    key = pipeline.dataset_key(cfg, files)
+    key = dataset_key(cfg, files)
     own = out / "data" / "dataset.h5"
     for path in (run_dir / "data" / "dataset.h5", own):
-        cached = pipeline.cached_dataset(path, key)
+        cached = cached_dataset(path, key)
         if cached is not None:
-            return pipeline.prepare(cfg, cached)
+            return prepare(cfg, cached)
     if defaults and manifest is None:
-        events = pipeline.default_dataset_events(cfg)
+        events = default_dataset_events(cfg)
         what = (
             f"{sum(events.values())} events of {len(events)} processes "
             f"({', '.join(f'{k} {v}' for k, v in events.items())})"
@@ -133,10 +141,10 @@ def prepared_for_model_dir(
         cfg = run_config.parse(data, where=where)
         manifest = generate_default(gen_dir, events=events, progress=progress)
         files = labelled.resolve_files(cfg.dataset, None, manifest)
-        cached = pipeline.cached_dataset(own, pipeline.dataset_key(cfg, files))
+        cached = cached_dataset(own, dataset_key(cfg, files))
         if cached is not None:
-            return pipeline.prepare(cfg, cached)
-    return pipeline.prepare(cfg, pipeline.build_dataset(cfg, files, own, progress))
+            return prepare(cfg, cached)
+    return prepare(cfg, build_dataset(cfg, files, own, progress))
 
 
 def _variant(ctx: Any, cfg: FirmwareConfig) -> str:
@@ -171,19 +179,19 @@ def report_section(result: Any) -> dict[str, Any]:
 
 
 def firmware_stage(ctx: Any) -> None:
-    """The ``firmware`` stage of :data:`poetml.pipeline.STAGES`."""
-    from .. import pipeline
-    from .build import build_firmware
-    from .validate import FirmwareValidationError
+    """The ``firmware`` stage of :data:`poetml.pipeline.STAGES`: deploy the run's quantized
+    model (``firmware.variant``), validate it on the run's test split, add a report section."""
+    from ..exceptions import FirmwareValidationError
+    from ..firmware.build import build_firmware
 
     cfg = ctx.config.firmware
     if ctx.prepared is None:
-        ctx.prepared = pipeline.prepare_data(ctx.config, ctx.outdir)
+        ctx.prepared = prepare_data(ctx.config, ctx.outdir)
     prep = ctx.prepared
     variant = _variant(ctx, cfg)
     model_dir = ctx.model_dirs.get(variant, ctx.outdir / "models" / variant)
     # refused when trained with another configuration, or when its file holds code
-    md = pipeline.load_run_model_dir(
+    md = load_run_model_dir(
         ctx.config, prep, model_dir, variant, trust_model=getattr(ctx, "trust_model", False)
     )
     background, signals = events_from_prepared(prep, cfg)
@@ -221,3 +229,46 @@ def firmware_stage(ctx: Any) -> None:
         raise FirmwareValidationError(
             f"firmware validation failed (see {result.out_dir / 'firmware.md'})\n{text}"
         )
+
+
+def build_from_model_dir(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    config: FirmwareConfig | None = None,
+    events_file: str | Path | None = None,
+    progress: bool = True,
+    generate: bool = False,
+    *,
+    trust_model: bool = False,
+) -> Any:
+    """:func:`poetml.firmware.build.build_from_model_dir`, and for a model directory written by
+    ``poetml run`` (``RUN/models/<variant>`` with ``config.json`` and no events of its own)
+    its run's test split: the run's dataset in ``RUN/data`` is read, or the dataset is built
+    into ``out_dir/data`` (and, only with ``generate``, the default dataset it needs is
+    generated into ``out_dir/default-data``; see :func:`prepared_for_model_dir`).  Nothing is
+    written outside ``out_dir``; a model that is not quantized, or whose file holds code
+    (unless ``trust_model``), is refused before any data is read."""
+    from ..firmware import build as fwbuild
+
+    config = config or FirmwareConfig()
+    if events_file is not None or not fwbuild.is_run_model_dir(model_dir):
+        return fwbuild.build_from_model_dir(
+            model_dir,
+            out_dir,
+            config,
+            events_file,
+            progress=progress,
+            trust_model=trust_model,
+        )
+    model, d = fwbuild.load_quantized_model_dir(model_dir, trust_model=trust_model)
+    prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
+    bkg, sigs = events_from_prepared(prep, config)
+    return fwbuild.build_firmware(
+        model,
+        out_dir,
+        config,
+        background=bkg,
+        signals=sigs,
+        feature_names=prep.preprocessing.feature_names,
+        progress=progress,
+    )

@@ -1,0 +1,218 @@
+"""The data stage: generate the default dataset when needed, build or reuse the labelled
+dataset (cached in ``<output>/data/dataset.h5`` under a fingerprint of its inputs), split and
+preprocess it into :class:`Prepared`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._mapping import to_mapping
+from ..config import RunConfig
+from ..datasets import labelled
+from ..datasets.labelled import DatasetConfig, LabelledData
+from ..datasets.scalers import DatasetError, Preprocessing, fit_scaler
+from ..datasets.splits import Split, stratified_split
+from ..exceptions import ConfigError
+from ..models import ModelConfig
+from ..reading import ReadingConfig
+from .checks import _check_config, _spec, check_config, default_dataset_events, output_dir
+
+__all__ = [
+    "Prepared",
+    "build_dataset",
+    "cached_dataset",
+    "dataset_key",
+    "load_or_build_dataset",
+    "prepare",
+    "prepare_data",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """The dataset split and preprocessed for training.
+
+    ``x_*`` are scaled and input-quantized; ``y_*`` class indices (classifiers) or the
+    process index (autoencoder background); ``signals`` maps each signal process to its
+    preprocessed events (autoencoder evaluation); ``test`` the raw test subset.
+    """
+
+    data: LabelledData
+    split: Split
+    preprocessing: Preprocessing
+    spec: Any
+    autoencoder: bool
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test: LabelledData
+    signals: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.preprocessing.class_names
+
+
+def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
+    ds: DatasetConfig = cfg.dataset
+    manifest = None
+    if any(not p.files for p in ds.processes):
+        default_dir = Path(ds.default_dir)
+        mpath = default_dir / "manifest.json"
+        if cfg.run.generate_missing:
+            from ..generate import generate_default
+
+            manifest = generate_default(
+                default_dir, events=default_dataset_events(cfg), progress=progress
+            )
+        elif mpath.exists():
+            manifest = json.loads(mpath.read_text())
+        else:
+            raise ConfigError(
+                f"the default dataset is missing ({mpath}); run 'poetml generate' or set "
+                "run.generate_missing: true"
+            )
+    return labelled.resolve_files(ds, None, manifest)
+
+
+def _dimuon_mass(batch: Any) -> np.ndarray:
+    from ..evaluation import dimuon_mass
+
+    if "muon" not in batch.collections:
+        return np.full(batch.n_events, np.nan, dtype=np.float32)
+    return dimuon_mass(batch)
+
+
+def _fingerprint(*parts: Any) -> str:
+    text = json.dumps([to_mapping(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
+    """The fingerprint a cached dataset of ``cfg`` made from ``files`` carries."""
+    return _fingerprint(_spec(cfg), cfg.dataset, files)
+
+
+def cached_dataset(path: Path, key: str) -> LabelledData | None:
+    """The dataset in ``path`` when it exists and carries fingerprint ``key`` (read only)."""
+    if not path.exists():
+        return None
+    try:
+        from ..datasets.hdf5 import load as hload
+
+        if hload(path, start=0, stop=0).attrs.get("fingerprint") == key:
+            return labelled.load(path)
+    except Exception:  # a stale or foreign file is rebuilt  # noqa: BLE001
+        return None
+    return None
+
+
+def build_dataset(
+    cfg: RunConfig, files: Mapping[str, Sequence[str]], path: Path, progress: bool = True
+) -> LabelledData:
+    """Build the labelled dataset of ``cfg`` from ``files`` and save it to ``path``."""
+    ds: DatasetConfig = cfg.dataset
+    spec = _spec(cfg)
+    reading: ReadingConfig = cfg.reading
+    data = labelled.build(
+        ds, spec, files, layout=reading.layout, aux={"m_mumu": _dimuon_mass}, progress=progress
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labelled.save(
+        path, data, attrs={"fingerprint": dataset_key(cfg, files), "spec": to_mapping(spec)}
+    )
+    return data
+
+
+def load_or_build_dataset(cfg: RunConfig, outdir: Path, progress: bool = True) -> LabelledData:
+    """The labelled dataset of ``cfg``, built once and cached in ``outdir/data/dataset.h5``."""
+    files = _resolve_files(cfg, progress)
+    path = outdir / "data" / "dataset.h5"
+    data = cached_dataset(path, dataset_key(cfg, files))
+    return data if data is not None else build_dataset(cfg, files, path, progress)
+
+
+def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
+    """Split, fit the scaler on the training split, scale and quantize (no I/O)."""
+    _check_config(cfg)
+    ds: DatasetConfig = cfg.dataset
+    model: ModelConfig = cfg.model
+    if data.kind != ds.kind:
+        raise DatasetError(f"dataset holds {data.kind}, the configuration asks for {ds.kind}")
+    autoencoder = model.is_autoencoder
+    role = np.array([p.role for p in data.processes])[data.process]
+    train_idx = np.flatnonzero(role == "train")
+    if autoencoder:
+        strat = data.process[train_idx]
+    else:
+        strat = data.class_labels()[train_idx]
+        present = np.unique(strat)
+        if len(present) < 2:
+            raise DatasetError(
+                f"the dataset holds a single class ({data.class_names[int(present[0])]}); "
+                "a classifier needs at least two"
+            )
+    sp = stratified_split(strat, ds.split, ds.seed)
+    split = Split(train_idx[sp.train], train_idx[sp.val], train_idx[sp.test])
+    from ..datasets.scalers import check_finite
+
+    check_finite(data.x, f"dataset ({data.kind})")
+    scaler = fit_scaler(
+        data.x[split.train],
+        data.kind,
+        data.names,
+        quantile=ds.quantile,
+        log1p_energy=ds.log1p_energy,
+    )
+    q = model.quantization
+    classes = tuple(data.class_names) if not autoencoder else ("background",)
+    prep = Preprocessing(
+        scaler,
+        q.input_bits,
+        q.input_integer,
+        classes,
+        tuple(data.x.shape[1:]),
+        data.kind,
+        feature_names=data.names if data.kind == "features" else None,
+        channels=data.names if data.kind == "images" else None,
+    )
+    labels = data.process if autoencoder else data.class_labels()
+    signals = {}
+    if autoencoder:
+        for pi, p in enumerate(data.processes):
+            if p.role == "signal":
+                signals[p.name] = prep.apply(data.x[data.process == pi], f"signal {p.name}")
+    return Prepared(
+        data,
+        split,
+        prep,
+        _spec(cfg),
+        autoencoder,
+        prep.apply(data.x[split.train], "training inputs"),
+        labels[split.train],
+        prep.apply(data.x[split.val], "validation inputs"),
+        labels[split.val],
+        prep.apply(data.x[split.test], "test inputs"),
+        labels[split.test],
+        data.select(split.test),
+        signals,
+    )
+
+
+def prepare_data(cfg: RunConfig, outdir: str | os.PathLike[str] | None = None) -> Prepared:
+    """Generate (if needed), build or reuse the dataset, split and preprocess it."""
+    check_config(cfg)
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
+    data = load_or_build_dataset(cfg, out, progress=cfg.run.progress)
+    return prepare(cfg, data)

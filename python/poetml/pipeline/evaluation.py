@@ -1,0 +1,109 @@
+"""The evaluate stage: the trained variants on the test split -> metrics, plots and a
+report section (:func:`poetml.report.evaluate_classifier` / ``evaluate_anomaly``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import RunConfig
+from ..datasets.scalers import DatasetError, Preprocessing
+from ..evaluation.config import EvaluationConfig
+from .checks import output_dir
+from .data import Prepared
+from .training import check_outputs, load_run_model_dir
+
+__all__ = ["anomaly_scores", "evaluate"]
+
+
+def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def anomaly_scores(
+    model: Any, x: np.ndarray, prep: Preprocessing, batch_size: int = 1024
+) -> np.ndarray:
+    """Per-event reconstruction error (masked over padded slots for features)."""
+    from ..models.autoencoder import reconstruction_error, slot_pt_index
+
+    names = prep.feature_names
+    return reconstruction_error(
+        x, _predict(model, x, batch_size), slot_pt_index(names) if names else None
+    )
+
+
+def evaluate(
+    cfg: RunConfig,
+    prep: Prepared,
+    dirs: Mapping[str, Path] | None = None,
+    outdir: str | os.PathLike[str] | None = None,
+    *,
+    trust_model: bool = False,
+) -> tuple[dict[str, Any], Any]:
+    """Evaluate the trained variants on the test split; returns (metrics, report section).
+    A model directory trained with another configuration is refused (ConfigError);
+    ``trust_model``: see :func:`poetml.training.load_model_dir`."""
+    from .. import report
+
+    out = (Path(outdir) if outdir is not None else output_dir(cfg)).resolve()
+    ecfg: EvaluationConfig = cfg.evaluation
+    if dirs is None:
+        dirs = {v: out / "models" / v for v in cfg.run.variants}
+    loaded = {}
+    for v, d in dirs.items():
+        md = load_run_model_dir(cfg, prep, d, v, trust_model=trust_model)
+        if tuple(md.preprocessing.class_names) != tuple(prep.class_names):
+            raise DatasetError(
+                f"model {d} was trained for classes {md.preprocessing.class_names}, the "
+                f"dataset has {prep.class_names}"
+            )
+        check_outputs(md.model, prep)
+        loaded[v] = md
+    histories = {v: md.history for v, md in loaded.items()}
+    if prep.autoencoder:
+        bkg = {
+            v: anomaly_scores(md.model, prep.x_test, prep.preprocessing, ecfg.batch_size)
+            for v, md in loaded.items()
+        }
+        sig = {
+            v: {
+                s: anomaly_scores(md.model, xs, prep.preprocessing, ecfg.batch_size)
+                for s, xs in prep.signals.items()
+            }
+            for v, md in loaded.items()
+        }
+        return report.evaluate_anomaly(
+            out,
+            bkg,
+            sig,
+            fpr_targets=ecfg.fpr_targets,
+            rate_khz=list(ecfg.rate_khz),
+            collision_rate_mhz=ecfg.collision_rate_mhz,
+            histories=histories,
+            relative_to="float",
+            label=ecfg.label,
+            com=ecfg.com,
+        )
+    probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
+    images = prep.test.x if prep.data.kind == "images" else None
+    spec = prep.spec
+    eta = (spec.eta_min, spec.eta_max) if prep.data.kind == "images" else None
+    return report.evaluate_classifier(
+        out,
+        prep.y_test,
+        probs,
+        list(prep.class_names),
+        histories=histories,
+        images=images,
+        channel_names=list(prep.data.names) if images is not None else None,
+        eta_range=eta,
+        dimuon_mass=prep.test.aux.get("m_mumu"),
+        selected_class=ecfg.selected_class,
+        relative_to="float",
+        label=ecfg.label,
+        com=ecfg.com,
+    )

@@ -1,0 +1,89 @@
+"""``poetml score``: per-event scores of a trained model as a friend TTree of its inputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, check_output
+from .evaluation import _predict, anomaly_scores
+
+__all__ = ["score"]
+
+
+def score(
+    model_dir: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    tree: str = "scores",
+    step_size: int = 20_000,
+    layout: str = "auto",
+    progress: bool = True,
+    trust_model: bool = False,
+) -> Path:
+    """Write per-event scores of ``model_dir`` for ``inputs`` as TTree ``tree`` in
+    ``output``: one entry per input entry, in order (all inputs one after the other, as a
+    TChain of them), so it can be a friend tree.  Branches: ``score_<class>`` (classifier
+    probabilities) and ``predicted`` (class index), or ``anomaly_score``; ``entry`` (entry
+    in its own file) and ``file_index``.  The model file is refused when it holds code (a
+    ``Lambda`` layer, an unknown custom object) unless ``trust_model`` (which runs it)."""
+    import uproot
+
+    from .._mapping import from_mapping
+    from ..features import FeatureSpec
+    from ..images import ImageSpec
+    from ..reading import expand_files, iterate
+    from ..training import load_model_dir
+
+    files = expand_files([os.fspath(i) for i in inputs])
+    check_output(output, files)  # before the model or any input is read
+    md = load_model_dir(model_dir, trust_model=trust_model)
+    conf = md.config
+    spec_cls = ImageSpec if conf.get("spec_type") == "ImageSpec" else FeatureSpec
+    spec = from_mapping(spec_cls, conf["spec"])
+    autoencoder = conf["model"]["type"] != "cnn"
+    output = Path(output)
+    from .. import features as feat
+    from .. import images as img
+
+    with atomic_path(output) as tmp, uproot.recreate(tmp) as fout:
+        created = False
+        for fi, path in enumerate(files):
+            for batch in iterate(
+                path, step_size, layout=layout, progress=progress, missing_collections="empty"
+            ):
+                if spec_cls is ImageSpec:
+                    x = img.rasterize(batch, spec)
+                else:
+                    x, _ = feat.build_features(batch, spec)
+                xs = md.preprocessing.apply(x, f"{path} entries {batch.entry_start}+")
+                n = len(xs)
+                branches: dict[str, np.ndarray] = {
+                    "entry": batch.entry_start + np.arange(n, dtype=np.int64),
+                    "file_index": np.full(n, fi, dtype=np.int32),
+                }
+                if autoencoder:
+                    branches["anomaly_score"] = anomaly_scores(
+                        md.model, xs, md.preprocessing
+                    ).astype(np.float32)
+                else:
+                    p = (
+                        _predict(md.model, xs, 1024)
+                        if n
+                        else np.zeros((0, len(md.preprocessing.class_names)), np.float32)
+                    )
+                    for ci, c in enumerate(md.preprocessing.class_names):
+                        branches[f"score_{c}"] = p[:, ci].astype(np.float32)
+                    branches["predicted"] = (
+                        np.argmax(p, axis=1).astype(np.int32) if n else np.zeros(0, np.int32)
+                    )
+                if not created:
+                    fout.mktree(tree, {k: v.dtype for k, v in branches.items()})
+                    created = True
+                if n:
+                    fout[tree].extend(branches)
+    return output
