@@ -158,7 +158,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, ttbar_poet):
     from poetml.generate import _Job, _run_chunk
     from poetml.generate.detector import DetectorConfig
 
-    out, _ = _run_chunk(_Job("dy", 0, 20, 1, False, 0.0, None, (), DetectorConfig()))
+    out, _, _ = _run_chunk(_Job("dy", 0, 20, 1, False, 0.0, None, (), DetectorConfig()))
     target = tmp_path / "part.root"
 
     def interrupted() -> None:

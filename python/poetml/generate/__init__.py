@@ -26,8 +26,22 @@ from typing import Any
 import numpy as np
 
 from .._atomic import write_text
-from .detector import DetectorConfig, DetectorOutput, flatten_batch, simulate
-from .processes import COMMON_SETTINGS, PROCESSES, Process, get_process, pythia_settings
+from .detector import (
+    DETECTOR_REVISION,
+    DetectorConfig,
+    DetectorOutput,
+    dimuon_accept,
+    flatten_batch,
+    simulate,
+)
+from .processes import (
+    COMMON_SETTINGS,
+    PROCESSES,
+    DimuonFilter,
+    Process,
+    get_process,
+    pythia_settings,
+)
 from .writer import LAYOUTS, NtupleWriter
 
 __all__ = [
@@ -36,6 +50,7 @@ __all__ = [
     "LAYOUTS",
     "PROCESSES",
     "DetectorConfig",
+    "DimuonFilter",
     "Process",
     "generate",
     "generate_default",
@@ -105,16 +120,61 @@ class _Job:
     pthat_min: float | None
     extra: tuple[str, ...]
     detector: DetectorConfig
+    filter: bool = True
 
 
-def _run_chunk(job: _Job) -> tuple[DetectorOutput, float]:
-    """Generate, simulate and return one chunk (runs in a worker process)."""
+#: most events one filtered generation call asks Pythia for (memory bound)
+_FILTER_BATCH_MAX = 4000
+
+
+def next_filtered_events(pythia, n: int, filt: DimuonFilter):
+    """The first ``n`` events of ``pythia``'s stream that pass ``filt``, and how many events
+    were tried up to and including the ``n``-th accepted one (so the count does not depend on
+    how the stream is cut into batches)."""
+    import awkward as ak
+
+    kept = []
+    got = tried = 0
+    eff = 0.2  # first guess, updated from the events so far
+    while got < n:
+        need = n - got
+        ask = int(min(_FILTER_BATCH_MAX, max(50, np.ceil(1.3 * need / max(eff, 1e-3)))))
+        b = next_events(pythia, ask)
+        acc = np.flatnonzero(
+            dimuon_accept(flatten_batch(b), filt.min_pt, filt.max_eta, filt.parent)
+        )
+        if len(acc) >= need:
+            acc = acc[:need]
+            tried += int(acc[-1]) + 1
+        else:
+            tried += len(b)
+        got += len(acc)
+        if len(acc):
+            kept.append(b[acc])
+        eff = (got + 0.5) / (tried + 1.0)
+        if got == 0 and tried >= 200_000:
+            raise RuntimeError(
+                f"no event of {tried} passed the generator filter {filt}; loosen it or "
+                "raise the pT-hat threshold"
+            )
+    batch = kept[0] if len(kept) == 1 else ak.concatenate(kept)
+    return ak.to_packed(batch), tried
+
+
+def _run_chunk(job: _Job) -> tuple[DetectorOutput, float, int]:
+    """Generate, simulate and return one chunk (runs in a worker process): the detector
+    output, Pythia's cross section [pb] (before any generator filter) and the number of
+    events tried (``job.n`` without a filter)."""
     pseed, dseed, puseed = _chunk_seeds(job.seed, job.chunk)
     settings = pythia_settings(
         job.process, seed=pseed, mpi=job.mpi, pthat_min=job.pthat_min, extra=job.extra
     )
     pythia = make_pythia(settings)
-    batch = next_events(pythia, job.n)
+    filt = get_process(job.process).filter if job.filter else None
+    if filt is None:
+        batch, tried = next_events(pythia, job.n), job.n
+    else:
+        batch, tried = next_filtered_events(pythia, job.n, filt)
     sigma_pb = float(pythia.infoPython().sigmaGen()) * 1e9
     rng = np.random.default_rng(dseed)
     pu = counts = None
@@ -133,7 +193,7 @@ def _run_chunk(job: _Job) -> tuple[DetectorOutput, float]:
             )
             pu = next_events(mb, int(counts.sum()))
     parts = flatten_batch(batch, pu, counts, rng)
-    return simulate(parts, rng, job.detector), sigma_pb
+    return simulate(parts, rng, job.detector), sigma_pb, tried
 
 
 def _check_output(output: str | os.PathLike[str]) -> Path:
@@ -179,6 +239,7 @@ def _prepare(
     extra_settings: Sequence[str],
     chunk_size: int,
     detector: DetectorConfig | None,
+    gen_filter: bool = True,
 ) -> _Task:
     """Check every argument (before any work) and split the run into chunks."""
     proc = get_process(process)
@@ -208,6 +269,7 @@ def _prepare(
             pthat_min,
             tuple(extra_settings),
             det,
+            bool(gen_filter),
         )
         for k in range(n_chunks)
     ]
@@ -246,14 +308,17 @@ def _execute(
             if len(tasks) > 1:
                 bar.set_postfix_str(task.proc.name)
             with NtupleWriter(task.path, task.layout) as writer:
-                for job, (out, sigma) in zip(task.jobs, results, strict=False):
+                for job, (out, sigma, tried) in zip(task.jobs, results, strict=False):
                     writer.write(out)
-                    sigmas.append((job.n, sigma))
+                    sigmas.append((job.n, sigma, tried))
                     bar.update(job.n)
             dt = time.perf_counter() - t0
-            w = np.array([n for n, _ in sigmas], float)
-            sg = np.array([x for _, x in sigmas], float)
-            events = int(w.sum())
+            events = sum(n for n, _, _ in sigmas)
+            w = np.array([t for _, _, t in sigmas], float)  # Pythia's sigma: from tried events
+            sg = np.array([x for _, x, _ in sigmas], float)
+            tried_all = int(w.sum())
+            sigma = float((w * sg).sum() / w.sum())
+            filt = task.proc.filter if task.jobs[0].filter else None
             summaries.append(
                 {
                     "path": str(task.path),
@@ -266,7 +331,11 @@ def _execute(
                     "pileup": task.pileup,
                     "seconds": dt,
                     "events_per_second": events / dt if dt > 0 else float("inf"),
-                    "sigma_pb": float((w * sg).sum() / w.sum()),
+                    "sigma_pb": sigma,
+                    "filter": asdict(filt) if filt else None,
+                    "tried": tried_all,
+                    "filter_efficiency": events / tried_all,
+                    "sigma_filtered_pb": sigma * events / tried_all,
                 }
             )
     finally:
@@ -291,6 +360,7 @@ def generate(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     detector: DetectorConfig | None = None,
     progress: bool = True,
+    gen_filter: bool = True,
 ) -> dict[str, Any]:
     """Generate ``events`` events of ``process`` into the ROOT file ``output``.
 
@@ -300,10 +370,15 @@ def generate(
     events (Poisson), 0 for none.  ``pthat_min``: ``PhaseSpace:pTHatMin`` for processes
     that take one (``qcd``, ``jpsi``).  ``chunk_size`` is part of the seed's identity: the
     same seed and chunk size give the same file for any number of workers.  All arguments
-    are checked before any work.
+    are checked before any work.  ``gen_filter``: apply the process's generator-level
+    filter (:class:`DimuonFilter`, quarkonia), if it has one; events are generated until
+    ``events`` pass it.
 
-    Returns a summary: path, process, events, seconds, events per second and the cross
-    section Pythia measured (pb, times forced branching ratios).
+    Returns a summary: path, process, events, seconds, events per second, the cross
+    section Pythia measured (``sigma_pb``: pb, times forced branching ratios, before the
+    filter), ``filter`` (its parameters or None), ``tried`` (events generated up to the last
+    accepted one), ``filter_efficiency`` (events / tried) and ``sigma_filtered_pb``
+    (sigma_pb x filter_efficiency: the cross section an event weight uses).
     """
     task = _prepare(
         process,
@@ -318,6 +393,7 @@ def generate(
         extra_settings=extra_settings,
         chunk_size=chunk_size,
         detector=detector,
+        gen_filter=gen_filter,
     )
     return _execute([task], workers, progress)[0]
 
@@ -370,7 +446,7 @@ def _default_settings(
     chunk_size: int,
     detector: DetectorConfig,
 ) -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "poetml_version": __version__,
@@ -380,16 +456,22 @@ def _default_settings(
         "chunk_size": chunk_size,
         "layout": "poet",
         "detector": asdict(detector),
+        "detector_revision": DETECTOR_REVISION,
         "processes": {
             name: {
                 "events": n,
                 "settings": list(get_process(name).settings),
                 "pthat_min": get_process(name).pthat_min,
+                "filter": _filter_dict(get_process(name).filter),
             }
             for name, n in events.items()
         },
         "common_settings": list(COMMON_SETTINGS),
     }
+
+
+def _filter_dict(filt: DimuonFilter | None) -> dict[str, Any] | None:
+    return asdict(filt) if filt is not None else None
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -414,7 +496,9 @@ def generate_default(
     """Write (or reuse) the labelled default dataset in ``directory``; return its manifest.
 
     The manifest (``manifest.json``) maps each process to its file, integer label (position
-    in :data:`DEFAULT_DATASET`), kind (background / signal), event count and settings; it
+    in :data:`DEFAULT_DATASET`), kind (background / signal), event count, settings, cross
+    section and, for filtered processes (J/psi), the generator filter, the events tried and
+    the filter efficiency (``sigma_filtered_pb`` = ``sigma_pb`` x efficiency); it
     stores the SHA-256 of all settings.  When a manifest with the same hash exists and every
     file it names is present with the right number of entries, nothing is regenerated.
     ``events`` replaces the per-process counts; ``scale`` multiplies them.
@@ -472,6 +556,10 @@ def generate_default(
             "events": n,
             "settings": list(proc.settings),
             "sigma_pb": summary["sigma_pb"],
+            "filter": summary["filter"],
+            "tried": summary["tried"],
+            "filter_efficiency": summary["filter_efficiency"],
+            "sigma_filtered_pb": summary["sigma_filtered_pb"],
         }
     text = json.dumps(manifest, indent=2, sort_keys=False)
     write_text(mpath, text)

@@ -20,11 +20,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DetectorConfig", "DetectorOutput", "Particles", "flatten_batch", "simulate"]
+__all__ = [
+    "DETECTOR_REVISION",
+    "DetectorConfig",
+    "DetectorOutput",
+    "Particles",
+    "dimuon_accept",
+    "flatten_batch",
+    "simulate",
+]
+
+#: Bumped when the detector's behaviour changes beyond its parameters (it is part of the
+#: default dataset's settings hash, so a cached dataset is regenerated).  2: muons and
+#: neutrinos are never clustered into jets nor counted in isolation; MET counts only
+#: reconstructed muons; pT-dependent muon resolution.
+DETECTOR_REVISION = 2
 
 _MUON_MASS = 0.1056584
 _ELECTRON_MASS = 0.000511
 _NEUTRINOS = (12, 14, 16)
+#: never clustered into jets, never in isolation sums, in MET only as reconstructed muons
+_INVISIBLE_TO_CALO = (12, 13, 14, 16)
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,24 @@ def _first_other_ancestor(parts: Particles, idx: np.ndarray, steps: int = 40) ->
     return parts.mother1[cur]
 
 
+def dimuon_accept(
+    parts: Particles, min_pt: float, max_eta: float, parent: int | None
+) -> np.ndarray:
+    """Per event: a final-state mu+ and mu- (from ``parent`` when given, following shower
+    copies) both with pT > ``min_pt`` and ``|eta|`` < ``max_eta`` (generator level)."""
+    mu = np.flatnonzero((parts.status > 0) & (np.abs(parts.id) == 13))
+    mpt, meta, _ = _pt_eta_phi(parts.px[mu], parts.py[mu], parts.pz[mu])
+    ok = (mpt > min_pt) & (np.abs(meta) < max_eta)
+    if parent is not None:
+        anc = _first_other_ancestor(parts, mu)
+        ok &= (anc >= 0) & (np.abs(parts.id[np.maximum(anc, 0)]) == abs(parent))
+    ev = parts.event[mu]
+    n = parts.n_events
+    plus = np.bincount(ev[ok & (parts.id[mu] < 0)], minlength=n)
+    minus = np.bincount(ev[ok & (parts.id[mu] > 0)], minlength=n)
+    return np.asarray((plus > 0) & (minus > 0))
+
+
 def _wsum(x: np.ndarray, weights: np.ndarray, minlength: int) -> np.ndarray:
     """Weighted bincount that is float64 even when empty (np.bincount gives int64 then)."""
     return np.bincount(x, weights=weights, minlength=minlength).astype(np.float64, copy=False)
@@ -262,7 +296,12 @@ class DetectorOutput:
 
 
 def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):
-    """Sum of pT of visible particles within each cone of every lepton (itself excluded)."""
+    """Sum of pT of the isolation inputs within each cone of every lepton (itself excluded).
+
+    The inputs are the visible particles without muons: as in the CMS PF isolation
+    (``sumChargedHadronPt + sumNeutralHadronEt + sumPhotonEt``, which POET's
+    ``pfreliso04all`` is), PF muons are not charged hadrons, so a second muon in the cone,
+    such as the partner muon of a J/psi or Upsilon, never spoils the isolation."""
     sums = [np.zeros(len(lep_ev)) for _ in cones]
     if len(lep_ev) == 0 or len(vis["event"]) == 0:
         return sums
@@ -352,7 +391,11 @@ def simulate(
     seen = np.where(charged_all & (np.abs(eta) < 2.5), pt > 0.3, parts.e > 1.0) & (
         np.abs(eta) < 5.0
     )
-    visible = final & ~np.isin(apid, _NEUTRINOS) & seen
+    # muons and neutrinos are not calorimeter deposits or PF hadrons/photons: they are never
+    # clustered into jets nor summed in isolation cones, and a muon enters MET only when it
+    # is reconstructed (below); one outside |eta| < 2.4 or lost to inefficiency is missing
+    # energy, as particle-flow MET sees it
+    visible = final & ~np.isin(apid, _INVISIBLE_TO_CALO) & seen
 
     # ---------------- visible particles for isolation / jets / MET (hard + pile-up)
     vidx = np.flatnonzero(visible)
@@ -371,7 +414,7 @@ def simulate(
         pu = parts.pu
         upt, ueta, uphi = _pt_eta_phi(pu["px"], pu["py"], pu["pz"])
         useen = np.where(_charged(pu["id"]) & (np.abs(ueta) < 2.5), upt > 0.3, pu["e"] > 1.0)
-        keep = ~np.isin(np.abs(pu["id"]), _NEUTRINOS) & useen & (np.abs(ueta) < 5.0)
+        keep = ~np.isin(np.abs(pu["id"]), _INVISIBLE_TO_CALO) & useen & (np.abs(ueta) < 5.0)
         merged = {
             "event": np.concatenate([vis["event"], pu["event"][keep]]),
             "px": np.concatenate([vis["px"], pu["px"][keep]]),
@@ -486,11 +529,10 @@ def simulate(
     flip = rng.uniform(size=len(eidx)) < np.where(barrel, 0.002, 0.01)
     e_ch = (-np.sign(pid[eidx]) * np.where(flip, -1, 1)).astype(np.int32)
 
-    # ---------------- jets
-    iso_mu = midx[m_iso04 < cfg.jet_lepton_iso]
+    # ---------------- jets (muons and neutrinos are not in ``vis``; isolated electrons are
+    # removed from the jet inputs)
     iso_el = eidx[e_iso < cfg.jet_lepton_iso]
     removed = np.zeros(len(pid), bool)
-    removed[iso_mu] = True
     removed[iso_el] = True
     jin = (np.abs(vis["eta"]) < 5.0) & ~(vis["pu"] & charged)  # charged-hadron subtraction
     hard_v = vis["gidx"] >= 0
@@ -564,16 +606,20 @@ def simulate(
     dy = _wsum(j_ev, weights=j["py"] * cfac, minlength=n_ev)
     dsum = _wsum(j_ev, weights=corr - jpt, minlength=n_ev)
     clustered = _wsum(j_ev, weights=jpt, minlength=n_ev)
-    for idx, rpt in ((midx, mpt), (eidx, ept)):
-        isol = np.isin(idx, np.concatenate([iso_mu, iso_el]))
-        ii, rr = idx[isol], rpt[isol]
-        f = rr / pt[ii] - 1.0
-        ev = parts.event[ii]
-        dx += _wsum(ev, weights=parts.px[ii] * f, minlength=n_ev)
-        dy += _wsum(ev, weights=parts.py[ii] * f, minlength=n_ev)
-        dsum += _wsum(ev, weights=rr - pt[ii], minlength=n_ev)
-        clustered += _wsum(ev, weights=pt[ii], minlength=n_ev)
+    isol = np.isin(eidx, iso_el)
+    ii, rr = eidx[isol], ept[isol]
+    f = rr / pt[ii] - 1.0
+    ev = parts.event[ii]
+    dx += _wsum(ev, weights=parts.px[ii] * f, minlength=n_ev)
+    dy += _wsum(ev, weights=parts.py[ii] * f, minlength=n_ev)
+    dsum += _wsum(ev, weights=rr - pt[ii], minlength=n_ev)
+    clustered += _wsum(ev, weights=pt[ii], minlength=n_ev)
     unclustered = np.maximum(sumet_true - clustered, 0.0)
+    # reconstructed muons (every one, isolated or not) at their measured momentum; the rest
+    # of the muons are invisible
+    dx += _wsum(m_ev, weights=mpt * np.cos(phi[midx]), minlength=n_ev)
+    dy += _wsum(m_ev, weights=mpt * np.sin(phi[midx]), minlength=n_ev)
+    dsum += _wsum(m_ev, weights=mpt, minlength=n_ev)
     sig_u = cfg.met_unclustered_k * np.sqrt(unclustered)
     metx = -(sx + dx) + sig_u * rng.normal(0.0, 1.0, n_ev)
     mety = -(sy + dy) + sig_u * rng.normal(0.0, 1.0, n_ev)
