@@ -207,7 +207,7 @@ def save_model_dir(
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a model directory atomically (see module docstring); replaces an old one."""
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

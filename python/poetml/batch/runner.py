@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..exceptions import ConfigError
 from .cluster import open_client
 from .inputs import expand_inputs, fingerprint_diff, plan_ranges, spec_fingerprint

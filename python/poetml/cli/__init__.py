@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..exceptions import PoetmlError
 
 # command-group modules, in the order they appear in --help

@@ -196,7 +196,7 @@ class ShardWriter:
                 else:
                     f.attrs[key] = _json(value)
                     json_keys.append(key)
-            from .. import __version__
+            from .._version import __version__
 
             f.attrs["kind"] = kind
             f.attrs["channels"] = json.dumps(channels)

@@ -179,7 +179,7 @@ class Preprocessing:
 
     def apply(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
         """Scale and quantize raw inputs (checks shape and finiteness first)."""
-        from ..models.quantized import quantize_fixed
+        from .._fixed import quantize_fixed
 
         x = np.asarray(x, dtype=np.float32)
         if tuple(x.shape[1:]) != tuple(self.input_shape):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from .._fixed import quantize_fixed
 from . import QuantizationConfig, _backend
 
 __all__ = [
@@ -28,16 +27,6 @@ __all__ = [
 def hls_type(bits: int, integer: int, signed: bool = True) -> str:
     """The HLS fixed-point type of ``quantized_bits(bits, integer)`` (``ap_fixed<W,I>``)."""
     return f"ap_fixed<{bits},{integer + 1}>" if signed else f"ap_ufixed<{bits},{integer}>"
-
-
-def quantize_fixed(x: np.ndarray, bits: int, integer: int) -> np.ndarray:
-    """Round ``x`` to the grid of ``quantized_bits(bits, integer, keep_negative=True,
-    alpha=1)``: steps of ``2**-(bits - integer - 1)``, saturating to
-    ``[-2**integer, 2**integer - step]``.  Returns float32; NaN stays NaN."""
-    step = 2.0 ** -(bits - integer - 1)
-    lo, hi = -(2.0**integer), 2.0**integer - step
-    x = np.asarray(x, dtype=np.float64)
-    return np.clip(np.round(x / step) * step, lo, hi).astype(np.float32)
 
 
 def input_quantizer(q: QuantizationConfig) -> Any:

@@ -296,7 +296,7 @@ def write_report(
         check(s)
     stamp = ""
     if timestamp:
-        from .. import __version__
+        from .._version import __version__
 
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         stamp = f"Written {now} by poetml {__version__}"
