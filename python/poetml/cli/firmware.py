@@ -67,7 +67,8 @@ def register(subparsers: Any) -> None:
 
 def _firmware(args: argparse.Namespace) -> int:
     from ..firmware import FirmwareConfig
-    from ..firmware.validate import FirmwareValidationError, trigger_rule
+    from ..firmware.summary import result_summary
+    from ..firmware.validate import FirmwareValidationError
     from ..pipeline.firmware import build_from_model_dir
 
     config = FirmwareConfig()
@@ -97,35 +98,7 @@ def _firmware(args: argparse.Namespace) -> int:
     except FirmwareValidationError as exc:
         print(f"poetml firmware: validation FAILED: {exc}", file=sys.stderr)
         return 1
-    r = result.report
-    a = r["validation"]["agreement"]
-    t = r["threshold"]
-    print(f"project: {result.project_dir}  (report: {result.out_dir / 'firmware.md'})")
-    print(
-        f"C simulation vs QKeras on {a['n_events']} events: exact {a['exact_fraction']:.6f}, "
-        f"max diff {a['max_diff_lsb']:g} LSB -> {'PASS' if result.passed else 'FAIL'}"
-    )
-    print(
-        f"threshold for {t['target_rate_khz']:g} kHz: {trigger_rule(r, t['value'])} "
-        f"({t['rate_khz']:.3g} +- {t['rate_khz_err']:.2g} kHz on {t['n_background']} events)"
-    )
-    if t.get("warning"):
-        print(f"warning: {t['warning']}", file=sys.stderr)
-    for name, s in r["validation"]["signals"].items():
-        print(
-            f"  {name}: AUC {s['auc_csim']:.4f} (shift {s['auc_shift']:+.2g}), efficiency "
-            f"{s['eff_csim']:.4g} (shift {s['eff_shift']:+.2g})"
-        )
-    syn = r.get("synthesis")
-    if syn and syn["status"] != "done":
-        print(f"poetml firmware: project written to {result.project_dir}, but synthesis did "
-              f"not run: {syn['error']}", file=sys.stderr)  # fmt: skip
-        return 1
-    if syn:
-        print(f"synthesis: latency {syn['latency_worst_cycles']} cycles "
-              f"({syn['latency_worst_ns']} ns), II {syn['interval_max_cycles']}, LUT {syn['lut']}, "
-              f"FF {syn['ff']}, DSP {syn['dsp']}, BRAM_18K {syn['bram_18k']}")  # fmt: skip
-    else:
-        print(f"synthesis: not requested; cost estimate {r['cost_estimate']['multiplications']} "
-              f"multiplications, {r['cost_estimate']['bops']:.3g} BOPs (estimate)")  # fmt: skip
-    return 0 if result.passed else 1
+    summary = result_summary(result)
+    for text, to_stderr in summary.lines:
+        print(text, file=sys.stderr if to_stderr else sys.stdout)
+    return 0 if summary.ok else 1
