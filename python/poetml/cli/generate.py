@@ -15,7 +15,7 @@ import sys
 from ..exceptions import ConfigError, PoetmlError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate",
         help="generate Pythia 8 events through a CMS-like detector into POET ntuples",
@@ -77,23 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _list() -> int:
-    from ..generate import COMMON_SETTINGS, PROCESSES
+    from ..generate.catalog import process_table
 
-    print(
-        "13 TeV pp processes (Pythia 8.3, Monash tune). sigma = Pythia's sigmaGen x forced "
-        "BRs, pythia8mc 8.317.2, 2000 events, MPI off.\n"
-    )
-    print("Common settings: " + "; ".join(COMMON_SETTINGS))
-    print("Added per run: PartonLevel:MPI = on|off, Random:seed from (seed, chunk)\n")
-    for p in PROCESSES.values():
-        print(f"{p.name:12s} [{p.kind}]  sigma = {p.sigma_pb:.4g} pb")
-        print(f"    {p.title}")
-        for s in p.settings:
-            print(f"      {s}")
-        if p.pthat_min is not None:
-            print(f"      PhaseSpace:pTHatMin = {p.pthat_min}  (default; --pthat-min)")
-        if p.notes:
-            print(f"    note: {p.notes}")
+    print(process_table())
     return 0
 
 
@@ -101,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
     from .. import generate as gen
+    from ..generate.catalog import default_summary, run_summary
 
     try:
         if args.default:
@@ -114,15 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 progress=not args.quiet,
             )
-            print(
-                json.dumps(
-                    {
-                        k: {"file": v["file"], "label": v["label"], "events": v["events"]}
-                        for k, v in manifest["processes"].items()
-                    },
-                    indent=1,
-                )
-            )
+            print(json.dumps(default_summary(manifest), indent=1))
             return 0
         if not args.process:
             raise ConfigError(
@@ -150,10 +129,5 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, PoetmlError):
             raise
         raise ConfigError(str(exc)) from exc
-    print(
-        f"wrote {s['events']} {s['process']} events to {s['path']} ({s['layout']} layout) in "
-        f"{s['seconds']:.1f} s ({s['events_per_second']:.0f} ev/s, {s['workers']} workers); "
-        f"Pythia sigma = {s['sigma_pb']:.4g} pb",
-        file=sys.stderr,
-    )
+    print(run_summary(s), file=sys.stderr)
     return 0
