@@ -44,7 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command or "poetml"
 
-    def format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    def format_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
         # one line a warning, like the error messages: a terminal user has no use for the
         # Python source line that raised it (formatting only: recording is untouched)
         return f"poetml {command}: warning: {message}\n"

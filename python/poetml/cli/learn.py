@@ -8,9 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "check",
         help="validate CONFIG and the files it names, doing no work",
@@ -87,7 +91,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_trust_model(p)
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> RunConfig:
     """The configuration, checked as ``poetml check`` does (ConfigError: one line an error)."""
     from .. import config, pipeline
 
@@ -111,7 +115,7 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out(args: argparse.Namespace, cfg) -> Path:  # type: ignore[no-untyped-def]
+def _out(args: argparse.Namespace, cfg: RunConfig) -> Path:
     from ..pipeline import output_dir
 
     return Path(args.output) if args.output else output_dir(cfg)
@@ -141,14 +145,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .. import pipeline, report
+    from .. import pipeline
 
     cfg = _load(args)
-    out = _out(args, cfg)
-    prep = pipeline.prepare_data(cfg, out)
-    metrics, section = pipeline.evaluate(cfg, prep, None, out, trust_model=args.trust_model)
-    report.write_report(out, f"poetml evaluate: {Path(args.config).name}", [section])
-    print(json.dumps({"report": os.fspath(out / "report.md")}))
+    path = pipeline.evaluate_and_report(cfg, _out(args, cfg), trust_model=args.trust_model)
+    print(json.dumps({"report": os.fspath(path)}))
     return 0
 
 

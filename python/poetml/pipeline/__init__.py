@@ -7,7 +7,8 @@
     result = pipeline.run(cfg)                 # everything, into cfg.run.output
     prep = pipeline.prepare_data(cfg)          # or step by step (notebooks)
     dirs = pipeline.train(cfg, prep)
-    metrics = pipeline.evaluate(cfg, prep, dirs)
+    metrics, section = pipeline.evaluate(cfg, prep, dirs)
+    pipeline.evaluate_and_report(cfg)          # 'poetml evaluate': data, evaluation, report
 
 Output directory (``run.output``, default ``out/<config name>``)::
 
@@ -49,7 +50,7 @@ from .data import (
     prepare,
     prepare_data,
 )
-from .evaluation import anomaly_scores, evaluate
+from .evaluation import anomaly_scores, evaluate, evaluate_and_report
 from .runner import STAGES, Context, run
 from .scoring import score
 from .training import check_outputs, load_run_model_dir, model_dir_config, train
@@ -71,6 +72,7 @@ __all__ = [
     "dataset_key",
     "default_dataset_events",
     "evaluate",
+    "evaluate_and_report",
     "load_or_build_dataset",
     "load_run_model_dir",
     "model_dir_config",

@@ -14,10 +14,10 @@ from ..config import RunConfig
 from ..datasets.scalers import DatasetError, Preprocessing
 from ..evaluation.config import EvaluationConfig
 from .checks import output_dir
-from .data import Prepared
+from .data import Prepared, prepare_data
 from .training import check_outputs, load_run_model_dir
 
-__all__ = ["anomaly_scores", "evaluate"]
+__all__ = ["anomaly_scores", "evaluate", "evaluate_and_report"]
 
 
 def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -107,3 +107,21 @@ def evaluate(
         label=ecfg.label,
         com=ecfg.com,
     )
+
+
+def evaluate_and_report(
+    cfg: RunConfig,
+    outdir: str | os.PathLike[str] | None = None,
+    *,
+    trust_model: bool = False,
+) -> Path:
+    """``poetml evaluate``: prepare the data, evaluate the trained variants of
+    ``outdir/models`` (see :func:`evaluate`) and write a report of that one section, titled
+    ``poetml evaluate: <config file name>``; returns the path of ``report.md``."""
+    from .. import report
+
+    out = Path(outdir) if outdir is not None else output_dir(cfg)
+    prep = prepare_data(cfg, out)
+    _metrics, section = evaluate(cfg, prep, None, out, trust_model=trust_model)
+    title = f"poetml evaluate: {cfg.path.name if cfg.path else 'run'}"
+    return report.write_report(out, title, [section])
