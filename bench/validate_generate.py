@@ -39,7 +39,8 @@ def _gen(path: Path, process: str, n: int, seed: int, **kw) -> dict:
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         return json.loads(meta.read_text())
-    s = generate(process, n, path, seed=seed, mpi=True, workers=1, progress=False, **kw)
+    kw.setdefault("mpi", True)
+    s = generate(process, n, path, seed=seed, workers=1, progress=False, **kw)
     meta.write_text(json.dumps(s))
     return s
 
@@ -86,7 +87,9 @@ def item1(path: Path) -> None:
     ev_fj = ak.to_numpy(ak.any(fj, axis=1))
     jp = ak.cartesian({"j": j[fj], "m": mu}, nested=True)
     jdr = _dr(jp.j.jet_eta, jp.j.jet_phi, jp.m.GenPart_eta, jp.m.GenPart_phi)
-    is_mu = ak.to_numpy(ak.flatten(ak.any((jdr < 0.2) & (jp.j.jet_corrpt > 0.5 * jp.m.GenPart_pt), axis=2)))
+    is_mu = ak.to_numpy(
+        ak.flatten(ak.any((jdr < 0.2) & (jp.j.jet_corrpt > 0.5 * jp.m.GenPart_pt), axis=2))
+    )
     print(
         f"  events with a forward jet > 30 GeV: {ev_fj.mean():.1%}; forward jets that are "
         f"such muons: {is_mu.mean() if len(is_mu) else 0:.1%} of {len(is_mu)}"
@@ -115,11 +118,14 @@ def _pairs_os(a, min_pt, max_eta):
     pa, pb = four(c.a), four(c.b)
     m = np.sqrt(
         np.maximum(
-            (pa[3] + pb[3]) ** 2 - (pa[0] + pb[0]) ** 2 - (pa[1] + pb[1]) ** 2 - (pa[2] + pb[2]) ** 2,
+            (pa[3] + pb[3]) ** 2
+            - (pa[0] + pb[0]) ** 2
+            - (pa[1] + pb[1]) ** 2
+            - (pa[2] + pb[2]) ** 2,
             0,
         )
     )
-    ok = (c.a.muon_ch * c.b.muon_ch < 0)
+    ok = c.a.muon_ch * c.b.muon_ch < 0
     return c, m, ok
 
 
@@ -136,18 +142,29 @@ def item2(path: Path, summary: dict) -> None:
     nmu = ak.to_numpy(ak.num(a.muon_pt))
     c, m, os_ = _pairs_os(a, 0, 9)
     has_os = ak.to_numpy(ak.any(os_, axis=1))
-    sel = (a.muon_isTight == 1) & (a.muon_pfreliso04all < 0.15) & (a.muon_pt > 3) & (np.abs(a.muon_eta) < 2.4)
-    cs, ms, oss = _pairs_os(a[sel], 0, 9)
+    sel = (
+        (a.muon_isTight == 1)
+        & (a.muon_pfreliso04all < 0.15)
+        & (a.muon_pt > 3)
+        & (np.abs(a.muon_eta) < 2.4)
+    )
+    _cs, ms, oss = _pairs_os(a[sel], 0, 9)
     cand = ak.to_numpy(ak.any(oss & (ms > 2.8) & (ms < 3.4), axis=1))
     inpk = os_ & (m > 2.9) & (m < 3.3)
-    isos = ak.to_numpy(ak.flatten(ak.concatenate([c.a.muon_pfreliso04all[inpk], c.b.muon_pfreliso04all[inpk]], axis=1)))
+    isos = ak.to_numpy(
+        ak.flatten(
+            ak.concatenate([c.a.muon_pfreliso04all[inpk], c.b.muon_pfreliso04all[inpk]], axis=1)
+        )
+    )
     print(f"[item 2] J/psi events: {n}")
     print(f"  no muon: {np.mean(nmu == 0):.1%}; an opposite-sign dimuon: {has_os.mean():.1%}")
     print(
         f"  selected candidate (tight, iso < 0.15, pT > 3, 2.8 < m < 3.4): {int(cand.sum())} "
         f"({cand.mean():.1%})"
     )
-    print(f"  J/psi muons (OS pair 2.9-3.3 GeV): {len(isos)}, failing iso < 0.15: {np.mean(isos >= 0.15):.1%}")
+    print(
+        f"  J/psi muons (OS pair 2.9-3.3 GeV): {len(isos)}, failing iso < 0.15: {np.mean(isos >= 0.15):.1%}"
+    )
     filt = {k: summary[k] for k in ("filter", "tried", "filter_efficiency") if k in summary}
     print(f"  generator filter: {filt or 'none'}; sigma_pb {summary.get('sigma_pb'):.4g}")
 
@@ -163,12 +180,13 @@ def widths(dy: Path, jhi: Path) -> None:
     for k in ("peak", "sigma", "fwhm", "rms", "n"):
         a, b = getattr(d, k), getattr(s, k)
         print(f"  {k:6s} data {a:8.3f}  sim {b:8.3f}  sim/data {b / a:.3f}")
-    d = val.jpsi_peak(val.dimuons_nanoaod_2012(jreal))
-    s = val.jpsi_peak(val.dimuons_poet_leading(jhi))
-    print("[widths] J/psi (2.9-3.3 GeV, leading OS pair, pT > 13 / 8, |eta| < 2.4)")
-    for k in ("median", "sigma_q68", "sigma_mad", "rms", "n"):
-        a, b = getattr(d, k), getattr(s, k)
-        print(f"  {k:9s} data {a:8.4f}  sim {b:8.4f}  sim/data {b / a:.3f}")
+    for eta in (1.2, 2.4):
+        d = val.jpsi_peak(val.dimuons_nanoaod_2012(jreal, max_eta=eta))
+        s = val.jpsi_peak(val.dimuons_poet_leading(jhi, max_eta=eta))
+        print(f"[widths] J/psi (2.9-3.3 GeV, leading OS pair, pT > 13 / 8, |eta| < {eta})")
+        for k in ("median", "sigma_q68", "sigma_mad", "rms", "n"):
+            a, b = getattr(d, k), getattr(s, k)
+            print(f"  {k:9s} data {a:8.4f}  sim {b:8.4f}  sim/data {b / a:.3f}")
 
 
 def main() -> None:
@@ -190,7 +208,7 @@ def main() -> None:
         item2(jp, _gen(jp, "jpsi", args.jpsi, 8))
     if args.only in (None, "w"):
         jhi = args.outdir / "jpsi_hi.root"
-        _gen(jhi, "jpsi", args.jpsi_hi, 9, pthat_min=15.0)
+        _gen(jhi, "jpsi", args.jpsi_hi, 9, pthat_min=15.0, mpi=False)
         widths(dy, jhi)
 
 

@@ -84,7 +84,7 @@ class Process:
     filter: DimuonFilter | None = None
 
 
-def _p(name, title, kind, settings, sigma_pb, pthat_min=None, notes="", filter=None):  # noqa: A002
+def _p(name, title, kind, settings, sigma_pb, pthat_min=None, notes="", filter=None):
     return Process(name, title, kind, tuple(settings), sigma_pb, pthat_min, notes, filter)
 
 
