@@ -27,3 +27,11 @@ def test_import_does_not_load_heavy_dependencies(statement):
     assert "poetml" in loaded
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
     assert heavy == [], f"{statement!r} imported {heavy}"
+
+
+def test_public_names_are_the_lazy_ones():
+    import poetml
+
+    assert sorted(poetml.__all__) == sorted(["__version__", *poetml._LAZY])
+    for name in poetml.__all__:
+        assert getattr(poetml, name) is not None

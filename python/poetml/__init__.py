@@ -33,7 +33,28 @@ _LAZY = {
     "MissingDependencyError": "exceptions",
 }
 
-__all__ = ["__version__", *_LAZY]
+# spelled out (not built from _LAZY) so linters and type checkers see the public names;
+# the TYPE_CHECKING imports below give them their types.  tests/test_import_light.py checks
+# that it names exactly __version__ and the keys of _LAZY.
+__all__ = [
+    "Collection",
+    "ConfigError",
+    "ElectronSelection",
+    "EventBatch",
+    "FeatureSpec",
+    "ImageSpec",
+    "JetSelection",
+    "MissingDependencyError",
+    "MuonSelection",
+    "PoetmlError",
+    "ReadError",
+    "Selection",
+    "__version__",
+    "build_features",
+    "inspect",
+    "iterate",
+    "rasterize",
+]
 
 if TYPE_CHECKING:
     from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError

@@ -27,13 +27,16 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._atomic import atomic_path
 from ._optional import require
 from .evaluation import MUON_MASS, fpr_to_rate, pca, roc_curve, thin_curve  # noqa: F401
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 __all__ = [
     "plot_anomaly_roc",
@@ -75,6 +78,7 @@ def _figure(
     hep = require("mplhep", "plots in the CMS style")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +86,8 @@ def _figure(
         fig = Figure(
             figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
             dpi=dpi,
-            layout="constrained" if constrained else None,
+            layout=ConstrainedLayoutEngine(rect=(0.0, 0.0, 1.0, top)) if constrained else None,
         )
-        if constrained:
-            fig.get_layout_engine().set(rect=(0.0, 0.0, 1.0, top))
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
         yield fig, axes
@@ -109,7 +111,7 @@ def _cms_label(ax: Any, label: str, com: float | None, fig: Any = None) -> None:
 
     size = mpl.rcParams["font.size"]
     head, _, rest = label.strip().partition(" ")
-    parts = []
+    parts: list[Artist] = []
     if head:
         parts.append(TextArea(head, textprops={"fontsize": size * 1.3, "fontweight": "bold"}))
     if rest:
@@ -642,15 +644,17 @@ def plot_score_distributions(
     every = every[np.isfinite(every)]
     if every.size == 0:
         raise ValueError("no finite score to histogram")
-    if np.ndim(bins) == 0:
+    bins_arr = np.asarray(bins)
+    if bins_arr.ndim == 0:
+        n_bins = int(bins_arr)
         lo, hi = float(every.min()), float(every.max())
         if log_x:
             pos = every[every > 0]
             if pos.size == 0:
                 raise ValueError("log_x needs positive scores")
-            edges = np.geomspace(float(pos.min()), float(pos.max()) * 1.0001, int(bins) + 1)
+            edges = np.geomspace(float(pos.min()), float(pos.max()) * 1.0001, n_bins + 1)
         else:
-            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, int(bins) + 1)
+            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
     else:
         edges = np.asarray(bins, dtype=np.float64)
     with _figure(path, 1, len(data)) as (_, axes):
@@ -703,7 +707,7 @@ def plot_latent_space(
     clusters: Any,
     path: str | os.PathLike[str],
     *,
-    explained_variance_ratio: Sequence[float] | None = None,
+    explained_variance_ratio: Sequence[float] | np.ndarray | None = None,
     max_points: int = 20000,
     seed: int = 0,
     label: str = "poetml Simulation",
@@ -781,10 +785,10 @@ def plot_dimuon_mass(
     not drawn), over an optional filled ``reference`` distribution; the Z mass is marked.
     Default bins: 2 GeV from 40 to 140 GeV."""
     models = _by_model(masses, lambda d: False)
-    edges = np.linspace(40.0, 140.0, 51) if bins is None else bins
-    if np.ndim(edges) == 0:
-        edges = np.linspace(40.0, 140.0, int(edges) + 1)
-    edges = np.asarray(edges, dtype=np.float64)
+    given = np.asarray(np.linspace(40.0, 140.0, 51) if bins is None else bins)
+    if given.ndim == 0:
+        given = np.linspace(40.0, 140.0, int(given) + 1)
+    edges = np.asarray(given, dtype=np.float64)
     widths = np.diff(edges)
     unit = f"{widths[0]:g} GeV" if np.allclose(widths, widths[0]) else "bin"
     with _figure(path) as (_, axes):

@@ -22,6 +22,7 @@ interrupted run never leaves a directory that :func:`is_complete` accepts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,10 +102,9 @@ def set_seeds(config: TrainingConfig) -> None:
         except RuntimeError:  # already initialised in this process
             pass
     if config.deterministic:
-        try:
+        # AttributeError: older TF without it; RuntimeError: already set in this process
+        with contextlib.suppress(AttributeError, RuntimeError):
             tf.config.experimental.enable_op_determinism()
-        except (AttributeError, RuntimeError):  # pragma: no cover - older TF
-            pass
 
 
 def fit(
@@ -137,7 +137,9 @@ def fit(
         metrics=list(metrics),
     )
 
-    class RestoreBest(tf.keras.callbacks.Callback):  # type: ignore[misc]
+    callback_base: Any = tf.keras.callbacks.Callback  # a class known only at run time
+
+    class RestoreBest(callback_base):
         """Keep the weights of the epoch with the lowest val_loss; restore them at the end
         (Keras' EarlyStopping restores only when it stops early)."""
 

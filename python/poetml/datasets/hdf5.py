@@ -165,7 +165,7 @@ class ShardWriter:
         self.tmp_path = temp_path(self.path)
         ce = chunk_events or _chunk_events(self.item_shape)
         self.chunk_events = ce
-        self._file = None
+        self._file: Any = None  # an h5py.File once opened (abort() reads it before then)
         self._lock = OutputLock(self.path)
         try:
             self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=4 * _CHUNK_BYTES + (1 << 20))

@@ -47,8 +47,8 @@ def stratified_split(
             )
         idx = rng.permutation(idx)
         n = len(idx)
-        n_train = int(round(fractions[0] * n))
-        n_val = int(round(fractions[1] * n))
+        n_train = round(fractions[0] * n)
+        n_val = round(fractions[1] * n)
         # every non-empty part gets at least one event of every class
         if fractions[1] > 0:
             n_val = max(n_val, 1)
@@ -82,6 +82,8 @@ def resample_balanced(indices: np.ndarray, labels: np.ndarray, seed: int = 1) ->
     out = []
     for c in classes:
         idx = indices[labels[indices] == c]
-        extra = rng.choice(idx, n_max - len(idx), replace=True) if n_max > len(idx) else []
+        extra: np.ndarray | list[int] = (
+            rng.choice(idx, n_max - len(idx), replace=True) if n_max > len(idx) else []
+        )
         out.append(np.concatenate([idx, np.asarray(extra, dtype=idx.dtype)]))
     return rng.permutation(np.concatenate(out))

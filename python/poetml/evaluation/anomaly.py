@@ -70,10 +70,13 @@ def anomaly_metrics(
             raise ValueError(f"fpr_targets must be in (0, 1], got {f}")
         wps.append((f"FPR={f:.3g}", f, None))
     if rate_khz is not None:
-        rates = [rate_khz] if np.ndim(rate_khz) == 0 else list(rate_khz)  # type: ignore[arg-type]
+        rates: list[Any] = (
+            [rate_khz] if np.ndim(rate_khz) == 0 else list(rate_khz)  # type: ignore[arg-type]
+        )
         for r in rates:
-            f = rate_to_fpr(float(r), collision_rate_mhz)
-            wps.append((f"rate={float(r):g} kHz", f, float(r)))
+            rate = float(r)
+            f = rate_to_fpr(rate, collision_rate_mhz)
+            wps.append((f"rate={rate:g} kHz", f, rate))
     if not wps:
         raise ValueError("no working point: give fpr_targets and/or rate_khz")
 
@@ -107,7 +110,7 @@ def anomaly_metrics(
         s_sorted = np.sort(_scores(sc, f"signal_scores[{sname!r}]"))
         if len(s_sorted) == 0:
             raise ValueError(f"signal_scores[{sname!r}] is empty")
-        fpr, tpr, thr = roc_from_scores(b_sorted, s_sorted)
+        fpr, tpr, roc_thr = roc_from_scores(b_sorted, s_sorted)
         effs = {
             name: _efficiency_sorted(
                 b_sorted, s_sorted, f, cl, method, min_bkg_events, collision_rate_mhz, name
@@ -117,7 +120,7 @@ def anomaly_metrics(
         signals[str(sname)] = {
             "n_events": len(s_sorted),
             "auc": auc(fpr, tpr),
-            "roc": roc_dict(fpr, tpr, thr, max_roc_points),
+            "roc": roc_dict(fpr, tpr, roc_thr, max_roc_points),
             "efficiency": effs,
         }
     return to_jsonable(

@@ -108,7 +108,7 @@ def classification_metrics(
         norm = np.where(support[:, None] > 0, cm / support[:, None], 0.0)
     warn_list: list[str] = []
     aucs: list[float | None] = [None] * c
-    roc = None
+    roc: dict[str, dict | None] | None = None
     if probs is not None:
         roc = {}
         for i, name in enumerate(names):

@@ -106,7 +106,7 @@ def thin_curve(
         first_pos = np.searchsorted(fpr, 0.0, side="right")
         extra = [0, len(fpr) - 1] + ([int(first_pos)] if first_pos < len(fpr) else [])
         keep = np.unique(np.r_[idx, extra])
-    out = (fpr[keep], tpr[keep])
+    out: tuple[np.ndarray, ...] = (fpr[keep], tpr[keep])
     if thresholds is not None:
         out = (*out, np.asarray(thresholds, dtype=np.float64)[keep])
     return out

@@ -178,7 +178,7 @@ def make_score_model(
             "inputs take hls4ml's default input precision and may not match the dataset's"
         )
     if is_autoencoder(model):
-        kind = config.score
+        kind: str = config.score
         if kind == "output":
             raise FirmwareError(
                 f"model {model.name!r} is an autoencoder: its firmware must output the anomaly "

@@ -116,9 +116,9 @@ def parse_csynth_xml(path: str | Path) -> dict[str, Any]:
         "BRAM_18K": "bram_18k",
         "URAM": "uram",
     }
-    for key in set(names.values()):
-        out[key] = None
-        out[f"available_{key}"] = None
+    for field in set(names.values()):
+        out[field] = None
+        out[f"available_{field}"] = None
     for section, prefix in (("Resources", ""), ("AvailableResources", "available_")):
         node = area.find(section)
         for child in [] if node is None else list(node):
@@ -139,11 +139,11 @@ def run_synthesis(
     project_dir = Path(project_dir)
     tool = find_tool(backend)
     if tool is None:
-        cmd = " ".join(synthesis_command(backend))
+        command = " ".join(synthesis_command(backend))
         raise SynthesisUnavailable(
             f"no {backend} HLS tool ({' or '.join(TOOLS[backend])}) on PATH, so synthesis cannot "
             f"run here; the project {project_dir} is ready: on a machine with the tool run "
-            f"`cd {project_dir} && {cmd}` (build_opt.tcl selects C synthesis only; "
+            f"`cd {project_dir} && {command}` (build_opt.tcl selects C synthesis only; "
             "build_trigger.tcl synthesizes the network with its trigger decision)"
         )
     (project_dir / "build_opt.tcl").write_text(BUILD_OPTS)

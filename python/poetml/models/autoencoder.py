@@ -69,8 +69,10 @@ def masked_mse_class() -> type:
     """The Keras loss class ``MaskedMSE`` (defined on first use so TF loads lazily)."""
     tf = _backend.tf()
 
+    loss_base: Any = tf.keras.losses.Loss  # a class known only at run time
+
     @tf.keras.utils.register_keras_serializable(package="poetml")
-    class MaskedMSE(tf.keras.losses.Loss):
+    class MaskedMSE(loss_base):
         """Mean squared error over present objects only (see module docstring)."""
 
         def __init__(

@@ -131,11 +131,11 @@ def _file_problems(cfg: RunConfig) -> list[str]:
             )
             return out
         for i, p in defaults:
-            f = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
-            if p.name in known and not f.is_file():
+            fpath = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
+            if p.name in known and not fpath.is_file():
                 out.append(
                     f"dataset.processes[{i}] (process {p.name!r}): default dataset file "
-                    f"{f} is missing"
+                    f"{fpath} is missing"
                 )
     return out
 

@@ -43,8 +43,11 @@ def score(
     check_output(output, files)  # before the model or any input is read
     md = load_model_dir(model_dir, trust_model=trust_model)
     conf = md.config
-    spec_cls = ImageSpec if conf.get("spec_type") == "ImageSpec" else FeatureSpec
-    spec = from_mapping(spec_cls, conf["spec"])
+    spec: ImageSpec | FeatureSpec
+    if conf.get("spec_type") == "ImageSpec":
+        spec = from_mapping(ImageSpec, conf["spec"])
+    else:
+        spec = from_mapping(FeatureSpec, conf["spec"])
     autoencoder = conf["model"]["type"] != "cnn"
     output = Path(output)
     from .. import features as feat
@@ -56,7 +59,7 @@ def score(
             for batch in iterate(
                 path, step_size, layout=layout, progress=progress, missing_collections="empty"
             ):
-                if spec_cls is ImageSpec:
+                if isinstance(spec, ImageSpec):
                     x = img.rasterize(batch, spec)
                 else:
                     x, _ = feat.build_features(batch, spec)

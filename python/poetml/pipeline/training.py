@@ -126,8 +126,8 @@ def train(
         d = out / "models" / v
         dirs[v] = d
         if training.is_complete(d):
-            meta = json.loads((d / "metadata.json").read_text())
-            if meta.get("fingerprint") == key:
+            saved = json.loads((d / "metadata.json").read_text())
+            if saved.get("fingerprint") == key:
                 print(f"poetml: {v} model up to date in {d}; skipped")
                 continue
         t0 = time.time()

@@ -101,13 +101,30 @@ def evaluate_classifier(
             "Learning curves (solid: training, dashed: validation)",
         )
     if images is not None:
-        kw = {"channel_names": channel_names, "eta_range": eta_range, "label": label, "com": com}
         add(
-            plots.plot_mean_images(images, y, names, pdir / "mean_images.png", **kw),
+            plots.plot_mean_images(
+                images,
+                y,
+                names,
+                pdir / "mean_images.png",
+                channel_names=channel_names,
+                eta_range=eta_range,
+                label=label,
+                com=com,
+            ),
             "Mean event image per class (test set)",
         )
         add(
-            plots.plot_example_images(images, y, names, pdir / "example_images.png", **kw),
+            plots.plot_example_images(
+                images,
+                y,
+                names,
+                pdir / "example_images.png",
+                channel_names=channel_names,
+                eta_range=eta_range,
+                label=label,
+                com=com,
+            ),
             "One example event image per class",
         )
     tables: list[Table] = []
