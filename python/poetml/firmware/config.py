@@ -21,38 +21,40 @@ ANOMALY_SCORES = ("reconstruction", "latent")
 class FirmwareConfig:
     """How a trained QKeras model becomes an hls4ml trigger project.
 
-    backend: hls4ml backend, ``Vitis`` (default) or ``Vivado``.
-    part: FPGA part; the default is the Virtex UltraScale+ VU13P of the CMS Level-1 boards.
-    clock_period: target clock period in ns (40 MHz bunch crossings, 200 MHz fabric: 5 ns).
-    io_type: ``auto`` picks ``io_parallel`` for dense models and ``io_stream`` for CNNs.
-    strategy: hls4ml ``Latency`` (fully unrolled) or ``Resource`` (reuses multipliers).
-    reuse_factor: multiplications sharing one multiplier (1 = fully parallel).
-    score: what the firmware outputs.  ``auto``: ``reconstruction`` for an autoencoder
-        (``latent`` when its decoder has a layer hls4ml's bit-exact conversion cannot map, such
-        as UpSampling2D), ``output`` for a classifier.  ``reconstruction``: the whole
-        autoencoder plus its reconstruction error, the sum of the squared errors over the
-        present objects (the offline anomaly score times the number of inputs it averages,
-        see :mod:`.convert`).  ``latent``: the encoder followed by the squared latent norm,
-        the encoder-only score the CMS AXOL1TL trigger deploys (it suits a variational
-        autoencoder trained for it; on a plain autoencoder it separates much less).
-        ``output``: the model's own output, a final softmax removed (classifiers: logits).
-    latent_bits: width of the fixed-point quantizer put on the latent vector before squaring;
-        its integer bits are chosen from the calibration events so no latent value saturates.
-    error_bits: width of the fixed-point quantizer put on the reconstruction errors before
-        squaring (<= 12, so QKeras squares them exactly in float32); its integer bits are
-        chosen from the calibration events so no error of theirs saturates.
-    trigger_class: for classifiers, the class whose logit is the trigger score (negative counts
-        from the end; -1 is the last class).
-    rate_khz: trigger rate the threshold is set for; rate = false-positive rate x
-        ``collision_rate_mhz``.
-    events: events used for validation and threshold (0: all test events available).
-    min_exact_fraction / tolerance_lsb: validation passes when at least this fraction of
-        outputs agree exactly with QKeras and no output differs by more than this many LSBs.
-    workers: processes/threads for the batched C simulation (0: all cores).
-    project_name: name of the HLS top function and project.
-    variant: model variant ``poetml run`` deploys (``auto``: ``quantized_pruned`` if trained,
-        else ``quantized``).
-    synth: also run vendor synthesis (needs vitis_hls/vivado_hls on PATH).
+    * backend: hls4ml backend, ``Vitis`` (default) or ``Vivado``.
+    * part: FPGA part; the default is the Virtex UltraScale+ VU13P of the CMS Level-1 boards.
+    * clock_period: target clock period in ns (40 MHz bunch crossings, 200 MHz fabric: 5 ns).
+    * io_type: ``auto`` picks ``io_parallel`` for dense models and ``io_stream`` for CNNs.
+    * strategy: hls4ml ``Latency`` (fully unrolled) or ``Resource`` (reuses multipliers).
+    * reuse_factor: multiplications sharing one multiplier (1 = fully parallel).
+    * score: what the firmware outputs.  ``auto``: ``reconstruction`` for an autoencoder
+      (``latent`` when its decoder has a layer hls4ml's bit-exact conversion cannot map, such
+      as UpSampling2D), ``output`` for a classifier.  ``reconstruction``: the whole
+      autoencoder plus its reconstruction error, the sum of the squared errors over the
+      present objects (the offline anomaly score times the number of inputs it averages,
+      see :mod:`poetml.firmware.score_model`).  ``latent``: the encoder followed by the
+      squared latent norm, the encoder-only score the CMS AXOL1TL trigger deploys (it suits
+      a variational autoencoder trained for it; on a plain autoencoder it separates much
+      less).
+      ``output``: the model's own output, a final softmax removed (classifiers: logits).
+    * latent_bits: width of the fixed-point quantizer put on the latent vector before
+      squaring; its integer bits are chosen from the calibration events so no latent value
+      saturates.
+    * error_bits: width of the fixed-point quantizer put on the reconstruction errors before
+      squaring (<= 12, so QKeras squares them exactly in float32); its integer bits are
+      chosen from the calibration events so no error of theirs saturates.
+    * trigger_class: for classifiers, the class whose logit is the trigger score (negative
+      counts from the end; -1 is the last class).
+    * rate_khz: trigger rate the threshold is set for; rate = false-positive rate x
+      ``collision_rate_mhz``.
+    * events: events used for validation and threshold (0: all test events available).
+    * min_exact_fraction / tolerance_lsb: validation passes when at least this fraction of
+      outputs agree exactly with QKeras and no output differs by more than this many LSBs.
+    * workers: processes/threads for the batched C simulation (0: all cores).
+    * project_name: name of the HLS top function and project.
+    * variant: model variant ``poetml run`` deploys (``auto``: ``quantized_pruned`` if trained,
+      else ``quantized``).
+    * synth: also run vendor synthesis (needs vitis_hls/vivado_hls on PATH).
     """
 
     backend: Literal["Vitis", "Vivado"] = "Vitis"

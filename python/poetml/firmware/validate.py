@@ -30,7 +30,7 @@ __all__ = [
 
 
 def agreement(reference: np.ndarray, csim: np.ndarray, lsb: float) -> dict[str, Any]:
-    """Exact-agreement fractions and the largest |difference| in output LSBs."""
+    """Exact-agreement fractions and the largest ``|difference|`` in output LSBs."""
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
     out = np.asarray(csim, np.float64).reshape(len(csim), -1)
     if ref.shape != out.shape:
@@ -83,8 +83,9 @@ def layer_trace(
     """Per-layer comparison for the events ``x`` (usually one): hls4ml's traced output of every
     layer against the QKeras output of the layer with the same name.
 
-    Each row: layer, hls4ml class, precision, max |diff|, max |diff| in that layer's LSB, agree
-    (None where QKeras has no layer of that name, e.g. an activation hls4ml split out).
+    Each row: layer, hls4ml class, precision, max ``|diff|``, max ``|diff|`` in that layer's
+    LSB, agree (None where QKeras has no layer of that name, e.g. an activation hls4ml split
+    out).
     ``hls_trace``: the dict of ``hls_model.trace(x)`` when already computed (each ``trace``
     call recompiles the project with tracing).
     """
