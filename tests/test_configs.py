@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,13 @@ def test_config_loads(name):
         assert "quantized_pruned" in cfg.run.variants
         assert "firmware" in cfg.run.stages
     if name == "anomaly_conv_ae":
-        assert ds.kind == "images" and model.type == "conv_ae"
+        assert ds.kind == "images"
+        assert model.type == "conv_ae"
     elif name.startswith("anomaly"):
-        assert ds.kind == "features" and model.type == "dense_ae"
-        assert model.hidden == (32, 16) and model.latent_dim == 3
+        assert ds.kind == "features"
+        assert model.type == "dense_ae"
+        assert model.hidden == (32, 16)
+        assert model.latent_dim == 3
     if name == "anomaly_ae_trigger":
         # its own large background: a 1 kHz threshold (FPR 2.5e-5) rests on >= 10 test
         # events, the evaluation's rule for a trustworthy rate
@@ -40,7 +44,8 @@ def test_config_loads(name):
         n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
         assert n_sm * ds.split[2] * 2.5e-5 >= 10
     elif not name.startswith("anomaly"):
-        assert ds.kind == "images" and model.type == "cnn"
+        assert ds.kind == "images"
+        assert model.type == "cnn"
         expected = (
             ["DY", "W+jets", "ttbar"] if name == "dtw_cnn" else ["DY", "Higgs", "J/psi", "W+jets"]
         )
@@ -74,7 +79,7 @@ def test_config_mismatches_are_errors():
             "model": {"type": "cnn"},
         }
     )
-    with pytest.raises(ConfigError, match="needs dataset.kind: images"):
+    with pytest.raises(ConfigError, match=re.escape("needs dataset.kind: images")):
         _check_config(cfg)
     cfg = config.parse(
         {

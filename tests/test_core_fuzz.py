@@ -11,6 +11,7 @@ file against a build of _core with AddressSanitizer and UndefinedBehaviorSanitiz
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -195,11 +196,14 @@ def test_wrong_dtype_or_layout_is_type_error(field: str, kind: str, data) -> Non
     else:
         bad, expect = 1.5, "got float"
     what = "offsets" if field == "offsets" else f"field '{field}'"
+    if field == "offsets":
+        make = functools.partial(
+            _core.Columns, "muon", bad, np.zeros(n, np.float32), np.zeros(n, np.float32)
+        )
+    else:
+        make = functools.partial(_columns, off, n, **{field: bad})
     with pytest.raises(TypeError, match=re.escape(f"collection 'muon', {what}: ") + ".*" + expect):
-        if field == "offsets":
-            _core.Columns("muon", bad, np.zeros(n, np.float32), np.zeros(n, np.float32))
-        else:
-            _columns(off, n, **{field: bad})
+        make()
     # the feature columns, checked one by one inside the slots list
     if field not in ("offsets", "pt", "phi") and kind == "dtype":
         cols = _columns(off, n)

@@ -38,7 +38,8 @@ def test_stratified_split_is_deterministic_disjoint_and_stratified():
 def test_class_weights_and_resampling():
     y = np.repeat([0, 1], [90, 10])
     w = class_weights(y, 2)
-    assert w[0] == pytest.approx(100 / 180) and w[1] == pytest.approx(5.0)
+    assert w[0] == pytest.approx(100 / 180)
+    assert w[1] == pytest.approx(5.0)
     assert np.mean([w[i] for i in y]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match=r"classes \[2\] have no training events"):
         class_weights(y, 3)
@@ -154,14 +155,17 @@ def test_labelled_build_save_load(two_files, tmp_path, kind):
     assert lab.tolist() == [0] * 40 + [1] * 25 + [-1] * 10
     np.testing.assert_array_equal(data.event_index[:40], np.arange(40))
     if kind == "features":
-        assert data.x.shape == (75, 57) and data.names[0] == "met_pt"
+        assert data.x.shape == (75, 57)
+        assert data.names[0] == "met_pt"
     else:
-        assert data.x.shape == (75, 8, 8, 4) and data.names == tuple(spec.channels)
+        assert data.x.shape == (75, 8, 8, 4)
+        assert data.names == tuple(spec.channels)
     path = labelled.save(tmp_path / "d.h5", data, attrs={"note": "x"})
     assert not (tmp_path / "d.h5.part").exists()
     back = labelled.load(path)
     np.testing.assert_array_equal(back.x, data.x)
     np.testing.assert_array_equal(back.process, data.process)
-    assert back.processes == data.processes and back.names == data.names
+    assert back.processes == data.processes
+    assert back.names == data.names
     np.testing.assert_array_equal(back.aux["n"], 7.0)
     assert back.inputs == data.inputs

@@ -21,7 +21,11 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("qkeras")
 
 PREP = Preprocessing(
-    Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6), 12, 4, ("background",), (6,),
+    Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6),
+    12,
+    4,
+    ("background",),
+    (6,),
     "features",
 )
 
@@ -53,11 +57,12 @@ def _lambda_model(marker: Path):
     return model
 
 
-@pytest.fixture()
+@pytest.fixture
 def lambda_dir(tmp_path):
     marker = tmp_path / "MARKER"
     d = _save_dir(tmp_path / "evil", _lambda_model(marker))
-    assert (d / "model.h5").is_file() and not marker.exists()
+    assert (d / "model.h5").is_file()
+    assert not marker.exists()
     return d, marker
 
 
@@ -75,8 +80,11 @@ def test_lambda_layer_is_refused_and_never_runs(lambda_dir):
         with pytest.raises(UntrustedModelError) as err:
             load()
         msg = str(err.value)
-        assert "'sneaky'" in msg and "Lambda" in msg and str(d / "model.h5") in msg
-        assert "--trust-model" in msg and "\n" not in msg
+        assert "'sneaky'" in msg
+        assert "Lambda" in msg
+        assert str(d / "model.h5") in msg
+        assert "--trust-model" in msg
+        assert "\n" not in msg
         assert not marker.exists()
 
 
@@ -111,7 +119,9 @@ def test_cli_refuses_lambda_in_one_line(command, lambda_dir, poet_file, tmp_path
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert f"poetml {command}: error: " in err and "'sneaky'" in err and str(d) in err
+    assert f"poetml {command}: error: " in err
+    assert "'sneaky'" in err
+    assert str(d) in err
     assert "--trust-model" in err
     assert not marker.exists()
     with pytest.raises(SystemExit):
@@ -188,15 +198,19 @@ tf = _backend.tf()
 inp = tf.keras.Input((6,), name="input")
 x = tf.keras.layers.Activation("relu", name="act")(tf.keras.layers.Dense(4, name="d")(inp))
 m = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="o")(x))
-m.save({str(tmp_path / 'm.keras')!r})
-back = load_model({str(tmp_path / 'm.keras')!r})
+m.save({str(tmp_path / "m.keras")!r})
+back = load_model({str(tmp_path / "m.keras")!r})
 x = np.ones((3, 6), np.float32)
 assert np.array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
 print("ROUND-TRIP-OK")
 """
     try:
         res = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
             env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"},
         )
     except subprocess.TimeoutExpired:
@@ -215,7 +229,8 @@ def test_broken_model_dir_file_is_one_line_naming_it(name, tmp_path, poet_file, 
         training.load_model_dir(d)
     assert main(["score", str(d), str(poet_file), "-o", str(tmp_path / "s.root")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(f) in err, err
+    assert err.count("\n") == 1, err
+    assert str(f) in err, err
 
 
 def test_truncated_keras_file_is_a_read_error(tmp_path):
@@ -237,18 +252,24 @@ def test_model_dir_from_another_config_is_refused(tmp_path):
     from poetml import pipeline
     from poetml.features import FeatureSpec
 
-    prep = SimpleNamespace(data=SimpleNamespace(kind="features"), spec=FeatureSpec(),
-                           class_names=("background",))
+    prep = SimpleNamespace(
+        data=SimpleNamespace(kind="features"), spec=FeatureSpec(), class_names=("background",)
+    )
     trained = _run_cfg({"type": "dense_ae", "hidden": [4], "latent_dim": 2})
-    d = _save_dir(tmp_path / "models" / "float", _qkeras_model(),
-                  config=pipeline.model_dir_config(trained, prep, "float"))
+    d = _save_dir(
+        tmp_path / "models" / "float",
+        _qkeras_model(),
+        config=pipeline.model_dir_config(trained, prep, "float"),
+    )
     # the same configuration: accepted
     assert pipeline.load_run_model_dir(trained, prep, d, "float").path == d
     other = _run_cfg({"type": "dense_ae", "hidden": [8], "latent_dim": 2})
     with pytest.raises(ConfigError) as err:
         pipeline.evaluate(other, prep, {"float": d}, tmp_path)
     msg = str(err.value)
-    assert str(d) in msg and "model.hidden is [4] there, [8] here" in msg and "\n" not in msg
+    assert str(d) in msg
+    assert "model.hidden is [4] there, [8] here" in msg
+    assert "\n" not in msg
     assert isinstance(err.value, PoetmlError)
     meta = json.loads((d / "config.json").read_text())
     assert meta["model"]["hidden"] == [4]

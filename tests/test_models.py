@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -20,14 +22,17 @@ def test_cnn_and_quantized_twin():
     q = build(
         _cnn_cfg(quantization=QuantizationConfig(bits=6, integer=0)), (8, 8, 4), 3, quantized=True
     )
-    assert f.output_shape == (None, 3) and q.output_shape == (None, 3)
-    assert type(q.layers[1]).__name__ == "QActivation" and q.layers[1].name == "input_quant"
+    assert f.output_shape == (None, 3)
+    assert q.output_shape == (None, 3)
+    assert type(q.layers[1]).__name__ == "QActivation"
+    assert q.layers[1].name == "input_quant"
     weighted = lambda m: [
         (l.name, [w.shape for w in l.get_weights()]) for l in m.layers if l.get_weights()
     ]
     assert weighted(f) == weighted(q)  # same names and shapes: weights are comparable
     kinds = {type(l).__name__ for l in q.layers}
-    assert {"QConv2D", "QDense", "QActivation"} <= kinds and "BatchNormalization" not in kinds
+    assert {"QConv2D", "QDense", "QActivation"} <= kinds
+    assert "BatchNormalization" not in kinds
     assert "quantized_bits(6,0" in str(q.get_layer("conv_0").kernel_quantizer).replace(" ", "")
     x = np.random.default_rng(0).random((5, 8, 8, 4)).astype(np.float32)
     np.testing.assert_allclose(q.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-5)
@@ -64,7 +69,8 @@ def test_dense_autoencoder_baseline_and_masked_loss():
 
 def test_conv_autoencoder_shapes_and_errors():
     cae = build(ModelConfig(type="conv_ae", filters=(2, 2), latent_dim=4), (8, 8, 3))
-    assert cae.output_shape == (None, 8, 8, 3) and cae.get_layer("latent").units == 4
+    assert cae.output_shape == (None, 8, 8, 3)
+    assert cae.get_layer("latent").units == 4
     qcae = build(ModelConfig(type="conv_ae", filters=(2,)), (4, 4, 1), quantized=True)
     assert qcae.output_shape == (None, 4, 4, 1)
     with pytest.raises(ValueError, match="divisible by 4"):
@@ -113,13 +119,15 @@ def test_pruning_reaches_sparsity_excludes_bottleneck_and_round_trips(tmp_path):
         history=hist,
         metadata={"sparsity": sp},
     )
-    assert training.is_complete(d) and not list(tmp_path.glob(".m.tmp*"))
+    assert training.is_complete(d)
+    assert not list(tmp_path.glob(".m.tmp*"))
     back = training.load_model_dir(d)
     np.testing.assert_allclose(
         back.model.predict(x, verbose=0), s.predict(x, verbose=0), rtol=1e-6, atol=1e-6
     )
     assert type(back.model.get_layer("enc_0")).__name__ == "QDense"
-    assert back.preprocessing == prep and back.history["loss"] == hist["loss"]
+    assert back.preprocessing == prep
+    assert back.history["loss"] == hist["loss"]
     assert pruning.sparsity(back.model)["enc_0"] == sp["enc_0"]
 
 
@@ -133,7 +141,7 @@ def test_input_quantizer_matches_numpy_twin():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="integer must be in 0..7"):
+    with pytest.raises(ValueError, match=re.escape("integer must be in 0..7")):
         QuantizationConfig(bits=8, integer=8)
     with pytest.raises(ValueError, match="sparsity"):
         PruningConfig(sparsity=1.0)
