@@ -4,8 +4,8 @@
     nox -l                                  # list the sessions
     nox -s tests                            # the test suite, as .ci/run runs it
     nox -s tests -- -m slow -k training     # extra arguments go to pytest
-    nox -s lint                             # pre-commit hooks on every file
-    nox -s lint -- --hook-stage manual      # ... including mypy
+    nox -s lint                             # pre-commit hooks on every file (ruff, mypy ...)
+    nox -s lint -- ruff                     # one hook (arguments go to pre-commit run)
     nox -s bench                            # every bench/bench_*.py with its defaults
     nox -s bench -- bench/bench_batch.py --only throughput
 
@@ -29,7 +29,9 @@ nox.options.default_venv_backend = "uv|virtualenv"
 
 @nox.session(reuse_venv=True)
 def lint(session: nox.Session) -> None:
-    """Run the pre-commit hooks (ruff and file checks) on all files."""
+    """Run the pre-commit hooks on all files: file checks, ruff, ruff format --check and mypy
+    (the lint and type checks that .ci/run runs, except stubtest, which needs the built core).
+    """
     session.install("pre-commit")
     session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", *session.posargs)
 
