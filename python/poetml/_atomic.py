@@ -128,8 +128,12 @@ class OutputLock:
                 ) from None
             except OSError as exc:
                 raise write_error(self.path, exc) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me + "\n")
+            except BaseException:  # a lock without its holder would block every writer
+                os.unlink(self.lock)
+                raise
             self._held = True
             return
         raise WriteError(f"cannot write {self.path}: cannot take the lock {self.lock}")

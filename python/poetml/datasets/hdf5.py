@@ -167,12 +167,11 @@ class ShardWriter:
         self.chunk_events = ce
         self._file: Any = None  # an h5py.File once opened (abort() reads it before then)
         self._lock = OutputLock(self.path)
-        try:
-            self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=4 * _CHUNK_BYTES + (1 << 20))
-        except OSError as exc:
-            self._lock.release()
-            raise write_error(self.path, exc) from exc
-        try:
+        try:  # from here on, any exception (SIGTERM and Ctrl-C too) removes file and lock
+            try:
+                self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=4 * _CHUNK_BYTES + (1 << 20))
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
             f = self._file
             self._data = f.create_dataset(
                 kind,
@@ -366,15 +365,17 @@ class ShardWriter:
             f = getattr(self, "_file", None)
             if f is not None and f.id.valid:
                 # the file is discarded: point HDF5's descriptor at /dev/null first, so the
-                # close flushes nothing.  On a full disk the flush would fail, and HDF5 left
-                # with a file it cannot close crashes the interpreter (SIGSEGV) later.
+                # close writes nothing to disk.  On a full disk (or past a file-size limit)
+                # the flush would fail, and HDF5 left with a file it cannot close crashes
+                # the interpreter (SIGSEGV) later.  HDF5 then fails to extend /dev/null to
+                # its end of allocation: that error, on a file being deleted, is ignored.
                 with contextlib.suppress(Exception):
                     null = os.open(os.devnull, os.O_RDWR)
                     try:
                         os.dup2(null, f.id.get_vfd_handle())
                     finally:
                         os.close(null)
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(Exception):
                     f.close()
         finally:
             with contextlib.suppress(FileNotFoundError):
