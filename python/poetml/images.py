@@ -1,7 +1,7 @@
 """Event images: eta-phi grids with one channel per object type.
 
 Thin wrapper over ``poetml._core.rasterize``; ``poetml._reference.rasterize`` is its plain
-NumPy twin.  Conventions (DESIGN.md section 3): eta in [eta_min, eta_max), phi in [-pi, pi),
+NumPy twin.  Conventions: eta in [eta_min, eta_max), phi in [-pi, pi),
 ``ix = floor((eta - eta_min) / (eta_max - eta_min) * n_eta)``,
 ``iy = floor((phi + pi) / (2 pi) * n_phi)``, phi periodic, objects outside the eta range
 dropped (and counted), MET at eta = 0 in its own channel.  Output ``(N, n_eta, n_phi, C)``

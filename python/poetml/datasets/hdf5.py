@@ -1,4 +1,4 @@
-"""HDF5 files of event images or feature vectors (DESIGN.md section 3).
+"""HDF5 files of event images or feature vectors.
 
 One file holds:
 

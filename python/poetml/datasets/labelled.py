@@ -8,8 +8,8 @@ autoencoder learns), ``signal`` processes are kept apart for evaluating anomaly 
 
 :func:`build` streams the files through :func:`poetml.iterate` and the C++ core
 (:func:`poetml.datasets.convert.write_batch`, the loop ``poetml images`` uses) and returns a
-:class:`LabelledData`; :func:`save`/:func:`load` store it as one HDF5 file (DESIGN.md
-section 3) whose ``labels`` are the *process* index of each event and whose attributes hold
+:class:`LabelledData`; :func:`save`/:func:`load` store it as one HDF5 file (the layout of
+:mod:`poetml.datasets.hdf5`) whose ``labels`` are the *process* index of each event and whose attributes hold
 the process table, so the same file serves classifiers and autoencoders.
 """
 
