@@ -16,7 +16,7 @@ A *model directory* holds everything needed to use a trained model::
     history.json          loss/metrics per epoch
     metadata.json         poetml version, seconds taken, sparsity
 
-It is written as ``.NAME.tmp-PID`` next to its final place and renamed when complete, so an
+It is written as ``.NAME.PID.tmp`` next to its final place and renamed when complete, so an
 interrupted run never leaves a directory that :func:`is_complete` accepts.
 """
 
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import temp_path
 from .datasets.scalers import Preprocessing
 
 __all__ = [
@@ -213,7 +214,7 @@ def save_model_dir(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from .._atomic import temp_path
 from .inputs import KINDS
 from .manifest import DATASET_NAME, BatchError, Manifest
 
@@ -66,7 +67,7 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
     complete = len(done) == len(all_tasks) and all(r["status"] == "counted" for r in sources)
 
     final = out / DATASET_NAME
-    tmp = out / f".{DATASET_NAME}.tmp-{os.getpid()}"
+    tmp = temp_path(final)
     try:
         # libver latest: dense attribute storage, so thousands of inputs fit in "inputs"
         with h5py.File(tmp, "w", libver="latest") as f:

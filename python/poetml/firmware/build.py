@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import write_json
+from .._atomic import write_json, write_text
 from .._optional import require
 from ..exceptions import FirmwareError
 from .config import ANOMALY_SCORES, FirmwareConfig
@@ -393,9 +393,7 @@ def build_firmware(
             report["synthesis"] = {"status": f"not run: {exc}", "error": str(exc)}
     md = to_markdown(report)
     write_json(out_dir / "firmware.json", report)
-    tmp = out_dir / "firmware.md.tmp"
-    tmp.write_text(md + "\n")
-    tmp.replace(out_dir / "firmware.md")
+    write_text(out_dir / "firmware.md", md + "\n")
     if not passed and raise_on_mismatch:
         why = (
             f"C simulation disagrees with QKeras beyond tolerance: exact fraction "

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._atomic import temp_path
 from ..exceptions import FirmwareError
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+; only the type checker needs it
@@ -250,7 +251,7 @@ def build_csim_library(
         objs.append(build / "trigger.o")
     _wait_all(procs, project_dir)
     lib = build / f"poetml_{tag}.so"
-    tmp = build / f".poetml_{tag}.so.tmp"
+    tmp = temp_path(lib)  # unique per process: two builds of one project never collide
     cmd = ["g++", *flags, "-shared", *map(str, objs), "-o", str(tmp)]
     _wait_all([(cmd, _run(cmd, project_dir))], project_dir)
     tmp.replace(lib)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import temp_path
 from ..schema import POET_COLLECTIONS, POET_MERGED_TREE, POET_TREE
 from .detector import DetectorOutput
 
@@ -77,7 +78,7 @@ class NtupleWriter:
         self.path = Path(path)
         self.layout = layout
         self.trees = tree_paths(layout)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self._file = None
         self._made = False
         self.entries = 0
