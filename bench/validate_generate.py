@@ -52,16 +52,10 @@ def _dr(eta1, phi1, eta2, phi2):
 
 def item1(path: Path) -> None:
     import awkward as ak
-    import uproot
 
-    with uproot.open(path) as f:
-        g = f["mygenparticles/Events"].arrays(
-            ["GenPart_pt", "GenPart_eta", "GenPart_phi", "GenPart_pdgId", "GenPart_status"]
-        )
-        j = f["myjets/Events"].arrays(["jet_corrpt", "jet_eta", "jet_phi"])
-        met = f["mymets/Events"].arrays(["met_pt"], library="np")["met_pt"]
-    g = ak.zip({k: g[k] for k in g.fields})
-    j = ak.zip({k: j[k] for k in j.fields})
+    from poetml.generate.validation import gen_muons_jets_met
+
+    g, j, met = gen_muons_jets_met(path)
     n = len(met)
     fwd = (
         (np.abs(g.GenPart_pdgId) == 13)

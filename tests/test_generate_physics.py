@@ -64,22 +64,10 @@ def test_jpsi_width_matches_real_cms_2012_data(gen_dir):
     assert abs(sim.sigma_mad / data.sigma_mad - 1) < 0.15, (sim, data)
 
 
-def _gen_muons_and_jets(path):
-    with uproot.open(path) as f:
-        g = f["mygenparticles/Events"].arrays(
-            ["GenPart_pt", "GenPart_eta", "GenPart_phi", "GenPart_pdgId", "GenPart_status"]
-        )
-        j = f["myjets/Events"].arrays(["jet_corrpt", "jet_eta", "jet_phi"])
-        met = f["mymets/Events"].arrays(["met_pt"], library="np")["met_pt"]
-    g = ak.zip({k: g[k] for k in g.fields})
-    j = ak.zip({k: j[k] for k in j.fields})
-    return g, j, met
-
-
 def test_forward_muons_are_not_jets_and_are_missing_energy(gen_dir):
     """Generator muons beyond the muon acceptance (|eta| > 2.4) never become jets and show
     up as MET; neutrinos never enter jets either (W -> mu nu below)."""
-    g, j, met = _gen_muons_and_jets(_sample(gen_dir, "dy", 4000))
+    g, j, met = val.gen_muons_jets_met(_sample(gen_dir, "dy", 4000))
     fwd = (
         (np.abs(g.GenPart_pdgId) == 13)
         & (g.GenPart_status == 1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -240,6 +241,24 @@ def dimuons_poet(
             )
         )
     )
+
+
+def gen_muons_jets_met(path: str | os.PathLike[str]) -> tuple[Any, Any, np.ndarray]:
+    """Generator particles (``GenPart_*`` records), jets (``jet_corrpt``, ``jet_eta``,
+    ``jet_phi`` records) and MET of a generated POET file, for checks of what the detector
+    turns generator muons into."""
+    import awkward as ak
+    import uproot
+
+    with uproot.open(path) as f:
+        g = f["mygenparticles/Events"].arrays(
+            ["GenPart_pt", "GenPart_eta", "GenPart_phi", "GenPart_pdgId", "GenPart_status"]
+        )
+        j = f["myjets/Events"].arrays(["jet_corrpt", "jet_eta", "jet_phi"])
+        met = f["mymets/Events"].arrays(["met_pt"], library="np")["met_pt"]
+    g = ak.zip({k: g[k] for k in g.fields})
+    j = ak.zip({k: j[k] for k in j.fields})
+    return g, j, met
 
 
 def transverse_mass_w(path: str | os.PathLike[str]) -> np.ndarray:
