@@ -392,3 +392,37 @@ def test_firmware_generate_flag_says_what_and_writes_under_output(tmp_path, monk
     assert asked["directory"] == out / "default-data"
     assert asked["events"]["zprime"] == 1000
     assert not (tmp_path / "default-data").exists()
+
+
+def test_run_generates_only_the_default_processes_it_names(tmp_path, monkeypatch):
+    """The default dataset is asked for the processes without files only (issue 16)."""
+    import poetml.generate
+    from poetml.pipeline.data import _resolve_files
+
+    cfg = config.load(_write(tmp_path, dataset="  default_events: {qcd: 30}\n"))
+    asked = {}
+
+    def fake_generate(directory, **kw):
+        asked.update(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(poetml.generate, "generate_default", fake_generate)
+    with pytest.raises(RuntimeError, match="stop here"):
+        _resolve_files(cfg, progress=False)
+    assert asked["events"] == {"qcd": 30, "zprime": 1000}
+    assert pipeline.default_dataset_events(cfg)["dy"] == 2000  # all of them, when asked
+
+
+def test_check_names_a_default_process_missing_from_the_manifest(tmp_path):
+    d = tmp_path / "default-data"
+    d.mkdir()
+    (d / "qcd.root").write_bytes(b"")
+    (d / "manifest.json").write_text(
+        json.dumps({"processes": {"qcd": {"file": "qcd.root", "label": 3, "events": 1}}})
+    )
+    path = _write(tmp_path)
+    path.write_text(path.read_text() + "  generate_missing: false\n")
+    cfg = config.load(path)
+    problems = pipeline.config_problems(cfg)
+    assert any("'zprime'" in p and "not in the default dataset" in p for p in problems), problems
+    assert not any("'qcd'" in p for p in problems), problems

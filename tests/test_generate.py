@@ -250,8 +250,9 @@ def test_cli_list_and_errors(tmp_path):
 def test_default_dataset_manifest_and_reuse(tmp_path):
     events = {"dy": 20, "ttbar": 10}
     m1 = generate_default(tmp_path, events=events, mpi=False, workers=1, progress=False)
-    assert m1["labels"] == {"dy": 0, "ttbar": 1}
+    assert m1["labels"] == {"dy": 0, "ttbar": 2}  # positions in DEFAULT_DATASET
     assert m1["processes"]["dy"]["events"] == 20
+    assert m1["processes"]["ttbar"]["seed"] == 12345 + 2000
     f = tmp_path / m1["processes"]["dy"]["file"]
     mtime = f.stat().st_mtime_ns
     m2 = generate_default(tmp_path, events=events, mpi=False, workers=1, progress=False)
@@ -260,10 +261,61 @@ def test_default_dataset_manifest_and_reuse(tmp_path):
     m3 = generate_default(
         tmp_path, events={"dy": 20, "ttbar": 11}, mpi=False, workers=1, progress=False
     )
-    assert m3["settings_hash"] != m1["settings_hash"]
+    assert m3["processes"]["ttbar"]["settings_hash"] != m1["processes"]["ttbar"]["settings_hash"]
+    assert m3["processes"]["dy"] == m1["processes"]["dy"]
+    assert f.stat().st_mtime_ns == mtime  # only ttbar was regenerated
     assert m3["processes"]["ttbar"]["events"] == 11
     with uproot.open(tmp_path / "ttbar.root") as fh:
         assert fh["myjets/Events"].num_entries == 11
+
+
+def _arrays(path):
+    with uproot.open(path) as f:
+        return {
+            name: f[f"{d}/Events"].arrays(library="np")
+            for name, d in (("mu", "mymuons"), ("jet", "myjets"), ("el", "myelectrons"))
+        }
+
+
+def test_default_dataset_generates_only_what_is_asked_and_caches_per_process(tmp_path):
+    from poetml.generate import DEFAULT_DATASET
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    kw = {"mpi": False, "workers": 1, "progress": False}
+    m1 = generate_default(a, events={"dy": 5}, **kw)
+    assert set(m1["processes"]) == {"dy"}
+    assert not (a / "wjets.root").exists()
+    dy = a / "dy.root"
+    st = dy.stat()
+    m2 = generate_default(a, events={"dy": 5, "wjets": 5}, **kw)
+    assert (dy.stat().st_mtime_ns, dy.stat().st_ino) == (st.st_mtime_ns, st.st_ino)
+    assert m2["processes"]["dy"] == m1["processes"]["dy"]
+    labels = list(DEFAULT_DATASET)
+    assert m2["labels"] == {"dy": labels.index("dy"), "wjets": labels.index("wjets")}
+    assert m2["processes"]["wjets"]["label"] == labels.index("wjets")
+    wj = (a / "wjets.root").stat()
+    # a subset keeps the processes it does not name
+    m3 = generate_default(a, events={"wjets": 5}, **kw)
+    assert set(m3["processes"]) == {"dy", "wjets"}
+    assert (dy.stat().st_mtime_ns, (a / "wjets.root").stat().st_mtime_ns) == (
+        st.st_mtime_ns,
+        wj.st_mtime_ns,
+    )
+    # changing dy's count regenerates dy only
+    m4 = generate_default(a, events={"dy": 6, "wjets": 5}, **kw)
+    assert m4["processes"]["dy"]["events"] == 6
+    assert dy.stat().st_mtime_ns != st.st_mtime_ns
+    assert (a / "wjets.root").stat().st_mtime_ns == wj.st_mtime_ns
+    # the same process and settings give the same events whatever else is generated
+    generate_default(b, events={"wjets": 5, "dy": 6}, **kw)
+    x, y = _arrays(a / "wjets.root"), _arrays(b / "wjets.root")
+    for k in x:
+        assert x[k].keys() == y[k].keys()
+        for col in x[k]:
+            assert np.array_equal(
+                np.concatenate(list(x[k][col])) if x[k][col].dtype == object else x[k][col],
+                np.concatenate(list(y[k][col])) if y[k][col].dtype == object else y[k][col],
+            ), (k, col)
 
 
 @pytest.mark.parametrize(("process", "n"), [("dy", 1), ("dy", 3), ("jpsi", 4)])

@@ -438,18 +438,35 @@ DEFAULT_DATASET: dict[str, int] = {
 MANIFEST_NAME = "manifest.json"
 
 
+def _default_index(name: str) -> int:
+    """The stable position of process ``name`` in the default dataset: its label, and the
+    offset of its seed (``seed + 1000 * index``).  Processes outside :data:`DEFAULT_DATASET`
+    follow it in catalogue order."""
+    order = list(DEFAULT_DATASET)
+    if name in DEFAULT_DATASET:
+        return order.index(name)
+    extra = [p for p in PROCESSES if p not in DEFAULT_DATASET]
+    return len(order) + extra.index(name)
+
+
 def _default_settings(
-    events: dict[str, int],
+    name: str,
+    events: int,
     seed: int,
     mpi: bool,
     pileup: float,
     chunk_size: int,
     detector: DetectorConfig,
 ) -> dict[str, Any]:
+    """Everything that decides the file of process ``name`` in the default dataset (``seed``
+    is the process's own seed)."""
     from .._version import __version__
 
+    proc = get_process(name)
     return {
         "poetml_version": __version__,
+        "process": name,
+        "events": events,
         "seed": seed,
         "mpi": mpi,
         "pileup": pileup,
@@ -457,15 +474,9 @@ def _default_settings(
         "layout": "poet",
         "detector": asdict(detector),
         "detector_revision": DETECTOR_REVISION,
-        "processes": {
-            name: {
-                "events": n,
-                "settings": list(get_process(name).settings),
-                "pthat_min": get_process(name).pthat_min,
-                "filter": _filter_dict(get_process(name).filter),
-            }
-            for name, n in events.items()
-        },
+        "settings": list(proc.settings),
+        "pthat_min": proc.pthat_min,
+        "filter": _filter_dict(proc.filter),
         "common_settings": list(COMMON_SETTINGS),
     }
 
@@ -477,6 +488,22 @@ def _filter_dict(filt: DimuonFilter | None) -> dict[str, Any] | None:
 def settings_hash(settings: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``settings``."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _write_manifest(path: Path, processes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entries = dict(sorted(processes.items(), key=lambda kv: int(kv[1]["label"])))
+    manifest = {
+        "labels": {name: e["label"] for name, e in entries.items()},
+        "processes": entries,
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=False)
+    try:
+        same = path.read_text() == text
+    except OSError:
+        same = False
+    if not same:
+        write_text(path, text)
+    return dict(json.loads(text))  # the same value a later call reads back
 
 
 def generate_default(
@@ -495,13 +522,20 @@ def generate_default(
 ) -> dict[str, Any]:
     """Write (or reuse) the labelled default dataset in ``directory``; return its manifest.
 
-    The manifest (``manifest.json``) maps each process to its file, integer label (position
-    in :data:`DEFAULT_DATASET`), kind (background / signal), event count, settings, cross
-    section and, for filtered processes (J/psi), the generator filter, the events tried and
-    the filter efficiency (``sigma_filtered_pb`` = ``sigma_pb`` x efficiency); it
-    stores the SHA-256 of all settings.  When a manifest with the same hash exists and every
-    file it names is present with the right number of entries, nothing is regenerated.
-    ``events`` replaces the per-process counts; ``scale`` multiplies them.
+    ``events`` names the processes to provide and their counts (default: all of
+    :data:`DEFAULT_DATASET`); ``scale`` multiplies the counts.  The manifest
+    (``manifest.json``) maps each process to its file, integer label (its position in
+    :data:`DEFAULT_DATASET`, whatever subset is generated), kind (background / signal),
+    event count, seed (``seed + 1000 * label``), Pythia settings, cross section and, for
+    filtered processes (J/psi), the generator filter, the events tried and the filter
+    efficiency (``sigma_filtered_pb`` = ``sigma_pb`` x efficiency).
+
+    The cache is per process: each entry stores the SHA-256 (``settings_hash``) of
+    everything that decides its file (process, count, seed, MPI, pile-up, chunk size,
+    detector and its revision, poetml version).  A requested process is generated only when
+    it has no entry, its hash differs, or its file is missing or has another number of
+    entries (``force``: always); processes in the manifest that are not requested are kept.
+    All processes to generate share one pool of ``workers`` (default: all cores).
     """
     counts = dict(events if events is not None else DEFAULT_DATASET)
     for name in counts:
@@ -510,30 +544,42 @@ def generate_default(
     det = detector or DetectorConfig()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    settings = json.loads(
-        json.dumps(_default_settings(counts, int(seed), bool(mpi), float(pileup), chunk_size, det))
-    )
-    digest = settings_hash(settings)
     mpath = directory / MANIFEST_NAME
-    if not force and mpath.exists():
+    old: dict[str, dict[str, Any]] = {}
+    if mpath.exists():
         try:
-            old = json.loads(mpath.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old and old.get("settings_hash") == digest and _files_ok(directory, old):
-            return old
-    manifest: dict[str, Any] = {
-        "settings_hash": digest,
-        "settings": settings,
-        "labels": {name: i for i, name in enumerate(counts)},
-        "processes": {},
-    }
+            read = json.loads(mpath.read_text())
+            old = {
+                k: v
+                for k, v in dict(read["processes"]).items()
+                if isinstance(v, dict) and "settings_hash" in v
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            old = {}
+    wanted: dict[str, tuple[int, int, dict[str, Any], str]] = {}
+    for name, n in counts.items():
+        label = _default_index(name)
+        pseed = int(seed) + 1000 * label
+        settings = json.loads(
+            json.dumps(_default_settings(name, n, pseed, bool(mpi), float(pileup), chunk_size, det))
+        )
+        wanted[name] = (label, pseed, settings, settings_hash(settings))
+    todo = [
+        name
+        for name, (_, _, _, digest) in wanted.items()
+        if force
+        or name not in old
+        or old[name].get("settings_hash") != digest
+        or not _file_ok(directory, old[name])
+    ]
+    if not todo:
+        return _write_manifest(mpath, old)
     tasks = [
         _prepare(
             name,
-            n,
+            counts[name],
             directory / f"{name}.root",
-            seed=int(seed) + 1000 * i,
+            seed=wanted[name][1],
             layout="poet",
             workers=workers,
             mpi=mpi,
@@ -543,37 +589,40 @@ def generate_default(
             chunk_size=chunk_size,
             detector=det,
         )
-        for i, (name, n) in enumerate(counts.items())
+        for name in todo
     ]
+    for name in todo:  # a run stopped half-way leaves no entry claiming a rewritten file
+        old.pop(name, None)
+    _write_manifest(mpath, old)
     summaries = _execute(tasks, workers, progress, desc="default dataset")
-    for i, ((name, n), summary) in enumerate(zip(counts.items(), summaries, strict=False)):
+    for name, summary in zip(todo, summaries, strict=True):
         proc = get_process(name)
-        manifest["processes"][name] = {
+        label, pseed, settings, digest = wanted[name]
+        old[name] = {
             "file": f"{name}.root",
-            "label": i,
+            "label": label,
             "kind": proc.kind,
             "title": proc.title,
-            "events": n,
+            "events": counts[name],
+            "seed": pseed,
             "settings": list(proc.settings),
             "sigma_pb": summary["sigma_pb"],
             "filter": summary["filter"],
             "tried": summary["tried"],
             "filter_efficiency": summary["filter_efficiency"],
             "sigma_filtered_pb": summary["sigma_filtered_pb"],
+            "settings_hash": digest,
+            "generation": settings,
         }
-    text = json.dumps(manifest, indent=2, sort_keys=False)
-    write_text(mpath, text)
-    return json.loads(text)  # the same value a later call reads back
+    return _write_manifest(mpath, old)
 
 
-def _files_ok(directory: Path, manifest: dict[str, Any]) -> bool:
+def _file_ok(directory: Path, entry: dict[str, Any]) -> bool:
+    """``entry``'s file is there with its number of events."""
     import uproot
 
     try:
-        for entry in manifest["processes"].values():
-            with uproot.open(directory / entry["file"]) as f:
-                if f["mymuons/Events"].num_entries != entry["events"]:
-                    return False
+        with uproot.open(directory / entry["file"]) as f:
+            return bool(f["mymuons/Events"].num_entries == entry["events"])
     except Exception:  # noqa: BLE001 - any unreadable file means: regenerate
         return False
-    return True

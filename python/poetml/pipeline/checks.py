@@ -76,13 +76,17 @@ def _check_config(cfg: RunConfig) -> None:
         raise ConfigError("model.type: model type 'conv_ae' needs dataset.kind: images")
 
 
-def default_dataset_events(cfg: RunConfig) -> dict[str, int]:
-    """Events per process that generating the default dataset of ``cfg`` writes (all of its
-    processes, ``dataset.default_events`` and ``default_scale`` applied)."""
+def default_dataset_events(cfg: RunConfig, needed: bool = False) -> dict[str, int]:
+    """Events per process of the default dataset of ``cfg`` (``dataset.default_events`` and
+    ``default_scale`` applied): all of its processes, or with ``needed`` only those that
+    ``dataset.processes`` names without files (what generating for ``cfg`` writes)."""
     from ..generate import DEFAULT_DATASET
 
     ds: DatasetConfig = cfg.dataset
     events = {**DEFAULT_DATASET, **(ds.default_events or {})}
+    if needed:
+        names = {p.name for p in ds.processes if not p.files}
+        events = {k: v for k, v in events.items() if k in names}
     return {k: max(1, round(v * ds.default_scale)) for k, v in events.items()}
 
 
@@ -132,7 +136,13 @@ def _file_problems(cfg: RunConfig) -> list[str]:
             return out
         for i, p in defaults:
             fpath = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
-            if p.name in known and not fpath.is_file():
+            if p.name in DEFAULT_DATASET and p.name not in known:
+                out.append(
+                    f"dataset.processes[{i}] (process {p.name!r}): not in the default dataset "
+                    f"({mpath}) and run.generate_missing is false; run 'poetml generate' or "
+                    "set run.generate_missing: true"
+                )
+            elif p.name in known and not fpath.is_file():
                 out.append(
                     f"dataset.processes[{i}] (process {p.name!r}): default dataset file "
                     f"{fpath} is missing"

@@ -122,7 +122,7 @@ def prepared_for_model_dir(
         if cached is not None:
             return prepare(cfg, cached)
     if defaults and manifest is None:
-        events = default_dataset_events(cfg)
+        events = default_dataset_events(cfg, needed=True)
         what = (
             f"{sum(events.values())} events of {len(events)} processes "
             f"({', '.join(f'{k} {v}' for k, v in events.items())})"
