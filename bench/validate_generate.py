@@ -53,20 +53,11 @@ def _dr(eta1, phi1, eta2, phi2):
 def item1(path: Path) -> None:
     import awkward as ak
 
-    from poetml.generate.validation import gen_muons_jets_met
+    from poetml.generate.validation import forward_muon_jet_pairs, gen_muons_jets_met
 
     g, j, met = gen_muons_jets_met(path)
     n = len(met)
-    fwd = (
-        (np.abs(g.GenPart_pdgId) == 13)
-        & (g.GenPart_status == 1)
-        & (g.GenPart_pt > 20)
-        & (np.abs(g.GenPart_eta) > 2.4)
-    )
-    mu = g[fwd]
-    pairs = ak.cartesian({"m": mu, "j": j}, nested=True)
-    dr = _dr(pairs.m.GenPart_eta, pairs.m.GenPart_phi, pairs.j.jet_eta, pairs.j.jet_phi)
-    ratio = pairs.j.jet_corrpt / pairs.m.GenPart_pt
+    mu, dr, ratio = forward_muon_jet_pairs(g, j)
     hit = (dr < 0.2) & (ratio > 0.5)
     became = ak.to_numpy(ak.flatten(ak.any(hit, axis=2)))
     rat = ak.to_numpy(ak.flatten(ak.max(ak.where(hit, ratio, 0), axis=2)))

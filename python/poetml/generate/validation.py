@@ -261,6 +261,28 @@ def gen_muons_jets_met(path: str | os.PathLike[str]) -> tuple[Any, Any, np.ndarr
     return g, j, met
 
 
+def forward_muon_jet_pairs(
+    gen: Any, jets: Any, min_pt: float = 20.0, min_abs_eta: float = 2.4
+) -> tuple[Any, Any, Any]:
+    """Generator muons (final state, pT > ``min_pt``, |eta| > ``min_abs_eta``: outside the
+    muon acceptance) and, for each muon and each jet of its event, their Delta R and the
+    jet/muon pT ratio (nested per muon): ``(muons, dr, ratio)``.  A jet at small Delta R
+    carrying most of the muon's pT is the muon clustered as a jet."""
+    import awkward as ak
+
+    fwd = (
+        (np.abs(gen.GenPart_pdgId) == 13)
+        & (gen.GenPart_status == 1)
+        & (gen.GenPart_pt > min_pt)
+        & (np.abs(gen.GenPart_eta) > min_abs_eta)
+    )
+    mu = gen[fwd]
+    pairs = ak.cartesian({"m": mu, "j": jets}, nested=True)
+    dphi = (pairs.m.GenPart_phi - pairs.j.jet_phi + np.pi) % (2 * np.pi) - np.pi
+    dr = np.hypot(pairs.m.GenPart_eta - pairs.j.jet_eta, dphi)
+    return mu, dr, pairs.j.jet_corrpt / pairs.m.GenPart_pt
+
+
 def transverse_mass_w(path: str | os.PathLike[str]) -> np.ndarray:
     """W transverse mass of events with exactly one tight isolated muon (pT > 25 GeV) and the
     reconstructed MET."""
