@@ -45,13 +45,37 @@ def test_poet_layout_has_every_schema_branch_with_its_type(ttbar_poet):
         for pc in schema.POET_COLLECTIONS.values():
             tree = f[f"{pc.directory}/Events"]
             assert tree.num_entries == 120
-            assert set(tree.keys()) == set(pc.branch_names), pc.name
+            extra = {schema.WEIGHT_BRANCH_NAME} if pc.name == "genparticle" else set()
+            assert set(tree.keys()) == set(pc.branch_names) | extra, pc.name
             for b in pc.branches:
                 interp = str(tree[b.name].interpretation)
                 want = "i4" if "int" in b.ctype else "f4"
                 assert want in interp, (b.name, interp)
                 if b.ctype.startswith("std::vector"):
                     assert "AsJagged" in interp, b.name
+
+
+def test_every_file_carries_weights_summing_to_its_cross_section_and_its_metadata(ttbar_poet):
+    from poetml.generate.writer import read_metadata
+
+    path, summary = ttbar_poet
+    with uproot.open(path) as f:
+        w = f["mygenparticles/Events"][schema.WEIGHT_BRANCH_NAME].array(library="np")
+    assert w.dtype == np.float64
+    assert len(w) == 120
+    assert np.all(w > 0)
+    # ttbar has no filter and no forced decay outside resonances: sum = Pythia's sigma
+    assert w.sum() == pytest.approx(summary["sigma_pb"], rel=1e-12)
+    assert summary["sigma_filtered_pb"] == pytest.approx(w.sum(), rel=1e-12)
+    meta = read_metadata(path)
+    assert meta is not None
+    assert meta["process"] == "ttbar"
+    assert meta["events"] == meta["tried"] == 120
+    assert meta["sigma_pb"] == pytest.approx(summary["sigma_pb"])
+    assert meta["sigma_err_pb"] > 0
+    assert meta["sigma_weighted_pb"] == pytest.approx(w.sum())
+    assert meta["sigma_reference_pb"] == 832.0  # NNLO+NNLL, recorded beside Pythia's LO
+    assert "Top:gg2ttbar = on" in meta["settings"]
 
 
 def test_branches_are_physically_filled(ttbar_poet):
@@ -115,10 +139,10 @@ def test_merged_layout_and_poetml_reader(tmp_path):
     path = tmp_path / "m.root"
     generate("wjets", 60, path, seed=2, layout="merged", mpi=False, workers=1, progress=False)
     with uproot.open(path) as f:
-        assert [k.split(";")[0] for k in f] == ["events"]
+        assert [k.split(";")[0] for k in f] == ["events", schema.GENERATION_METADATA_KEY]
         keys = set(f["events"].keys())
     every = {b for pc in schema.POET_COLLECTIONS.values() for b in pc.branch_names}
-    assert keys == every
+    assert keys == every | {schema.WEIGHT_BRANCH_NAME}
     reading = pytest.importorskip("poetml.reading")
     batches = list(reading.iterate(str(path), step_size=25))
     assert sum(b.n_events for b in batches) == 60
@@ -158,7 +182,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, ttbar_poet):
     from poetml.generate import _Job, _run_chunk
     from poetml.generate.detector import DetectorConfig
 
-    out, _, _ = _run_chunk(_Job("dy", 0, 20, 1, False, 0.0, None, (), DetectorConfig()))
+    out = _run_chunk(_Job("dy", 0, 20, 1, False, 0.0, None, (), DetectorConfig())).out
     target = tmp_path / "part.root"
 
     def interrupted() -> None:
@@ -173,9 +197,20 @@ def test_interrupted_write_leaves_no_file(tmp_path, ttbar_poet):
 
 def test_pileup_adds_soft_activity(tmp_path):
     a = generate("dy", 40, tmp_path / "a.root", seed=4, mpi=False, workers=1, progress=False)
-    b = generate(
-        "dy", 40, tmp_path / "b.root", seed=4, mpi=False, workers=1, pileup=5, progress=False
-    )
+    cache = tmp_path / "cache"
+    kw = {"seed": 4, "mpi": False, "workers": 1, "pileup": 5, "progress": False}
+    kw["pileup_cache"] = cache
+    b = generate("dy", 40, tmp_path / "b.root", pileup_pool=300, **kw)
+    (pool,) = cache.iterdir()  # premixed: one pool of minimum-bias events, cached
+    assert b["metadata"]["pileup_pool"]["events"] == 300
+    assert b["metadata"]["pileup_pool"]["file"] == pool.name
+    stamp = pool.stat().st_mtime_ns
+    c = generate("dy", 40, tmp_path / "c.root", pileup_pool=300, **kw)
+    assert pool.stat().st_mtime_ns == stamp  # reused, not regenerated
+    with uproot.open(b["path"]) as fb, uproot.open(c["path"]) as fc:
+        for tree in ("mymets/Events", "mymuons/Events", "myjets/Events"):
+            for k in fb[tree].keys():  # noqa: SIM118 (a TTree iterates branches, not names)
+                assert fb[tree][k].array().tolist() == fc[tree][k].array().tolist(), k
     with uproot.open(a["path"]) as fa, uproot.open(b["path"]) as fb:
         sa = fa["mymets/Events"]["met_sumet"].array(library="np")
         sb = fb["mymets/Events"]["met_sumet"].array(library="np")

@@ -122,7 +122,23 @@ def test_jpsi_class_has_dimuons_filter_recorded(gen_dir):
     assert s["events"] == 600
     assert s["tried"] > 600
     assert 0.03 < s["filter_efficiency"] < 0.3, s["filter_efficiency"]
-    assert s["sigma_filtered_pb"] == pytest.approx(s["sigma_pb"] * s["filter_efficiency"])
+    # Pythia's charmonium sigma ignores the forced decays: the weights carry them.  Each
+    # event's weight / (sigma x efficiency / N) is BR(J/psi -> mu mu) times the BR of the
+    # feed-down decay that made the J/psi (none, psi(2S), chi_c0, chi_c1, chi_c2).
+    assert s["sigma_filtered_pb"] == pytest.approx(
+        s["sigma_pb"] * s["filter_efficiency"] * s["branching_ratio"]
+    )
+    with uproot.open(path) as f:
+        w = f["mygenparticles/Events"]["weight"].array(library="np")
+    assert w.sum() == pytest.approx(s["sigma_filtered_pb"])
+    br = w / (s["sigma_pb"] * s["filter_efficiency"] / 600)
+    br_mumu = 0.05961  # PDG 2024, J/psi -> mu+ mu-
+    feed = np.array([1.0, 0.614, 0.0140, 0.343, 0.190])  # PDG: direct, psi(2S), chi_c0/1/2
+    nearest = np.min(np.abs(br[:, None] / (br_mumu * feed[None, :]) - 1), axis=1)
+    assert np.all(nearest < 0.5), br[nearest >= 0.5]  # Pythia's table vs PDG: within 50 %
+    direct = np.abs(br / br_mumu - 1) < 0.01  # Pythia's 5.93 % vs PDG 5.961 %
+    assert 0.1 < direct.mean() < 0.6, direct.mean()
+    assert br_mumu * 0.0140 * 0.5 < s["branching_ratio"] < br_mumu
     with uproot.open(path) as f:
         a = f["mymuons/Events"].arrays(
             ["muon_pt", "muon_eta", "muon_phi", "muon_ch", "muon_isTight", "muon_pfreliso04all"]
@@ -227,3 +243,46 @@ def test_z_peak_with_mpi_and_pileup(gen_dir):
     sim = val.z_peak(val.dimuons_poet(path))
     assert abs(sim.peak - data.peak) < 0.5
     assert abs(sim.fwhm / data.fwhm - 1) < 0.20
+
+
+def _leading_jet_and_weight(path):
+    with uproot.open(path) as f:
+        jets = f["myjets/Events"]["jet_corrpt"].array()
+        w = f["mygenparticles/Events"]["weight"].array(library="np")
+    lead = ak.to_numpy(ak.fill_none(ak.max(jets, axis=1), 0.0))
+    return lead, w
+
+
+def test_pthat_bias_and_bins_give_the_same_weighted_spectrum(gen_dir):
+    """Three ways to the QCD jet spectrum, checked against each other (Pythia's own cross
+    sections in independent runs are the reference): pT-hat > 30 GeV sampled with
+    bias2Selection (pow 4, weighted back), and the two bins 30-150 and > 150 GeV
+    concatenated.  Their weights sum to the same inclusive cross section, and the weighted
+    leading-jet spectrum agrees above 200 and 300 GeV within the weights' uncertainty; the
+    bias fills the tail (an unbiased sample of the same size has a handful of events
+    there)."""
+    biased = _sample(gen_dir, "qcd", 2000, seed=3, bias_pow=4.0)
+    lo = gen_dir / "qcd_30_150.root"
+    hi = gen_dir / "qcd_150.root"
+    s_lo = generate("qcd", 1000, lo, seed=5, pthat_min=30, pthat_max=150, mpi=False, progress=False)
+    s_hi = generate("qcd", 1000, hi, seed=4, pthat_min=150, mpi=False, progress=False)
+    lb, wb = _leading_jet_and_weight(biased)
+    l1, w1 = _leading_jet_and_weight(lo)
+    l2, w2 = _leading_jet_and_weight(hi)
+    assert wb.max() / wb.min() > 1e3  # weights span orders of magnitude
+    # inclusive cross section: Pythia's per-run estimates agree at their few-% precision
+    assert wb.sum() == pytest.approx(
+        s_lo["sigma_filtered_pb"] + s_hi["sigma_filtered_pb"], rel=0.06
+    )
+    for cut in (200.0, 300.0):
+        a, ea = wb[lb > cut].sum(), np.sqrt((wb[lb > cut] ** 2).sum())
+        sel1, sel2 = l1 > cut, l2 > cut
+        b = w1[sel1].sum() + w2[sel2].sum()
+        eb = np.sqrt((w1[sel1] ** 2).sum() + (w2[sel2] ** 2).sum())
+        assert abs(a - b) < 3 * np.hypot(ea, eb), (cut, a, ea, b, eb)
+    # the tail is populated: > 300 GeV holds hundreds of biased events, where an unbiased
+    # sample of 2000 would expect sigma(> 300) / sigma * 2000 of them
+    n_tail = int((lb > 300).sum())
+    expected_unbiased = 2000 * wb[lb > 300].sum() / wb.sum()
+    assert n_tail > 100, n_tail
+    assert expected_unbiased < 1, expected_unbiased

@@ -853,14 +853,29 @@ def available_collections(path: str | os.PathLike[str], layout: str = "auto") ->
         return [*plan.objects, *(["met"] if plan.met else [])]
 
 
+def _generation_metadata(f: Any, path: str) -> dict[str, Any] | None:
+    """The JSON string ``poetml generate`` writes at the top of a file, parsed."""
+    import json
+
+    key = schema.GENERATION_METADATA_KEY
+    try:
+        if key not in f:
+            return None
+        return dict(json.loads(str(f[key])))
+    except Exception as exc:  # noqa: BLE001 - shown, never fatal: the events are still readable
+        return {"error": f"{path}: unreadable {key}: {exc}"}
+
+
 def inspect(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What is in a file: a plain dict, JSON-ready.
 
     ``path``, ``size_bytes``, ``layout`` (None when it cannot be told, with the reason in
     ``layout_error``), ``trees`` (``{name: {"kind", "entries", "branches": {name: type}}}``),
     ``collections`` (for a known layout: ``{collection: {field: "tree:branch"}}`` for the
-    canonical fields found; ``"(constant)"`` for supplied ones) and ``entries`` (events in
-    the layout, None when unknown or inconsistent).
+    canonical fields found; ``"(constant)"`` for supplied ones), ``entries`` (events in
+    the layout, None when unknown or inconsistent) and ``generation`` (the metadata
+    ``poetml generate`` stores: cross section and error, events tried and accepted, filter
+    efficiency, seed, settings; None for other files).
     """
     path = os.fspath(path)
     with _open(path) as f:
@@ -873,6 +888,7 @@ def inspect(path: str | os.PathLike[str]) -> dict[str, Any]:
             "entries": None,
             "trees": {},
             "collections": {},
+            "generation": _generation_metadata(f, path),
         }
         for name, cls in trees.items():
             obj = _get(f, path, name, trees)

@@ -32,14 +32,17 @@ __all__ = [
     "CANONICAL_FIELDS",
     "COLLECTIONS",
     "DEFAULT_READ_FIELDS",
+    "GENERATION_METADATA_KEY",
     "LAYOUTS",
     "MASSES",
     "NANOAOD",
+    "NANOAOD_WEIGHT_BRANCH",
     "OBJECT_COLLECTIONS",
     "POET_COLLECTIONS",
     "POET_MERGED_TREE",
     "POET_TREE",
     "REQUIRED_FIELDS",
+    "WEIGHT_BRANCH_NAME",
     "Branch",
     "NanoCollection",
     "NanoField",
@@ -56,6 +59,17 @@ POET_TREE = "Events"
 POET_MERGED_TREE = "events"
 #: Name of the NanoAOD tree.
 NANOAOD_TREE = "Events"
+
+#: Per-event weight [pb] (float64) that ``poetml generate`` writes into the generator-truth
+#: tree (``mygenparticles/Events``, or ``events`` in the merged layout); the weights of a
+#: file sum to its cross section x filter efficiency x branching ratio.  Real-data POET
+#: files have none (weight 1).  NanoAOD simulation carries the unnormalised ``genWeight``.
+WEIGHT_BRANCH_NAME = "weight"
+#: NanoAOD's generator weight (to be scaled by sigma / sum of genWeight).
+NANOAOD_WEIGHT_BRANCH = "genWeight"
+#: Top-level key of the JSON string ``poetml generate`` stores in every file: generator
+#: cross section and error, events tried and accepted, filter efficiency, seed, settings.
+GENERATION_METADATA_KEY = "poetml_generation"
 
 #: Collections with a variable number of objects per event, in canonical order.
 OBJECT_COLLECTIONS = ("muon", "electron", "jet", "photon", "tau")

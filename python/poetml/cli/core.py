@@ -98,6 +98,33 @@ def _inspect(args: argparse.Namespace) -> int:
         out.append("layout:  unknown")
     if info["layout_error"]:
         out.append(f"         {info['layout_error']}")
+    gen = info.get("generation")
+    if gen:
+        out.append("")
+        out.append("generation (poetml generate):")
+        for key in (
+            "process",
+            "events",
+            "tried",
+            "filter_efficiency",
+            "sigma_pb",
+            "sigma_err_pb",
+            "branching_ratio",
+            "sigma_weighted_pb",
+            "sigma_reference_pb",
+            "sigma_reference_source",
+            "seed",
+            "mpi",
+            "pileup",
+            "pthat_min",
+            "pthat_max",
+            "bias_pow",
+            "error",
+        ):
+            if gen.get(key) is not None:
+                out.append(f"  {key:<22} {gen[key]}")
+        if "weights" in gen:
+            out.append(f"  {'weights':<22} {gen['weights']}")
     if info["collections"]:
         out.append("")
         out.append("collections (canonical field <- tree:branch):")

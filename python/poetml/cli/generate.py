@@ -50,14 +50,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="MU",
-        help="overlay Poisson(MU) minimum-bias events per event (each costs about "
-        "as much as a hard event with MPI: --pileup 10 ran 9x slower in the bench)",
+        help="overlay Poisson(MU) minimum-bias events per event, drawn from a premixed pool "
+        "generated once and cached (~/.cache/poetml/pileup, or $POETML_CACHE/pileup)",
+    )
+    p.add_argument(
+        "--pileup-pool",
+        type=int,
+        default=None,
+        metavar="N",
+        help="minimum-bias events in the pile-up pool (default 5000)",
     )
     p.add_argument(
         "--pthat-min",
         type=float,
         default=None,
         help="PhaseSpace:pTHatMin [GeV] for processes that take one (qcd, jpsi)",
+    )
+    p.add_argument(
+        "--pthat-max",
+        type=float,
+        default=None,
+        help="PhaseSpace:pTHatMax [GeV]: generate one pT-hat bin (bins combine by "
+        "concatenation: the weights add up)",
+    )
+    p.add_argument(
+        "--bias-pow",
+        type=float,
+        default=None,
+        metavar="P",
+        help="sample pT-hat with PhaseSpace:bias2Selection, (pT-hat/pT-hat-min)^P, and "
+        "weight each event back (populates a falling spectrum's tail; try 4)",
     )
     p.add_argument(
         "--pythia",
@@ -122,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
             mpi=not args.no_mpi,
             pileup=args.pileup,
             pthat_min=args.pthat_min,
+            pthat_max=args.pthat_max,
+            bias_pow=args.bias_pow,
             extra_settings=tuple(args.pythia),
             progress=not args.quiet,
+            **({} if args.pileup_pool is None else {"pileup_pool": args.pileup_pool}),
         )
     except (ValueError, PermissionError, RuntimeError) as exc:
         if isinstance(exc, PoetmlError):

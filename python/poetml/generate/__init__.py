@@ -34,11 +34,13 @@ from .detector import (
     flatten_batch,
     simulate,
 )
+from .pileup import DEFAULT_POOL_SIZE
 from .processes import (
     COMMON_SETTINGS,
     PROCESSES,
     DimuonFilter,
     Process,
+    forced_decay_ids,
     get_process,
     pythia_settings,
 )
@@ -61,8 +63,6 @@ __all__ = [
 
 #: events per chunk (one Pythia instance and one seed per chunk)
 DEFAULT_CHUNK_SIZE = 1000
-#: settings of the minimum-bias events overlaid as pile-up
-PILEUP_SETTINGS = ("SoftQCD:inelastic = on",)
 
 
 def _available_cores() -> int:
@@ -121,6 +121,24 @@ class _Job:
     extra: tuple[str, ...]
     detector: DetectorConfig
     filter: bool = True
+    pthat_max: float | None = None
+    bias_pow: float | None = None
+    pool: str | None = None  # the pile-up pool file (.npz), when pileup > 0
+
+
+@dataclass
+class _ChunkResult:
+    """What one chunk returns: the detector output, Pythia's cross section and its error
+    [pb] (before any generator filter; with the forced BRs of resonances only), the events
+    tried, each event's relative weight (Pythia's event weight x the forced branching
+    ratios Pythia leaves out, see :func:`forced_fractions`) and those fractions."""
+
+    out: DetectorOutput
+    sigma_pb: float
+    sigma_err_pb: float
+    tried: int
+    rel_weight: np.ndarray
+    forced: dict[int, float]
 
 
 #: most events one filtered generation call asks Pythia for (memory bound)
@@ -161,39 +179,82 @@ def next_filtered_events(pythia, n: int, filt: DimuonFilter):
     return ak.to_packed(batch), tried
 
 
-def _run_chunk(job: _Job) -> tuple[DetectorOutput, float, int]:
-    """Generate, simulate and return one chunk (runs in a worker process): the detector
-    output, Pythia's cross section [pb] (before any generator filter) and the number of
-    events tried (``job.n`` without a filter)."""
-    pseed, dseed, puseed = _chunk_seeds(job.seed, job.chunk)
+def forced_fractions(pythia, ids: Sequence[int]) -> dict[int, float]:
+    """particle id -> the fraction of its decays left on (sum of the branching ratios of
+    the open channels over all), from ``pythia``'s decay table, for the ids that are *not*
+    resonances (Pythia's cross section already includes the forced BRs of resonances)."""
+    pd = pythia.particleData
+    out = {}
+    for pid in ids:
+        if pd.isResonance(pid):
+            continue
+        e = pd.particleDataEntryPtr(pid)
+        chans = [e.channel(i) for i in range(e.sizeChannels())]
+        total = sum(c.bRatio() for c in chans)
+        out[int(pid)] = float(sum(c.bRatio() for c in chans if c.onMode() > 0) / total)
+    return out
+
+
+def _event_factors(batch, forced: dict[int, float]) -> np.ndarray:
+    """Per event: Pythia's nominal event weight x the product of ``forced[id]`` over every
+    decaying particle with such an id (the last copy in the record: its first daughter has
+    another id)."""
+    import awkward as ak
+
+    w = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=-1)).astype(np.float64)
+    if not forced:
+        return w
+    ids = batch["prt"]["id"]
+    d1 = batch["prt"]["daughter1"]
+    counts = ak.num(ids)
+    flat_id = ak.to_numpy(ak.flatten(ids))
+    flat_d1 = ak.to_numpy(ak.flatten(d1))
+    starts = np.concatenate([[0], np.cumsum(ak.to_numpy(counts))[:-1]]).astype(np.int64)
+    ev = np.repeat(np.arange(len(counts)), ak.to_numpy(counts))
+    dpos = starts[ev] + flat_d1
+    has_d = (flat_d1 > 0) & (dpos < len(flat_id))
+    decays = has_d & (flat_id[np.where(has_d, dpos, 0)] != flat_id)
+    for pid, frac in forced.items():
+        n = np.bincount(ev[decays & (np.abs(flat_id) == pid)], minlength=len(counts))
+        w = w * frac**n
+    return w
+
+
+def _run_chunk(job: _Job) -> _ChunkResult:
+    """Generate, simulate and return one chunk (runs in a worker process)."""
+    pseed, dseed, _ = _chunk_seeds(job.seed, job.chunk)
+    proc = get_process(job.process)
     settings = pythia_settings(
-        job.process, seed=pseed, mpi=job.mpi, pthat_min=job.pthat_min, extra=job.extra
+        job.process,
+        seed=pseed,
+        mpi=job.mpi,
+        pthat_min=job.pthat_min,
+        pthat_max=job.pthat_max,
+        bias_pow=job.bias_pow,
+        extra=job.extra,
     )
     pythia = make_pythia(settings)
-    filt = get_process(job.process).filter if job.filter else None
+    forced = forced_fractions(pythia, forced_decay_ids(proc))
+    filt = proc.filter if job.filter else None
     if filt is None:
         batch, tried = next_events(pythia, job.n), job.n
     else:
         batch, tried = next_filtered_events(pythia, job.n, filt)
-    sigma_pb = float(pythia.infoPython().sigmaGen()) * 1e9
+    info = pythia.infoPython()
+    sigma_pb = float(info.sigmaGen()) * 1e9
+    sigma_err_pb = float(info.sigmaErr()) * 1e9
+    rel = _event_factors(batch, forced)
+    nominal = _event_factors(batch, {})
+    rel = rel / nominal.mean()  # Pythia's weights normalised to mean 1 over the chunk
     rng = np.random.default_rng(dseed)
-    pu = counts = None
+    parts = flatten_batch(batch)
     if job.pileup > 0:
-        counts = rng.poisson(job.pileup, job.n)
-        if counts.sum() > 0:
-            # minimum-bias events always need MPI (they are mostly MPI), even with --no-mpi
-            mb = make_pythia(
-                [
-                    *COMMON_SETTINGS,
-                    *PILEUP_SETTINGS,
-                    "PartonLevel:MPI = on",
-                    "Random:setSeed = on",
-                    f"Random:seed = {puseed}",
-                ]
-            )
-            pu = next_events(mb, int(counts.sum()))
-    parts = flatten_batch(batch, pu, counts, rng)
-    return simulate(parts, rng, job.detector), sigma_pb, tried
+        from .pileup import read_pool
+
+        pool = read_pool(str(job.pool))
+        parts.pu = pool.overlay(rng.poisson(job.pileup, job.n), rng)
+    out = simulate(parts, rng, job.detector)
+    return _ChunkResult(out, sigma_pb, sigma_err_pb, tried, rel, forced)
 
 
 def _check_output(output: str | os.PathLike[str]) -> Path:
@@ -223,6 +284,7 @@ class _Task:
     seed: int
     mpi: bool
     pileup: float
+    pool: dict[str, Any] | None = None
 
 
 def _prepare(
@@ -240,6 +302,9 @@ def _prepare(
     chunk_size: int,
     detector: DetectorConfig | None,
     gen_filter: bool = True,
+    pthat_max: float | None = None,
+    bias_pow: float | None = None,
+    pool: str | None = None,
 ) -> _Task:
     """Check every argument (before any work) and split the run into chunks."""
     proc = get_process(process)
@@ -253,8 +318,15 @@ def _prepare(
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     if not pileup >= 0 or not np.isfinite(pileup):
         raise ValueError(f"pileup must be a finite mean >= 0, got {pileup!r}")
-    if pthat_min is not None:
-        pythia_settings(proc, seed=1, pthat_min=pthat_min)  # raises the explanatory error
+    if pthat_min is not None or pthat_max is not None or bias_pow is not None:
+        # raises the explanatory error for a process without pT-hat or a bad range
+        pythia_settings(proc, seed=1, pthat_min=pthat_min, pthat_max=pthat_max, bias_pow=bias_pow)
+    if bias_pow is not None and gen_filter and proc.filter is not None:
+        raise ValueError(
+            f"process {proc.name!r} has a generator filter, which poetml does not combine with "
+            "a pT-hat bias (the filter efficiency would need Pythia's weights); use pT-hat "
+            "bins (pthat_min / pthat_max) or gen_filter=False"
+        )
     path = _check_output(output)
     det = detector or DetectorConfig()
     n_chunks = -(-int(events) // chunk_size)
@@ -270,6 +342,9 @@ def _prepare(
             tuple(extra_settings),
             det,
             bool(gen_filter),
+            None if pthat_max is None else float(pthat_max),
+            None if bias_pow is None else float(bias_pow),
+            pool if pileup > 0 else None,
         )
         for k in range(n_chunks)
     ]
@@ -304,45 +379,123 @@ def _execute(
         for ti, task in enumerate(tasks):
             t0 = time.perf_counter()
             results = (f.result() for f in futures[ti]) if pool else map(_run_chunk, task.jobs)
-            sigmas = []
+            chunks: list[tuple[int, float, float, int, float]] = []
+            forced: dict[int, float] = {}
             if len(tasks) > 1:
                 bar.set_postfix_str(task.proc.name)
+            n_total = sum(j.n for j in task.jobs)
             with NtupleWriter(task.path, task.layout) as writer:
-                for job, (out, sigma, tried) in zip(task.jobs, results, strict=False):
-                    writer.write(out)
-                    sigmas.append((job.n, sigma, tried))
+                for job, res in zip(task.jobs, results, strict=False):
+                    # pb per event: this chunk's sigma x filter efficiency x the event's
+                    # relative weight (Pythia weight, forced BRs) / events in the file, so
+                    # the file's weights sum to sigma x efficiency x BR
+                    eff = job.n / res.tried
+                    weight = res.sigma_pb * eff * res.rel_weight / n_total
+                    writer.write(res.out, weight=weight)
+                    chunks.append(
+                        (job.n, res.sigma_pb, res.sigma_err_pb, res.tried, float(weight.sum()))
+                    )
+                    forced = res.forced
                     bar.update(job.n)
+                summary = _file_summary(task, chunks, forced, nproc)
+                writer.metadata = summary["metadata"]
             dt = time.perf_counter() - t0
-            events = sum(n for n, _, _ in sigmas)
-            w = np.array([t for _, _, t in sigmas], float)  # Pythia's sigma: from tried events
-            sg = np.array([x for _, x, _ in sigmas], float)
-            tried_all = int(w.sum())
-            sigma = float((w * sg).sum() / w.sum())
-            filt = task.proc.filter if task.jobs[0].filter else None
-            summaries.append(
-                {
-                    "path": str(task.path),
-                    "process": task.proc.name,
-                    "events": events,
-                    "layout": task.layout,
-                    "seed": task.seed,
-                    "workers": nproc,
-                    "mpi": task.mpi,
-                    "pileup": task.pileup,
-                    "seconds": dt,
-                    "events_per_second": events / dt if dt > 0 else float("inf"),
-                    "sigma_pb": sigma,
-                    "filter": asdict(filt) if filt else None,
-                    "tried": tried_all,
-                    "filter_efficiency": events / tried_all,
-                    "sigma_filtered_pb": sigma * events / tried_all,
-                }
+            summary.update(
+                seconds=dt,
+                events_per_second=summary["events"] / dt if dt > 0 else float("inf"),
             )
+            summaries.append(summary)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return summaries
+
+
+def _file_summary(
+    task: _Task,
+    chunks: list[tuple[int, float, float, int, float]],
+    forced: dict[int, float],
+    nproc: int,
+) -> dict[str, Any]:
+    """The summary of one written file (without timing) and the metadata stored in it."""
+    from .._version import __version__
+
+    n = np.array([c[0] for c in chunks], float)
+    sg = np.array([c[1] for c in chunks], float)
+    err = np.array([c[2] for c in chunks], float)
+    tried = np.array([c[3] for c in chunks], float)
+    wsum = float(sum(c[4] for c in chunks))
+    events = int(n.sum())
+    tried_all = int(tried.sum())
+    # Pythia's sigma of the file: chunks' estimates weighted by events tried; its error:
+    # the chunks' errors combined as independent estimates
+    sigma = float((tried * sg).sum() / tried.sum())
+    sigma_err = float(np.sqrt(((tried / tried.sum()) ** 2 * err**2).sum()))
+    job = task.jobs[0]
+    filt = task.proc.filter if job.filter else None
+    proc = task.proc
+    br = wsum / (sigma * events / tried_all) if sigma > 0 else float("nan")
+    metadata = {
+        "generator": "Pythia 8 (pythia8mc) + FastJet + poetml parametric detector",
+        "poetml_version": __version__,
+        "detector_revision": DETECTOR_REVISION,
+        "process": proc.name,
+        "title": proc.title,
+        "kind": proc.kind,
+        "events": events,
+        "tried": tried_all,
+        "filter": asdict(filt) if filt else None,
+        "filter_efficiency": events / tried_all,
+        "sigma_pb": sigma,
+        "sigma_err_pb": sigma_err,
+        "forced_branching_ratios": {str(k): v for k, v in forced.items()},
+        "branching_ratio": br,
+        "sigma_weighted_pb": wsum,
+        "weights": (
+            "per-event 'weight' branch [pb] = Pythia's leading-order cross section x filter "
+            "efficiency x forced branching ratios Pythia leaves out x Pythia's event weight "
+            "(bias) / events; sums to sigma_weighted_pb"
+        ),
+        "sigma_reference_pb": proc.sigma_ref_pb,
+        "sigma_reference_source": proc.sigma_ref_source or None,
+        "seed": task.seed,
+        "chunk_size": max(j.n for j in task.jobs),
+        "mpi": task.mpi,
+        "pileup": task.pileup,
+        "pileup_pool": task.pool,
+        "pthat_min": job.pthat_min if job.pthat_min is not None else proc.pthat_min,
+        "pthat_max": job.pthat_max,
+        "bias_pow": job.bias_pow,
+        "settings": pythia_settings(
+            proc,
+            seed=0,
+            mpi=job.mpi,
+            pthat_min=job.pthat_min,
+            pthat_max=job.pthat_max,
+            bias_pow=job.bias_pow,
+        )[:-2]  # without the per-chunk seed lines
+        + list(job.extra),
+        "detector": asdict(job.detector),
+    }
+    return {
+        "path": str(task.path),
+        "process": proc.name,
+        "events": events,
+        "layout": task.layout,
+        "seed": task.seed,
+        "workers": nproc,
+        "mpi": task.mpi,
+        "pileup": task.pileup,
+        "sigma_pb": sigma,
+        "sigma_err_pb": sigma_err,
+        "filter": metadata["filter"],
+        "tried": tried_all,
+        "filter_efficiency": events / tried_all,
+        "sigma_filtered_pb": wsum,
+        "branching_ratio": br,
+        "metadata": metadata,
+    }
 
 
 def generate(
@@ -361,24 +514,41 @@ def generate(
     detector: DetectorConfig | None = None,
     progress: bool = True,
     gen_filter: bool = True,
+    pthat_max: float | None = None,
+    bias_pow: float | None = None,
+    pileup_pool: int = DEFAULT_POOL_SIZE,
+    pileup_cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Generate ``events`` events of ``process`` into the ROOT file ``output``.
 
     ``layout``: ``"poet"`` (one ``Events`` tree per analyzer directory) or ``"merged"``
     (one ``events`` tree).  ``workers``: processes (default: all available cores).
     ``mpi``: multi-parton interactions.  ``pileup``: mean number of overlaid minimum-bias
-    events (Poisson), 0 for none.  ``pthat_min``: ``PhaseSpace:pTHatMin`` for processes
+    events (Poisson), 0 for none; they are drawn from a premixed pool of ``pileup_pool``
+    minimum-bias events generated once and cached in ``pileup_cache`` (default
+    ``~/.cache/poetml/pileup``; see :mod:`poetml.generate.pileup`).  ``pthat_min``: ``PhaseSpace:pTHatMin`` for processes
     that take one (``qcd``, ``jpsi``).  ``chunk_size`` is part of the seed's identity: the
     same seed and chunk size give the same file for any number of workers.  All arguments
     are checked before any work.  ``gen_filter``: apply the process's generator-level
     filter (:class:`DimuonFilter`, quarkonia), if it has one; events are generated until
-    ``events`` pass it.
+    ``events`` pass it.  ``pthat_max``: upper edge of a pT-hat bin (files of adjacent bins
+    combine by concatenation: their weights add up to the inclusive spectrum);
+    ``bias_pow``: ``PhaseSpace:bias2Selection`` with weight ``(pT-hat / pthat_min)^-pow``
+    per event, so the tail of a falling spectrum is populated.
+
+    Every file carries a per-event ``weight`` branch in pb (in ``mygenparticles/Events``, or
+    ``events`` in the merged layout) whose sum is the cross section of the generated
+    sample, and its metadata as the JSON string ``poetml_generation`` (see
+    :func:`read_metadata`; ``poetml inspect`` shows it).
 
     Returns a summary: path, process, events, seconds, events per second, the cross
-    section Pythia measured (``sigma_pb``: pb, times forced branching ratios, before the
-    filter), ``filter`` (its parameters or None), ``tried`` (events generated up to the last
-    accepted one), ``filter_efficiency`` (events / tried) and ``sigma_filtered_pb``
-    (sigma_pb x filter_efficiency: the cross section an event weight uses).
+    section Pythia measured (``sigma_pb`` and ``sigma_err_pb``: pb, with the forced
+    branching ratios of resonances, before the filter), ``filter`` (its parameters or
+    None), ``tried`` (events generated up to the last accepted one), ``filter_efficiency``
+    (events / tried), ``branching_ratio`` (the forced BRs Pythia leaves out, averaged over
+    the events: J/psi -> mu mu and feed-down) and ``sigma_filtered_pb`` (the sum of the
+    event weights: sigma_pb x filter_efficiency x branching_ratio), ``metadata`` (what the
+    file stores).
     """
     task = _prepare(
         process,
@@ -394,8 +564,32 @@ def generate(
         chunk_size=chunk_size,
         detector=detector,
         gen_filter=gen_filter,
+        pthat_max=pthat_max,
+        bias_pow=bias_pow,
     )
+    _attach_pool(task, pileup_pool, pileup_cache)
     return _execute([task], workers, progress)[0]
+
+
+def _attach_pool(
+    task: _Task, size: int, cache: str | os.PathLike[str] | None, *, seed: int = 7
+) -> None:
+    """Give ``task``'s chunks the pile-up pool (loaded or generated once) when it has
+    pile-up; the pool is recorded in the task for the file's metadata."""
+    if task.pileup <= 0:
+        return
+    from dataclasses import replace
+
+    from .pileup import load_pool
+
+    pool = load_pool(size, seed=seed, cache_dir=cache)
+    task.jobs = [replace(j, pool=pool.path) for j in task.jobs]
+    task.pool = {
+        "file": Path(pool.path).name,
+        "events": pool.n_events,
+        "seed": seed,
+        "sigma_pb": pool.sigma_pb,
+    }
 
 
 def measure_cross_section(
@@ -528,7 +722,9 @@ def generate_default(
     :data:`DEFAULT_DATASET`, whatever subset is generated), kind (background / signal),
     event count, seed (``seed + 1000 * label``), Pythia settings, cross section and, for
     filtered processes (J/psi), the generator filter, the events tried and the filter
-    efficiency (``sigma_filtered_pb`` = ``sigma_pb`` x efficiency).
+    efficiency; ``sigma_filtered_pb`` = ``sigma_pb`` x efficiency x the forced branching
+    ratios Pythia leaves out = the sum of the file's ``weight`` branch [pb].  With
+    ``pileup`` > 0 the pile-up pool is cached in ``directory/pileup``.
 
     The cache is per process: each entry stores the SHA-256 (``settings_hash``) of
     everything that decides its file (process, count, seed, MPI, pile-up, chunk size,
@@ -591,6 +787,8 @@ def generate_default(
         )
         for name in todo
     ]
+    for task in tasks:  # one pool for the dataset, cached beside it
+        _attach_pool(task, DEFAULT_POOL_SIZE, directory / "pileup")
     for name in todo:  # a run stopped half-way leaves no entry claiming a rewritten file
         old.pop(name, None)
     _write_manifest(mpath, old)
@@ -607,6 +805,9 @@ def generate_default(
             "seed": pseed,
             "settings": list(proc.settings),
             "sigma_pb": summary["sigma_pb"],
+            "sigma_err_pb": summary["sigma_err_pb"],
+            "sigma_reference_pb": proc.sigma_ref_pb,
+            "branching_ratio": summary["branching_ratio"],
             "filter": summary["filter"],
             "tried": summary["tried"],
             "filter_efficiency": summary["filter_efficiency"],

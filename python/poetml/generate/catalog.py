@@ -16,14 +16,18 @@ def process_table() -> str:
     settings every run shares (``poetml generate --list``)."""
     out = [
         (
-            "13 TeV pp processes (Pythia 8.3, Monash tune). sigma = Pythia's sigmaGen x forced "
-            "BRs, pythia8mc 8.317.2, 2000 events, MPI off.\n"
+            "13 TeV pp processes (Pythia 8.3, Monash tune). sigma = Pythia's sigmaGen "
+            "(leading order; includes the forced BRs of resonances such as Z, W, H but not "
+            "of J/psi and feed-down, which the event weights apply), pythia8mc 8.317.2, 2000 "
+            "events, MPI off.  ref = a measured or higher-order value where it differs; event "
+            "weights use Pythia's sigma.\n"
         ),
         "Common settings: " + "; ".join(COMMON_SETTINGS),
         "Added per run: PartonLevel:MPI = on|off, Random:seed from (seed, chunk)\n",
     ]
     for p in PROCESSES.values():
-        out.append(f"{p.name:12s} [{p.kind}]  sigma = {p.sigma_pb:.4g} pb")
+        ref = f"  (ref {p.sigma_ref_pb:.4g} pb: {p.sigma_ref_source})" if p.sigma_ref_pb else ""
+        out.append(f"{p.name:12s} [{p.kind}]  sigma = {p.sigma_pb:.4g} pb{ref}")
         out.append(f"    {p.title}")
         out.extend(f"      {s}" for s in p.settings)
         if p.pthat_min is not None:
@@ -49,5 +53,7 @@ def run_summary(summary: Mapping[str, Any]) -> str:
     return (
         f"wrote {s['events']} {s['process']} events to {s['path']} ({s['layout']} layout) in "
         f"{s['seconds']:.1f} s ({s['events_per_second']:.0f} ev/s, {s['workers']} workers); "
-        f"Pythia sigma = {s['sigma_pb']:.4g} pb"
+        f"Pythia sigma = {s['sigma_pb']:.4g} +- {s['sigma_err_pb']:.2g} pb; sum of weights = "
+        f"{s['sigma_filtered_pb']:.4g} pb (filter efficiency {s['filter_efficiency']:.4g}, "
+        f"BR {s['branching_ratio']:.4g})"
     )

@@ -121,14 +121,9 @@ class Particles:
         return len(self.offsets) - 1
 
 
-def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles:
-    """Flatten the awkward batch from ``nextBatch`` into :class:`Particles`.
-
-    ``pileup``: a second ``nextBatch`` result of minimum-bias events; event ``i`` of the
-    hard batch receives the next ``pileup_counts[i]`` of them, their vertices displaced
-    along z by a Gaussian of 35 mm (the CMS luminous region).
-    """
-    import awkward as ak
+def flatten_batch(batch) -> Particles:
+    """Flatten the awkward batch from ``nextBatch`` into :class:`Particles` (pile-up is
+    added afterwards as ``Particles.pu``, see :mod:`poetml.generate.pileup`)."""
 
     prt = batch["prt"]
     fields = _record_columns(prt)
@@ -157,22 +152,6 @@ def flatten_batch(batch, pileup=None, pileup_counts=None, rng=None) -> Particles
         vz=fields["vz"],
         event=event,
     )
-    if pileup is not None and pileup_counts is not None:
-        pprt = pileup["prt"]
-        pprt = pprt[pprt.status > 0]
-        pc = ak.to_numpy(ak.num(pprt)).astype(np.int64)
-        # which hard event each minimum-bias event joins
-        mb_event = np.repeat(np.arange(len(pileup_counts)), pileup_counts)[: len(pc)]
-        pev = np.repeat(mb_event, pc)
-        zshift = rng.normal(0.0, 35.0, len(pc)) if rng is not None else np.zeros(len(pc))
-        flat = {
-            k: np.asarray(ak.to_numpy(ak.flatten(getattr(pprt.p, k))), np.float64)
-            for k in ("px", "py", "pz", "e")
-        }
-        flat["id"] = np.asarray(ak.to_numpy(ak.flatten(pprt.id)), np.int64)
-        flat["vz"] = np.repeat(zshift, pc)
-        flat["event"] = pev
-        parts.pu = flat
     return parts
 
 

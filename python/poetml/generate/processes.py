@@ -24,6 +24,7 @@ __all__ = [
     "PROCESSES",
     "DimuonFilter",
     "Process",
+    "forced_decay_ids",
     "get_process",
     "pythia_settings",
 ]
@@ -82,10 +83,37 @@ class Process:
     pthat_min: float | None = None
     notes: str = ""
     filter: DimuonFilter | None = None
+    #: a measured or higher-order cross section [pb] for the same final state, where it
+    #: differs from Pythia's leading-order one (``None``: none quoted); documentation and
+    #: metadata only: event weights use Pythia's own cross section (see :mod:`poetml.generate`)
+    sigma_ref_pb: float | None = None
+    sigma_ref_source: str = ""
 
 
-def _p(name, title, kind, settings, sigma_pb, pthat_min=None, notes="", filter=None):
-    return Process(name, title, kind, tuple(settings), sigma_pb, pthat_min, notes, filter)
+def _p(
+    name,
+    title,
+    kind,
+    settings,
+    sigma_pb,
+    pthat_min=None,
+    notes="",
+    filter=None,
+    sigma_ref_pb=None,
+    sigma_ref_source="",
+):
+    return Process(
+        name,
+        title,
+        kind,
+        tuple(settings),
+        sigma_pb,
+        pthat_min,
+        notes,
+        filter,
+        sigma_ref_pb,
+        sigma_ref_source,
+    )
 
 
 _PROCESS_LIST = [
@@ -101,6 +129,8 @@ _PROCESS_LIST = [
         ],
         sigma_pb=1.515e3,
         notes="full gamma*/Z interference; the reference for tuning to the 2010 CMS Z peak",
+        sigma_ref_pb=2025.7,
+        sigma_ref_source="NNLO (FEWZ), one lepton flavour: CMS DYJetsToLL_M-50 6077.2 pb / 3",
     ),
     _p(
         "dy_ee",
@@ -113,6 +143,8 @@ _PROCESS_LIST = [
             "PhaseSpace:mHatMin = 50.",
         ],
         sigma_pb=1.513e3,
+        sigma_ref_pb=2025.7,
+        sigma_ref_source="NNLO (FEWZ), one lepton flavour: CMS DYJetsToLL_M-50 6077.2 pb / 3",
     ),
     _p(
         "wjets",
@@ -124,6 +156,8 @@ _PROCESS_LIST = [
             "24:onIfAny = 11 13 15",
         ],
         sigma_pb=4.705e4,
+        sigma_ref_pb=61526.7,
+        sigma_ref_source="NNLO (FEWZ), W -> l nu summed over e, mu, tau: CMS WJetsToLNu",
     ),
     _p(
         "ttbar",
@@ -131,7 +165,9 @@ _PROCESS_LIST = [
         "background",
         ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on"],
         sigma_pb=507.1,
-        notes="leading-order sigma; the NNLO value is about 830 pb",
+        notes="leading-order sigma; the NNLO+NNLL value is 832 pb",
+        sigma_ref_pb=832.0,
+        sigma_ref_source="NNLO+NNLL (Top++ 2.0), m_t = 172.5 GeV",
     ),
     _p(
         "qcd",
@@ -163,7 +199,11 @@ _PROCESS_LIST = [
         sigma_pb=1.825e7,
         pthat_min=6.0,
         notes="pT-hat > 6 GeV so the muons reach the CMS acceptance; generator filter: both "
-        "J/psi muons pT > 3.5 GeV, |eta| < 2.4 (sigma_pb is before the filter)",
+        "J/psi muons pT > 3.5 GeV, |eta| < 2.4.  sigma_pb is Pythia's charmonium cross "
+        "section, which forcing the J/psi (and feed-down) decays does NOT change: event "
+        "weights multiply it by the forced branching ratios from Pythia's decay table "
+        "(J/psi -> mu mu 5.93 %, psi(2S) -> J/psi X 53.6 %, chi_c0/1/2 -> J/psi gamma 2.0 / "
+        "35.6 / 20.2 %) and by the filter efficiency",
         filter=JPSI_FILTER,
     ),
     _p(
@@ -180,6 +220,9 @@ _PROCESS_LIST = [
         ],
         sigma_pb=3.034e-3,
         notes="leading-order gluon fusion; the sigma includes BR(H->ZZ*) and BR(Z->ee,mumu)^2",
+        sigma_ref_pb=5.81e-3,
+        sigma_ref_source="gg -> H N3LO 48.58 pb (LHC Higgs WG) x BR(H->ZZ*) 2.641 % x "
+        "BR(Z -> ee, mumu)^2 (6.729 %)^2",
     ),
     _p(
         "zprime",
@@ -269,6 +312,22 @@ _PROCESS_LIST = [
     ),
 ]
 
+_PROCESS_LIST.append(
+    _p(
+        "minbias",
+        "minimum bias: all inelastic pp collisions (SoftQCD:inelastic: non-diffractive, "
+        "single and double diffractive), MPI always on",
+        "background",
+        ["SoftQCD:inelastic = on"],
+        sigma_pb=7.805e10,
+        notes="the zero-bias stream and the pile-up pool (poetml.generate.pileup); about "
+        "99.8 % of collisions; MPI is forced on (minimum bias is mostly MPI)",
+        sigma_ref_pb=7.95e10,
+        sigma_ref_source="TOTEM 13 TeV inelastic cross section 79.5 +- 1.8 mb "
+        "(Eur. Phys. J. C 79 (2019) 103)",
+    )
+)
+
 #: name -> Process, in --list order.
 PROCESSES: dict[str, Process] = {p.name: p for p in _PROCESS_LIST}
 
@@ -289,9 +348,16 @@ def pythia_settings(
     seed: int,
     mpi: bool = True,
     pthat_min: float | None = None,
+    pthat_max: float | None = None,
+    bias_pow: float | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """All ``readString`` lines for one Pythia instance of ``process``."""
+    """All ``readString`` lines for one Pythia instance of ``process``.
+
+    ``pthat_min`` / ``pthat_max``: a pT-hat bin (``PhaseSpace:pTHatMin/Max``) for processes
+    with a pT-hat; ``bias_pow``: sample pT-hat with ``PhaseSpace:bias2Selection`` at that
+    power (reference: the bin's lower edge), so a steeply falling spectrum is populated
+    over orders of magnitude; events then carry Pythia's compensating weights."""
     proc = get_process(process) if isinstance(process, str) else process
     lines = [*COMMON_SETTINGS, *proc.settings]
     cut = pthat_min if pthat_min is not None else proc.pthat_min
@@ -302,7 +368,41 @@ def pythia_settings(
         )
     if cut is not None:
         lines.append(f"PhaseSpace:pTHatMin = {float(cut)}")
-    lines.append(f"PartonLevel:MPI = {'on' if mpi else 'off'}")
+    if pthat_max is not None:
+        if cut is None:
+            raise ValueError(f"process {proc.name!r} takes no pT-hat range")
+        if not pthat_max > cut:
+            raise ValueError(f"pthat_max ({pthat_max}) must exceed pthat_min ({cut})")
+        lines.append(f"PhaseSpace:pTHatMax = {float(pthat_max)}")
+    if bias_pow is not None:
+        if cut is None:
+            raise ValueError(f"process {proc.name!r} takes no pT-hat bias (it has no pT-hat)")
+        if not bias_pow > 0:
+            raise ValueError(f"bias_pow must be > 0, got {bias_pow!r}")
+        # events sampled with density (pT-hat / pT-hat-min)^pow x d sigma; Pythia gives each
+        # the compensating weight, so the weighted spectrum is unbiased and its tail populated
+        lines += [
+            "PhaseSpace:bias2Selection = on",
+            f"PhaseSpace:bias2SelectionPow = {float(bias_pow)}",
+            f"PhaseSpace:bias2SelectionRef = {float(cut)}",
+        ]
+    lines.append(f"PartonLevel:MPI = {'on' if mpi or proc.name == 'minbias' else 'off'}")
     lines += ["Random:setSeed = on", f"Random:seed = {int(seed)}"]
     lines += list(extra)
     return lines
+
+
+def forced_decay_ids(process: Process | str) -> tuple[int, ...]:
+    """Particles whose decays ``process`` restricts (``ID:onMode`` settings), in order.
+    Pythia's cross section includes the forced branching ratio of a *resonance* of the hard
+    process (Z, W, H, Z' ...) but not that of an ordinary particle (J/psi, psi(2S), chi_c):
+    :func:`poetml.generate.forced_fractions` tells which is which from Pythia itself."""
+    import re
+
+    proc = get_process(process) if isinstance(process, str) else process
+    ids = []
+    for line in proc.settings:
+        m = re.match(r"\s*(\d+):onMode\s*=", line)
+        if m and int(m.group(1)) not in ids:
+            ids.append(int(m.group(1)))
+    return tuple(ids)

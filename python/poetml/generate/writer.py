@@ -14,16 +14,36 @@ complete, so an interrupted run never leaves a partial file under the final name
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._atomic import temp_path
-from ..schema import POET_COLLECTIONS, POET_MERGED_TREE, POET_TREE
+from ..schema import (
+    GENERATION_METADATA_KEY,
+    POET_COLLECTIONS,
+    POET_MERGED_TREE,
+    POET_TREE,
+    WEIGHT_BRANCH_NAME,
+)
 from .detector import DetectorOutput
 
-__all__ = ["LAYOUTS", "NtupleWriter", "tree_paths"]
+__all__ = [
+    "LAYOUTS",
+    "METADATA_KEY",
+    "WEIGHT_BRANCH",
+    "NtupleWriter",
+    "read_metadata",
+    "tree_paths",
+]
+
+#: the per-event weight [pb] (float64, in the generator-truth tree of either layout)
+WEIGHT_BRANCH = WEIGHT_BRANCH_NAME
+#: the file-level metadata: a JSON string (TObjString) at the top of the file
+METADATA_KEY = GENERATION_METADATA_KEY
 
 #: Output layouts of ``poetml generate`` (``merged`` is the schema's ``poet-merged``).
 LAYOUTS = ("poet", "merged")
@@ -82,6 +102,8 @@ class NtupleWriter:
         self._file = None
         self._made = False
         self.entries = 0
+        #: JSON-ready dict written as the string ``poetml_generation`` on a clean exit
+        self.metadata: dict[str, Any] | None = None
 
     def __enter__(self) -> NtupleWriter:  # noqa: PYI034
         import uproot
@@ -89,12 +111,19 @@ class NtupleWriter:
         self._file = uproot.recreate(self.tmp)
         return self
 
-    def write(self, out: DetectorOutput) -> None:
+    def write(self, out: DetectorOutput, weight: np.ndarray | None = None) -> None:
+        """Append one chunk; ``weight``: its per-event weights [pb] (float64 branch
+        ``weight`` of the generator-truth tree)."""
         f = self._file
         assert f is not None
         per_tree: dict[str, dict[str, object]] = {}
         for coll, tree in self.trees.items():
             per_tree.setdefault(tree, {}).update(_record(coll, out))
+        if weight is not None:
+            weight = np.ascontiguousarray(weight, dtype=np.float64)
+            if weight.shape != (out.n_events,):
+                raise ValueError(f"{len(weight)} weights for {out.n_events} events")
+            per_tree[self.trees["genparticle"]][WEIGHT_BRANCH] = weight
         if not self._made:
             for tree, data in per_tree.items():
                 types = {
@@ -115,6 +144,8 @@ class NtupleWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         f, self._file = self._file, None
         if f is not None:
+            if exc_type is None and self.metadata is not None:
+                f[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True)
             f.close()
         if exc_type is None:
             os.replace(self.tmp, self.path)
@@ -128,3 +159,13 @@ def _branch_type(v: object) -> object:
     if isinstance(v, ak.Array):
         return v.type
     return np.asarray(v).dtype
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The generation metadata of a file ``poetml generate`` wrote (None if it has none)."""
+    import uproot
+
+    with uproot.open(path) as f:
+        if METADATA_KEY not in f:
+            return None
+        return dict(json.loads(str(f[METADATA_KEY])))
