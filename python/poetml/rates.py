@@ -4,10 +4,17 @@ for a rate, so the report's working point and the firmware's threshold are the s
 
 Conventions
 -----------
-* **Rate**: ``rate = FPR x collision rate`` (40 MHz, the LHC bunch-crossing clock, by
-  default, as in the CMS Level-1 anomaly-detection studies; the rate of *filled* bunch
-  crossings is lower, about 30 MHz, and can be passed as ``collision_rate_mhz``).  1 kHz at
-  40 MHz is an FPR of 2.5e-5.
+* **Rate of a weighted stream** (what a trigger physicist quotes): every background event
+  carries a weight in pb (its share of the cross section, see :mod:`poetml.generate`); the
+  rate above a threshold is ``luminosity x sum of the selected weights`` in kHz, with the
+  statistical uncertainty ``luminosity x sqrt(sum of squared weights)`` and the effective
+  number of events ``(sum w)^2 / sum w^2`` (:class:`Beam`, :func:`rate_above`,
+  :func:`threshold_for_rate_weighted`, :func:`efficiency_at_rate`).  Luminosity (default
+  2e34 cm^-2 s^-1) and the filled bunch-crossing rate (40 MHz x 2544/3564) are
+  configuration.
+* **Rate of an unweighted sample** (the older convention of the Level-1 anomaly-detection
+  challenge): ``rate = FPR x collision rate`` (40 MHz by default).  1 kHz at 40 MHz is an
+  FPR of 2.5e-5.  Both use the one threshold rule of :func:`threshold_for_weight`.
 * **Threshold**: an event is *selected* when ``score > threshold``.  At a target FPR ``f``
   on ``N`` background events at most ``k = floor(f N)`` background events may pass; the
   threshold is the ``(k+1)``-th highest background score, so ties never push the rate above
@@ -29,23 +36,32 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "ONE_SIGMA_CL",
+    "Beam",
     "SmallSampleWarning",
+    "WeightedRate",
     "allowed_background",
     "binomial_interval",
     "check_scores",
+    "check_weights",
     "efficiency_at_fpr",
+    "efficiency_at_rate",
     "fpr_to_rate",
     "n_above",
+    "rate_above",
     "rate_to_fpr",
     "small_sample_warning",
     "threshold_at_fpr",
     "threshold_at_rate",
+    "threshold_for_rate_weighted",
+    "threshold_for_weight",
+    "weighted_efficiency",
 ]
 
 #: One-sigma coverage of a two-sided interval.
@@ -192,12 +208,9 @@ def threshold_at_fpr(bkg_scores: Any, fpr: float) -> float:
     b = check_scores(bkg_scores, "bkg_scores")
     if len(b) == 0:
         raise ValueError("bkg_scores is empty: a threshold needs background events")
-    n = len(b)
-    k = allowed_background(fpr, n)
-    if k >= n:
-        return -math.inf
-    # (k+1)-th largest = element n-1-k of the ascending order
-    return float(np.partition(b, n - 1 - k)[n - 1 - k])
+    allowed_background(fpr, len(b))  # checks fpr
+    # the one threshold rule, with unit weights: at most f N of them above
+    return threshold_for_weight(b, np.ones(len(b)), float(fpr) * len(b))
 
 
 def threshold_at_rate(bkg_scores: Any, rate_khz: float, collision_rate_mhz: float = 40.0) -> float:
@@ -324,3 +337,240 @@ def efficiency_at_fpr(
     if r["warning"] and warn:
         warnings.warn(r["warning"], SmallSampleWarning, stacklevel=2)
     return r
+
+
+# --------------------------------------------------------------------------------------
+# weighted streams: rates in kHz at a luminosity
+# --------------------------------------------------------------------------------------
+
+#: 1 pb = 1e-36 cm^2
+_CM2_PER_PB = 1e-36
+
+
+@dataclass(frozen=True)
+class Beam:
+    """The LHC conditions a rate is quoted at.
+
+    ``luminosity``: instantaneous luminosity [cm^-2 s^-1] (default 2e34, Run 3);
+    ``bunch_crossing_mhz``: the bunch clock (40 MHz); ``filled_fraction``: the fraction of
+    crossings with colliding bunches (2544 of 3564 in the standard 25 ns filling scheme).
+    An event of weight ``w`` pb contributes ``w x 1e-36 x luminosity`` Hz; the rate of
+    filled crossings (``crossing_rate_khz``, about 28.6 MHz) bounds every trigger rate.
+    """
+
+    luminosity: float = 2.0e34
+    bunch_crossing_mhz: float = 40.0
+    filled_fraction: float = 2544 / 3564
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.luminosity) and self.luminosity > 0):
+            raise ValueError(f"luminosity must be > 0 [cm^-2 s^-1], got {self.luminosity!r}")
+        if not (math.isfinite(self.bunch_crossing_mhz) and self.bunch_crossing_mhz > 0):
+            raise ValueError(f"bunch_crossing_mhz must be > 0, got {self.bunch_crossing_mhz!r}")
+        if not 0 < self.filled_fraction <= 1:
+            raise ValueError(f"filled_fraction must be in (0, 1], got {self.filled_fraction!r}")
+
+    @property
+    def crossing_rate_khz(self) -> float:
+        """Rate of filled bunch crossings [kHz]."""
+        return self.bunch_crossing_mhz * 1e3 * self.filled_fraction
+
+    @property
+    def khz_per_pb(self) -> float:
+        """Rate [kHz] of a process of 1 pb at this luminosity."""
+        return self.luminosity * _CM2_PER_PB / 1e3
+
+    @property
+    def pileup(self) -> float:
+        """Mean interactions per filled crossing for an inelastic cross section of 79.5 mb
+        (TOTEM, 13 TeV)."""
+        return 79.5e9 * self.khz_per_pb / self.crossing_rate_khz
+
+
+def check_weights(weights: Any, n: int, name: str) -> np.ndarray:
+    """``weights`` as float64 of length ``n``, finite and >= 0, or ``ValueError`` naming
+    ``name`` and the first bad entry."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have one weight per score ({n}), got shape {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name} has {int(bad.sum())} negative or non-finite weight(s); first at index {i}: "
+            f"{w[i]}"
+        )
+    return w
+
+
+def threshold_for_weight(scores: Any, weights: Any, max_weight: float) -> float:
+    """The lowest threshold whose selected events (``score > threshold``) weigh at most
+    ``max_weight`` (1e-12 relative guard): the ``(k+1)``-th highest score, ``k`` the most
+    top-scoring events whose weights fit.  With unit weights and ``max_weight = f N`` this is
+    :func:`threshold_at_fpr` exactly; ties never push the selected weight above the
+    target."""
+    s = check_scores(scores, "scores")
+    w = check_weights(weights, len(s), "weights")
+    if len(s) == 0:
+        raise ValueError("scores is empty: a threshold needs background events")
+    if not max_weight >= 0:
+        raise ValueError(f"max_weight must be >= 0, got {max_weight}")
+    order = np.argsort(-s, kind="stable")
+    cum = np.cumsum(w[order])
+    k = int(np.searchsorted(cum, max_weight * (1 + 1e-12), side="right"))
+    return -math.inf if k >= len(s) else float(s[order[k]])
+
+
+@dataclass(frozen=True)
+class WeightedRate:
+    """A rate above a threshold: ``rate_khz`` with its statistical uncertainty
+    ``rate_khz_err`` (from the sum of squared weights), ``n_events`` selected events and
+    ``n_effective`` = (sum w)^2 / sum w^2, the number of unweighted events with the same
+    relative uncertainty."""
+
+    threshold: float
+    rate_khz: float
+    rate_khz_err: float
+    n_events: int
+    n_effective: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def rate_above(scores: Any, weights_pb: Any, threshold: float, beam: Beam = Beam()) -> WeightedRate:
+    """The rate [kHz] of events with ``score > threshold`` in a stream whose events weigh
+    ``weights_pb`` (pb each): ``luminosity x sum w``, error ``luminosity x sqrt(sum w^2)``."""
+    s = check_scores(scores, "scores")
+    w = check_weights(weights_pb, len(s), "weights_pb")
+    sel = s > threshold
+    sw, sw2 = float(w[sel].sum()), float((w[sel] ** 2).sum())
+    return WeightedRate(
+        threshold=float(threshold),
+        rate_khz=sw * beam.khz_per_pb,
+        rate_khz_err=math.sqrt(sw2) * beam.khz_per_pb,
+        n_events=int(sel.sum()),
+        n_effective=sw * sw / sw2 if sw2 > 0 else 0.0,
+    )
+
+
+def threshold_for_rate_weighted(
+    scores: Any, weights_pb: Any, rate_khz: float, beam: Beam = Beam()
+) -> float:
+    """The threshold of a trigger of ``rate_khz`` on a weighted stream: at most
+    ``rate_khz / (luminosity x 1e-36)`` pb of the stream above it (:func:`threshold_for_weight`)."""
+    rate_khz = float(rate_khz)
+    if not rate_khz > 0:
+        raise ValueError(f"rate_khz must be positive, got {rate_khz}")
+    if rate_khz > beam.crossing_rate_khz:
+        raise ValueError(
+            f"a rate of {rate_khz} kHz exceeds the rate of filled crossings "
+            f"({beam.crossing_rate_khz:.4g} kHz)"
+        )
+    return threshold_for_weight(scores, weights_pb, rate_khz / beam.khz_per_pb)
+
+
+def weighted_efficiency(
+    scores: Any,
+    weights: Any,
+    threshold: float,
+    cl: float = ONE_SIGMA_CL,
+    method: str = "clopper-pearson",
+) -> dict[str, float | list[float]]:
+    """Weighted fraction of events with ``score > threshold`` and its interval: the
+    binomial interval of ``method`` at the effective numbers ``n_eff = (sum w)^2 / sum w^2``
+    and ``k_eff = efficiency x n_eff`` (unit weights: the plain binomial interval)."""
+    s = check_scores(scores, "scores")
+    w = check_weights(weights, len(s), "weights")
+    tot = float(w.sum())
+    if not tot > 0:
+        raise ValueError("the weights sum to 0: an efficiency needs events")
+    sel = s > threshold
+    eff = float(w[sel].sum()) / tot
+    n_eff = tot * tot / float((w**2).sum())
+    lo, hi = _real_binomial_interval(eff * n_eff, n_eff, cl, method)
+    return {"efficiency": eff, "interval": [lo, hi], "n_effective": n_eff}
+
+
+def _real_binomial_interval(k: float, n: float, cl: float, method: str) -> tuple[float, float]:
+    """:func:`binomial_interval` for real-valued (effective) counts."""
+    if abs(k - round(k)) < 1e-9 and abs(n - round(n)) < 1e-9:
+        return binomial_interval(round(k), round(n), cl, method)
+    alpha = 1.0 - cl
+    p = k / n
+    if method == "clopper-pearson":
+        from ._optional import require
+
+        stats = require("scipy.stats", "Clopper-Pearson intervals")
+        lo = 0.0 if k <= 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+        hi = 1.0 if k >= n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+        return min(lo, p), max(hi, p)
+    if method == "wilson":
+        z = math.sqrt(2.0) * _erfinv(cl)
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+        return max(0.0, centre - half), min(1.0, centre + half)
+    raise ValueError(f"unknown interval method {method!r}; choose 'clopper-pearson' or 'wilson'")
+
+
+def efficiency_at_rate(
+    bkg_scores: Any,
+    bkg_weights_pb: Any,
+    sig_scores: Any,
+    rate_khz: float,
+    *,
+    sig_weights: Any = None,
+    beam: Beam = Beam(),
+    cl: float = ONE_SIGMA_CL,
+    method: str = "clopper-pearson",
+    min_effective_events: float = 10.0,
+    name: str = "",
+    warn: bool = True,
+) -> dict[str, Any]:
+    """Signal efficiency at the threshold giving ``rate_khz`` on the weighted background
+    stream.  Returns ``target_rate_khz``, ``threshold``, ``rate_khz`` (achieved) and
+    ``rate_khz_err``, ``n_background_selected`` and ``n_effective_background_selected``,
+    ``efficiency`` with ``efficiency_interval`` (weighted, effective counts), ``luminosity``,
+    and ``warning`` when fewer than ``min_effective_events`` effective background events
+    are above the threshold (the rate is then not measured reliably)."""
+    b = check_scores(bkg_scores, "bkg_scores")
+    bw = check_weights(bkg_weights_pb, len(b), "bkg_weights_pb")
+    s = check_scores(sig_scores, "sig_scores")
+    sw = (
+        np.ones(len(s))
+        if sig_weights is None
+        else check_weights(sig_weights, len(s), "sig_weights")
+    )
+    if len(s) == 0:
+        raise ValueError("sig_scores is empty: an efficiency needs signal events")
+    thr = threshold_for_rate_weighted(b, bw, rate_khz, beam)
+    r = rate_above(b, bw, thr, beam)
+    e = weighted_efficiency(s, sw, thr, cl, method)
+    warning = None
+    if r.n_effective < min_effective_events:
+        warning = (
+            f"{name + ': ' if name else ''}the background stream has {r.n_effective:.3g} "
+            f"effective events ({r.n_events} events) above the threshold for {float(rate_khz):g} "
+            f"kHz (rule: at least {min_effective_events:g}); the rate "
+            f"{r.rate_khz:.3g} +- {r.rate_khz_err:.2g} kHz is not measured reliably: populate "
+            "the tail (pT-hat bins or a bias) or generate more background"
+        )
+        if warn:
+            warnings.warn(warning, SmallSampleWarning, stacklevel=2)
+    lo, hi = e["interval"]  # type: ignore[misc]
+    return {
+        "target_rate_khz": float(rate_khz),
+        "threshold": thr,
+        "rate_khz": r.rate_khz,
+        "rate_khz_err": r.rate_khz_err,
+        "n_background_selected": r.n_events,
+        "n_effective_background_selected": r.n_effective,
+        "efficiency": e["efficiency"],
+        "efficiency_interval": [lo, hi],
+        "n_effective_signal": e["n_effective"],
+        "luminosity": beam.luminosity,
+        "interval_method": method,
+        "cl": cl,
+        "warning": warning,
+    }

@@ -1,0 +1,122 @@
+"""Weighted trigger rates on toys with analytically known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poetml import rates
+from poetml.rates import Beam
+
+
+def _toy(seed: int = 0):
+    """Two processes: A (sigma 1e6 pb, 5000 events, score in [0, 1)) and B (sigma 50 pb,
+    200 events, score in [2, 3)): every event of B above every event of A."""
+    rng = np.random.default_rng(seed)
+    sa, sb = rng.uniform(0, 1, 5000), rng.uniform(2, 3, 200)
+    wa, wb = np.full(5000, 1e6 / 5000), np.full(200, 50.0 / 200)
+    return np.concatenate([sa, sb]), np.concatenate([wa, wb])
+
+
+def test_rate_of_a_process_is_luminosity_times_its_cross_section():
+    s, w = _toy()
+    beam = Beam(luminosity=2e34)
+    # above 1.5: all of B and none of A -> 50 pb x 2e34 cm^-2 s^-1 = 1 Hz = 1e-3 kHz
+    r = rates.rate_above(s, w, 1.5, beam)
+    assert r.rate_khz == pytest.approx(50 * 1e-36 * 2e34 / 1e3)
+    assert r.n_events == 200
+    assert r.n_effective == pytest.approx(200)  # equal weights: every event counts once
+    assert r.rate_khz_err == pytest.approx(r.rate_khz / math.sqrt(200))
+    # everything: (1e6 + 50) pb
+    assert rates.rate_above(s, w, -np.inf, beam).rate_khz == pytest.approx((1e6 + 50) * 2e-5)
+
+
+def test_threshold_for_the_rate_of_one_process_separates_it_exactly():
+    s, w = _toy()
+    beam = Beam()
+    target = 50 * beam.khz_per_pb  # the rate of B alone
+    thr = rates.threshold_for_rate_weighted(s, w, target, beam)
+    assert thr == s[:5000].max()  # the highest score of A: all of B passes, none of A
+    assert rates.rate_above(s, w, thr, beam).rate_khz == pytest.approx(target)
+    # half of B's rate: the threshold sits inside B, 100 of its 200 events pass
+    thr2 = rates.threshold_for_rate_weighted(s, w, target / 2, beam)
+    assert 2.0 <= thr2 < 3.0
+    assert rates.rate_above(s, w, thr2, beam).n_events == 100
+
+
+def test_efficiency_at_rate_and_small_stream_warning():
+    s, w = _toy()
+    beam = Beam()
+    sig = np.linspace(1.0, 3.0, 1001)[:-1]  # uniform over [1, 3)
+    target = 50 * beam.khz_per_pb / 2  # threshold at the median score of B (about 2.5)
+    r = rates.efficiency_at_rate(s, w, sig, target, beam=beam, warn=False)
+    assert r["efficiency"] == pytest.approx((3 - r["threshold"]) / 2, abs=2e-3)
+    assert r["warning"] is None
+    lo, hi = r["efficiency_interval"]
+    assert lo < r["efficiency"] < hi
+    with pytest.warns(rates.SmallSampleWarning, match="effective events"):
+        rates.efficiency_at_rate(s, w, sig, 50 * beam.khz_per_pb * 0.02, beam=beam)
+
+
+def test_unequal_weights_reduce_the_effective_count():
+    s = np.arange(4.0)
+    w = np.array([1.0, 1.0, 1.0, 3.0])
+    r = rates.rate_above(s, w, -1.0, Beam())
+    assert r.n_effective == pytest.approx(36 / 12)  # (sum w)^2 / sum w^2
+    assert r.rate_khz_err == pytest.approx(math.sqrt(12) * Beam().khz_per_pb)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scores=st.lists(st.integers(0, 20), min_size=1, max_size=60),
+    fpr=st.floats(1e-3, 1.0),
+)
+def test_unit_weights_give_the_unweighted_threshold_rule(scores, fpr):
+    """One threshold rule: unit weights and f N reproduce floor(f N) events above."""
+    s = np.asarray(scores, float)
+    thr = rates.threshold_at_fpr(s, fpr)
+    assert thr == rates.threshold_for_weight(s, np.ones(len(s)), fpr * len(s))
+    k = rates.allowed_background(fpr, len(s))
+    assert np.count_nonzero(s > thr) <= k
+    # the threshold is tight: lowering it to the next lower score would pass more than k
+    lower = s[s < thr]
+    if len(lower):
+        assert np.count_nonzero(s > lower.max()) > k
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 30), st.floats(0.0, 10.0, allow_nan=False)),
+        min_size=1,
+        max_size=50,
+    ),
+    frac=st.floats(0.0, 1.0),
+)
+def test_weighted_threshold_never_exceeds_the_target(data, frac):
+    s = np.array([d[0] for d in data], float)
+    w = np.array([d[1] for d in data], float)
+    target = frac * w.sum()
+    thr = rates.threshold_for_weight(s, w, target)
+    assert w[s > thr].sum() <= target * (1 + 1e-9) + 1e-12
+
+
+def test_bad_weights_are_named():
+    with pytest.raises(ValueError, match="negative or non-finite weight.*index 1"):
+        rates.rate_above([1.0, 2.0], [1.0, -1.0], 0.0)
+    with pytest.raises(ValueError, match="one weight per score"):
+        rates.threshold_for_weight([1.0, 2.0], [1.0], 1.0)
+    with pytest.raises(ValueError, match="exceeds the rate of filled crossings"):
+        rates.threshold_for_rate_weighted([1.0], [1.0], 1e6)
+    with pytest.raises(ValueError, match="luminosity"):
+        Beam(luminosity=0)
+
+
+def test_beam_defaults_are_run3_conditions():
+    b = Beam()
+    assert b.crossing_rate_khz == pytest.approx(40e3 * 2544 / 3564)  # about 28.6 MHz
+    assert 50 < b.pileup < 60  # 79.5 mb x 2e34 / 28.6 MHz: the Run 3 pile-up of ~55
