@@ -91,7 +91,7 @@ def test_unit_weights_give_the_unweighted_threshold_rule(scores, fpr):
 @settings(max_examples=200, deadline=None)
 @given(
     data=st.lists(
-        st.tuples(st.integers(0, 30), st.floats(0.0, 10.0, allow_nan=False)),
+        st.tuples(st.integers(0, 30), st.floats(-2.0, 10.0, allow_nan=False)),
         min_size=1,
         max_size=50,
     ),
@@ -100,14 +100,14 @@ def test_unit_weights_give_the_unweighted_threshold_rule(scores, fpr):
 def test_weighted_threshold_never_exceeds_the_target(data, frac):
     s = np.array([d[0] for d in data], float)
     w = np.array([d[1] for d in data], float)
-    target = frac * w.sum()
+    target = frac * max(w.sum(), 0.0)  # a negative target cannot be met (nothing: 0)
     thr = rates.threshold_for_weight(s, w, target)
-    assert w[s > thr].sum() <= target * (1 + 1e-9) + 1e-12
+    assert w[s > thr].sum() <= target * (1 + 1e-9) + 1e-9
 
 
 def test_bad_weights_are_named():
-    with pytest.raises(ValueError, match="negative or non-finite weight.*index 1"):
-        rates.rate_above([1.0, 2.0], [1.0, -1.0], 0.0)
+    with pytest.raises(ValueError, match="non-finite weight.*index 1"):
+        rates.rate_above([1.0, 2.0], [1.0, np.nan], 0.0)
     with pytest.raises(ValueError, match="one weight per score"):
         rates.threshold_for_weight([1.0, 2.0], [1.0], 1.0)
     with pytest.raises(ValueError, match="exceeds the rate of filled crossings"):

@@ -388,17 +388,17 @@ class Beam:
 
 
 def check_weights(weights: Any, n: int, name: str) -> np.ndarray:
-    """``weights`` as float64 of length ``n``, finite and >= 0, or ``ValueError`` naming
-    ``name`` and the first bad entry."""
+    """``weights`` as float64 of length ``n``, all finite, or ``ValueError`` naming ``name``
+    and the first bad entry.  Negative weights (NLO generators, NanoAOD ``genWeight``) are
+    allowed: they enter every sum with their sign."""
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
         raise ValueError(f"{name} must have one weight per score ({n}), got shape {w.shape}")
-    bad = ~np.isfinite(w) | (w < 0)
+    bad = ~np.isfinite(w)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name} has {int(bad.sum())} negative or non-finite weight(s); first at index {i}: "
-            f"{w[i]}"
+            f"{name} has {int(bad.sum())} non-finite weight(s); first at index {i}: {w[i]}"
         )
     return w
 
@@ -408,7 +408,8 @@ def threshold_for_weight(scores: Any, weights: Any, max_weight: float) -> float:
     ``max_weight`` (1e-12 relative guard): the ``(k+1)``-th highest score, ``k`` the most
     top-scoring events whose weights fit.  With unit weights and ``max_weight = f N`` this is
     :func:`threshold_at_fpr` exactly; ties never push the selected weight above the
-    target."""
+    target.  With negative weights the running sum is not monotonic: the set stops before
+    the running sum first exceeds the target (conservative)."""
     s = check_scores(scores, "scores")
     w = check_weights(weights, len(s), "weights")
     if len(s) == 0:
@@ -416,7 +417,7 @@ def threshold_for_weight(scores: Any, weights: Any, max_weight: float) -> float:
     if not max_weight >= 0:
         raise ValueError(f"max_weight must be >= 0, got {max_weight}")
     order = np.argsort(-s, kind="stable")
-    cum = np.cumsum(w[order])
+    cum = np.maximum.accumulate(np.cumsum(w[order]))
     k = int(np.searchsorted(cum, max_weight * (1 + 1e-12), side="right"))
     return -math.inf if k >= len(s) else float(s[order[k]])
 

@@ -48,6 +48,7 @@ __all__ = [
     "num_entries",
     "prefetch",
     "read",
+    "read_weights",
 ]
 
 _GLOB_CHARS = "*?["
@@ -851,6 +852,45 @@ def available_collections(path: str | os.PathLike[str], layout: str = "auto") ->
                 return []
             raise
         return [*plan.objects, *(["met"] if plan.met else [])]
+
+
+def read_weights(
+    path: str | os.PathLike[str],
+    layout: str = "auto",
+    entry_stop: int | None = None,
+) -> tuple[np.ndarray | None, str | None]:
+    """The per-event weights of ``path`` (entries ``0:entry_stop``) and their kind.
+
+    ``("pb", w)``: the ``weight`` branch ``poetml generate`` writes (pb per event, summing to
+    the sample's cross section) in the generator-truth tree (``mygenparticles/Events``, or
+    ``events`` merged); ``("genWeight", w)``: NanoAOD's unnormalised generator weight (to be
+    scaled by sigma / sum over the whole sample); ``(None, None)``: no weights (real data, or
+    simulation written without them).  Returned as ``(weights, kind)``; float64."""
+    path = os.fspath(path)
+    with _open(path) as f:
+        trees = _trees(f, path)
+        layout_found, nano_tree = _resolve_layout(f, path, trees, layout)
+        if layout_found == "nanoaod":
+            tree, branch, kind = nano_tree, schema.NANOAOD_WEIGHT_BRANCH, "genWeight"
+        elif layout_found == "poet-merged":
+            tree, branch, kind = schema.POET_MERGED_TREE, schema.WEIGHT_BRANCH_NAME, "pb"
+        else:
+            gen = schema.POET_COLLECTIONS["genparticle"].directory
+            tree, branch, kind = f"{gen}/{schema.POET_TREE}", schema.WEIGHT_BRANCH_NAME, "pb"
+        if tree is None or tree not in trees:
+            return None, None
+        obj = _get(f, path, tree, trees)
+        if branch not in _keys(obj, path, tree):
+            return None, None
+        try:
+            w = np.asarray(obj[branch].array(library="np", entry_stop=entry_stop), np.float64)
+        except Exception as exc:
+            raise _corrupt(path, f"{tree}:{branch}", 0, exc) from exc
+    bad = ~np.isfinite(w)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ReadError(f"{path}: {tree}:{branch} entry {i} is not finite ({w[i]})")
+    return w, kind
 
 
 def _generation_metadata(f: Any, path: str) -> dict[str, Any] | None:

@@ -41,13 +41,22 @@ __all__ = [
 class ProcessConfig:
     """One physics process: ``files`` (paths or globs; empty = the default dataset's file of
     process ``name``), its class ``label`` (default: ``name``), ``role`` (``train`` or
-    ``signal``) and an optional cap ``max_events``."""
+    ``signal``), an optional cap ``max_events`` and ``cross_section_pb``.
+
+    Event weights [pb] come from the files: the ``weight`` branch ``poetml generate``
+    writes, or NanoAOD ``genWeight`` scaled so the process sums to ``cross_section_pb``
+    (required then).  ``cross_section_pb`` also renormalises files with weights (e.g. to a
+    measured or NNLO cross section) and weights files without any (sigma / events).  Files
+    of one process are *parts* of one sample (pT-hat bins, a sample split across files):
+    their weights add.  Without weights or a cross section every event weighs 1 (real
+    data: each event is one recorded event)."""
 
     name: str
     files: tuple[str, ...] = ()
     label: str | None = None
     role: Literal["train", "signal"] = "train"
     max_events: int | None = None
+    cross_section_pb: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(self.files))
@@ -60,6 +69,11 @@ class ProcessConfig:
         if self.max_events is not None and self.max_events < 1:
             raise ConfigError(
                 f"must be >= 1 (or left out: all), got {self.max_events}", key="max_events"
+            )
+        xs = self.cross_section_pb
+        if xs is not None and not (math.isfinite(xs) and xs > 0):
+            raise ConfigError(
+                f"must be a cross section > 0 in pb (or left out), got {xs}", key="cross_section_pb"
             )
 
     @property
@@ -156,9 +170,11 @@ class LabelledData:
     """Arrays of a labelled dataset.
 
     ``x`` images or features (raw, unscaled); ``process`` the index of each event's process
-    in ``processes``; ``source``/``event_index`` the file (index into ``inputs``) and entry
-    of each event; ``names`` feature names or channel names; ``aux`` extra per-event
-    arrays (e.g. ``m_mumu``).
+    in ``processes`` (the sample id); ``source``/``event_index`` the file (index into
+    ``inputs``) and entry of each event; ``names`` feature names or channel names; ``aux``
+    extra per-event arrays (e.g. ``m_mumu``); ``weight`` each event's weight in pb (float64;
+    a process's weights sum to its cross section x efficiency; 1 per event for files
+    without weights, see :class:`ProcessConfig`).
     """
 
     x: np.ndarray
@@ -170,6 +186,17 @@ class LabelledData:
     event_index: np.ndarray
     inputs: tuple[str, ...]
     aux: Mapping[str, np.ndarray] = field(default_factory=dict)
+    weight: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight is None:
+            object.__setattr__(self, "weight", np.ones(len(self.x), np.float64))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``weight`` (never None)."""
+        assert self.weight is not None
+        return self.weight
 
     def __len__(self) -> int:
         return len(self.x)
@@ -198,6 +225,7 @@ class LabelledData:
             self.event_index[idx],
             self.inputs,
             {k: v[idx] for k, v in self.aux.items()},
+            self.weights[idx],
         )
 
 
@@ -300,18 +328,22 @@ def build(
 
     kept = _Arrays()
     inputs: list[str] = []
+    weights: list[np.ndarray] = []
     aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
     names = tuple(spec.channels) if config.kind == "images" else tuple(feature_names(spec))
     for pi, p in enumerate(config.processes):
         if p.name not in files:
             raise ConfigError(f"no files resolved for dataset process {p.name!r}")
         n_done = 0
+        n_start = sum(len(a) for a in kept.event_index)
+        proc_w: list[tuple[np.ndarray | None, str | None, float, int]] = []
         for path in files[p.name]:
             if p.max_events is not None and n_done >= p.max_events:
                 break
             file_id = len(inputs)
             inputs.append(str(path))
             stop = None if p.max_events is None else p.max_events - n_done
+            proc_w.append(_file_weights(p, str(path), layout, stop))
             for batch in iterate(
                 path,
                 config.step_size,
@@ -325,6 +357,9 @@ def build(
                     aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
         if n_done == 0:
             raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
+        rows = np.concatenate(kept.event_index)[n_start:] if kept.event_index else np.zeros(0)
+        srcs_p = np.concatenate(kept.source)[n_start:]
+        weights.append(_process_weights(p, proc_w, srcs_p, rows, len(inputs) - len(proc_w)))
     xs, procs, srcs, entries = kept.x, kept.process, kept.source, kept.event_index
     x_all = np.concatenate(xs)
     return LabelledData(
@@ -337,7 +372,66 @@ def build(
         np.concatenate(entries),
         tuple(inputs),
         {k: np.concatenate(v) for k, v in aux_parts.items()},
+        np.concatenate(weights),
     )
+
+
+def _file_weights(
+    p: ProcessConfig, path: str, layout: str, stop: int | None
+) -> tuple[np.ndarray | None, str | None, float, int]:
+    """(weights of entries ``0:stop`` or None, their kind, the sum over the whole file,
+    the file's number of entries)."""
+    from ..reading import num_entries, read_weights
+
+    w_all, kind = read_weights(path, layout)
+    n_file = num_entries(path, layout) if w_all is None else len(w_all)
+    if kind == "genWeight" and p.cross_section_pb is None:
+        raise ConfigError(
+            f"dataset process {p.name!r}: {path} carries NanoAOD genWeight, which is not "
+            "normalised; give the process's cross_section_pb so its events weigh sigma / "
+            "sum(genWeight)",
+            key="cross_section_pb",
+        )
+    total = float(w_all.sum()) if w_all is not None else float(n_file)
+    w = None if w_all is None else w_all[:stop]
+    return w, kind, total, n_file
+
+
+def _process_weights(
+    p: ProcessConfig,
+    per_file: list[tuple[np.ndarray | None, str | None, float, int]],
+    source: np.ndarray,
+    rows: np.ndarray,
+    first_file: int,
+) -> np.ndarray:
+    """Weights [pb] of the events kept for process ``p`` (``rows`` their entries,
+    ``source`` their file ids).  A file read only in part (``max_events``) has its weights
+    scaled so the part represents the whole file; ``cross_section_pb`` rescales the
+    process to that total."""
+    out = np.ones(len(rows), np.float64)
+    has = [w is not None for w, _, _, _ in per_file]
+    if any(has) and not all(has):
+        raise ConfigError(
+            f"dataset process {p.name!r}: some of its files carry event weights and some do "
+            "not; give the files without weights as another process"
+        )
+    for i, (w, _, total, n_file) in enumerate(per_file):
+        sel = source == first_file + i
+        if w is None:
+            continue
+        part = w[rows[sel]]
+        used = float(part.sum())
+        if int(sel.sum()) < n_file and used != 0:
+            part = part * (total / used)  # the part read stands for the whole file
+        out[sel] = part
+    if p.cross_section_pb is not None:
+        if all(has):
+            s = float(out.sum())
+            if s != 0:
+                out *= p.cross_section_pb / s
+        else:
+            out[:] = p.cross_section_pb / max(len(out), 1)
+    return out
 
 
 def save(
@@ -367,6 +461,8 @@ def save(
         with h5py.File(part, "a") as f:
             for k, v in data.aux.items():
                 f.create_dataset(f"aux_{k}", data=v)
+            wd = f.create_dataset("weight", data=np.asarray(data.weights, np.float64))
+            wd.attrs["units"] = "pb"
     return path
 
 
@@ -384,6 +480,7 @@ def load(path: str | os.PathLike[str]) -> LabelledData:
     processes = tuple(from_mapping(ProcessConfig, p) for p in procs)
     with h5py.File(path, "r") as f:
         aux = {k[4:]: np.asarray(f[k]) for k in f if k.startswith("aux_")}
+        weight = np.asarray(f["weight"], np.float64) if "weight" in f else None
     names = ds.feature_names if ds.kind == "features" else ds.channels
     return LabelledData(
         ds.data,
@@ -395,4 +492,5 @@ def load(path: str | os.PathLike[str]) -> LabelledData:
         np.asarray(ds.event_index),
         tuple(ds.inputs),
         aux,
+        weight,
     )

@@ -99,9 +99,13 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: bump when what a cached dataset holds changes (2: per-event weights [pb])
+DATASET_FORMAT = 2
+
+
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
     """The fingerprint a cached dataset of ``cfg`` made from ``files`` carries."""
-    return _fingerprint(_spec(cfg), cfg.dataset, files)
+    return _fingerprint(_spec(cfg), cfg.dataset, files, {"format": DATASET_FORMAT})
 
 
 def cached_dataset(path: Path, key: str) -> LabelledData | None:

@@ -1,0 +1,90 @@
+"""Per-event weights [pb] from the files through labelled datasets, splits and HDF5."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_poet_random
+
+from poetml.datasets import labelled
+from poetml.datasets.labelled import DatasetConfig, ProcessConfig
+from poetml.exceptions import ConfigError
+from poetml.features import FeatureSpec
+from poetml.reading import read_weights
+
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
+
+
+@pytest.fixture(scope="module")
+def weighted_files(tmp_path_factory):
+    from poetml.generate import generate
+
+    d = tmp_path_factory.mktemp("w")
+    out = {}
+    for name, proc, n in (("dy", "dy", 60), ("tt", "ttbar", 40)):
+        s = generate(proc, n, d / f"{name}.root", seed=3, mpi=False, workers=1, progress=False)
+        out[name] = (d / f"{name}.root", s)
+    return out
+
+
+def _build(processes):
+    cfg = DatasetConfig(kind="features", processes=tuple(processes))
+    return labelled.build(cfg, FeatureSpec(), labelled.resolve_files(cfg), progress=False)
+
+
+def test_weights_come_from_the_files_and_sum_to_each_cross_section(weighted_files, tmp_path):
+    (dy, sdy), (tt, stt) = weighted_files["dy"], weighted_files["tt"]
+    data = _build(
+        [
+            ProcessConfig("dy", (str(dy),)),
+            ProcessConfig("tt", (str(tt),), max_events=10),  # a part stands for the file
+        ]
+    )
+    w = data.weights
+    assert w.dtype == np.float64
+    assert w[data.process == 0].sum() == pytest.approx(sdy["sigma_filtered_pb"], rel=1e-9)
+    assert w[data.process == 1].sum() == pytest.approx(stt["sigma_filtered_pb"], rel=1e-9)
+    assert np.count_nonzero(data.process == 1) == 10
+    # the file's own branch, event by event, for the process read whole
+    file_w, kind = read_weights(dy)
+    assert kind == "pb"
+    np.testing.assert_array_equal(w[data.process == 0], file_w[data.event_index[data.process == 0]])
+    # HDF5 round trip and selection keep them
+    back = labelled.load(labelled.save(tmp_path / "d.h5", data))
+    np.testing.assert_array_equal(back.weights, w)
+    np.testing.assert_array_equal(data.select(np.array([3, 65])).weights, w[[3, 65]])
+
+
+def test_cross_section_rescales_weighted_and_unweighted_files(weighted_files, tmp_path):
+    dy, _ = weighted_files["dy"]
+    plain = write_poet_random(tmp_path / "plain.root", 25, seed=1)  # no weights (like data)
+    data = _build(
+        [
+            ProcessConfig("dy", (str(dy),), cross_section_pb=2025.7),  # NNLO instead of LO
+            ProcessConfig("plain", (str(plain),)),
+            ProcessConfig("plain_xs", (str(plain),), cross_section_pb=50.0),
+        ]
+    )
+    assert data.weights[data.process == 0].sum() == pytest.approx(2025.7)
+    np.testing.assert_array_equal(data.weights[data.process == 1], 1.0)  # one event each
+    np.testing.assert_allclose(data.weights[data.process == 2], 50.0 / 25)
+
+
+def test_nanoaod_genweight_needs_a_cross_section(shared_data):
+    nano = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+    if not nano.exists():
+        pytest.skip(f"real CMS file {nano} not found (the repo is cloned beside shared/)")
+    with pytest.raises(ConfigError, match="genWeight.*cross_section_pb"):
+        _build([ProcessConfig("w", (str(nano),))])
+    data = _build([ProcessConfig("w", (str(nano),), cross_section_pb=61526.7)])
+    gw, kind = read_weights(nano)
+    assert kind == "genWeight"
+    assert (gw < 0).any()  # NLO: negative weights, kept with their sign
+    assert data.weights.sum() == pytest.approx(61526.7)
+    np.testing.assert_allclose(data.weights, gw * 61526.7 / gw.sum())
+
+
+def test_bad_cross_section_is_a_config_error():
+    with pytest.raises(ConfigError, match="cross section > 0"):
+        ProcessConfig("x", cross_section_pb=-1.0)
