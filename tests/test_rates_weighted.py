@@ -106,7 +106,7 @@ def test_weighted_threshold_never_exceeds_the_target(data, frac):
 
 
 def test_bad_weights_are_named():
-    with pytest.raises(ValueError, match="non-finite weight.*index 1"):
+    with pytest.raises(ValueError, match=r"non-finite weight.*index 1"):
         rates.rate_above([1.0, 2.0], [1.0, np.nan], 0.0)
     with pytest.raises(ValueError, match="one weight per score"):
         rates.threshold_for_weight([1.0, 2.0], [1.0], 1.0)

@@ -75,7 +75,7 @@ def test_nanoaod_genweight_needs_a_cross_section(shared_data):
     nano = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
     if not nano.exists():
         pytest.skip(f"real CMS file {nano} not found (the repo is cloned beside shared/)")
-    with pytest.raises(ConfigError, match="genWeight.*cross_section_pb"):
+    with pytest.raises(ConfigError, match=r"genWeight.*cross_section_pb"):
         _build([ProcessConfig("w", (str(nano),))])
     data = _build([ProcessConfig("w", (str(nano),), cross_section_pb=61526.7)])
     gw, kind = read_weights(nano)
