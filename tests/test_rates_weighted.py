@@ -120,3 +120,25 @@ def test_beam_defaults_are_run3_conditions():
     b = Beam()
     assert b.crossing_rate_khz == pytest.approx(40e3 * 2544 / 3564)  # about 28.6 MHz
     assert 50 < b.pileup < 60  # 79.5 mb x 2e34 / 28.6 MHz: the Run 3 pile-up of ~55
+
+
+def test_firmware_threshold_is_the_evaluation_working_point_on_a_weighted_stream():
+    """One threshold: the firmware's trigger threshold for a rate on weighted background
+    equals the evaluation's weighted working point, and reproduces its rate."""
+    from poetml.evaluation import weighted_rate_metrics
+    from poetml.firmware.trigger import threshold_for_rate
+
+    s, w = _toy(3)
+    beam = Beam(luminosity=1e34)
+    target = 30 * beam.khz_per_pb
+    thr = threshold_for_rate(s, target, weights_pb=w, beam=beam)
+    ev = weighted_rate_metrics(s, w, {"sig": np.linspace(0, 3, 100)}, [target], beam)
+    wp = ev["working_points"][0]
+    assert thr.value == wp["threshold"]
+    assert thr.rate_khz == pytest.approx(wp["rate_khz"])
+    assert thr.rate_khz <= target * (1 + 1e-12)
+    assert thr.rate_khz_err == pytest.approx(wp["rate_khz_err"])
+    assert thr.n_pass == 120  # 30 pb of B's 50 pb: 120 of its 200 events
+    assert thr.warning is None
+    assert 0.0 < ev["signals"]["sig"]["auc"] < 1.0
+    assert ev["curve"]["rate_khz"][0] == pytest.approx((1e6 + 50) * beam.khz_per_pb, rel=1e-3)

@@ -183,3 +183,33 @@ def test_evaluate_classifier_and_anomaly_end_to_end(tmp_path):
     assert "Signal efficiencies and their uncertainties" in md
     with pytest.raises(ValueError, match="same models"):
         evaluate_anomaly(tmp_path, bkg, sig["float"])
+
+
+def test_evaluate_anomaly_on_a_weighted_background_stream(tmp_path):
+    """Weights [pb] on the background: the report gives each rate with its uncertainty and
+    effective count, the rate-against-threshold plot, and the threshold of the weighted
+    stream (background A: 1e6 pb below every event of B: 50 pb)."""
+    from poetml.rates import Beam
+    from poetml.report import evaluate_anomaly, write_report
+
+    rng = np.random.default_rng(2)
+    bkg = np.concatenate([rng.uniform(0, 1, 4000), rng.uniform(2, 3, 400)])
+    w = np.concatenate([np.full(4000, 1e6 / 4000), np.full(400, 50 / 400)])
+    sig = {"s": rng.uniform(1.5, 3.5, 500)}
+    beam = Beam(luminosity=2e34)
+    rate = 50 * beam.khz_per_pb  # all of B passes: 1e-3 kHz
+    m, sec = evaluate_anomaly(
+        tmp_path, {"float": bkg}, {"float": sig}, rate_khz=[rate], bkg_weights=w, beam=beam
+    )
+    wp = m["float"]["weighted"]["working_points"][0]
+    assert wp["rate_khz"] == pytest.approx(rate)
+    assert wp["rate_khz_err"] == pytest.approx(rate / np.sqrt(400))
+    assert wp["n_effective_background_selected"] == pytest.approx(400)
+    assert wp["threshold"] == bkg[:4000].max()
+    eff = m["float"]["weighted"]["signals"]["s"]["efficiency"][wp["name"]]["efficiency"]
+    assert eff == pytest.approx(np.mean(sig["s"] > wp["threshold"]))
+    md = write_report(tmp_path, "run", [sec]).read_text()
+    assert "plots/rate_vs_threshold.png" in md
+    assert (tmp_path / "plots" / "rate_vs_threshold.png").stat().st_size > 1000
+    assert "Trigger rates of the weighted background stream" in md
+    assert f"{wp['rate_khz']:.3g} +- {wp['rate_khz_err']:.2g}" in md

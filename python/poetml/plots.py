@@ -368,6 +368,47 @@ def plot_efficiency_vs_rate(
     return Path(path)
 
 
+def plot_rate_vs_threshold(
+    weighted: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    label: str = "poetml Simulation",
+    com: float | None = None,
+) -> Path:
+    """Trigger rate [kHz] of the weighted background stream against the score threshold,
+    with its statistical uncertainty band (sqrt of the sum of squared weights), one curve
+    per model; markers at each working point.  ``weighted``: ``{model: result of
+    poetml.evaluation.weighted_rate_metrics}``."""
+    with _figure(path) as (_, axes):
+        ax = axes[0, 0]
+        for k, (m, r) in enumerate(weighted.items()):
+            c = _colors()[k % len(_colors())]
+            t = np.asarray(r["curve"]["threshold"], float)
+            y = np.asarray(r["curve"]["rate_khz"], float)
+            e = np.asarray(r["curve"]["rate_khz_err"], float)
+            ok = y > 0
+            ax.plot(t[ok], y[ok], color=c, label=m)
+            ax.fill_between(
+                t[ok], np.maximum(y - e, y * 1e-3)[ok], (y + e)[ok], color=c, alpha=0.25
+            )
+            for wp in r["working_points"]:
+                ax.errorbar(
+                    [wp["threshold"]],
+                    [wp["rate_khz"]],
+                    yerr=[[wp["rate_khz_err"]]] * 2,
+                    fmt="o",
+                    color=c,
+                    ms=4,
+                )
+        ax.set_yscale("log")
+        first = next(iter(weighted.values()))
+        ax.set_xlabel("Score threshold")
+        ax.set_ylabel(f"Rate [kHz] at L = {first['luminosity']:.3g} cm$^{{-2}}$s$^{{-1}}$")
+        ax.legend(loc="upper right", fontsize="x-small")
+        _cms_label(ax, label, com)
+    return Path(path)
+
+
 # --------------------------------------------------------------------------------------
 # confusion matrices, learning curves
 # --------------------------------------------------------------------------------------

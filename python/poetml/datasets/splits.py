@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Split", "class_weights", "resample_balanced", "stratified_split"]
+__all__ = ["Split", "class_weights", "resample_balanced", "split_weights", "stratified_split"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,3 +87,18 @@ def resample_balanced(indices: np.ndarray, labels: np.ndarray, seed: int = 1) ->
         )
         out.append(np.concatenate([idx, np.asarray(extra, dtype=idx.dtype)]))
     return rng.permutation(np.concatenate(out))
+
+
+def split_weights(weights: np.ndarray, groups: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The weights of the events ``idx`` (one split) rescaled per group (process) so each
+    group's split sums to the group's total over all events: a test split of 20 % of each
+    process still stands for the whole cross section, so rates from it need no factor."""
+    w = np.asarray(weights, np.float64)
+    g = np.asarray(groups)
+    out = w[idx].copy()
+    for k in np.unique(g[idx]):
+        sel = g[idx] == k
+        part = float(out[sel].sum())
+        if part != 0:
+            out[sel] *= float(w[g == k].sum()) / part
+    return out

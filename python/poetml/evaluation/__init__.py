@@ -33,7 +33,7 @@ from ..rates import (
     rate_to_fpr,
     threshold_at_fpr,
 )
-from .anomaly import anomaly_metrics
+from .anomaly import anomaly_metrics, weighted_rate_metrics
 from .classification import classification_metrics, confusion_matrix
 from .compare import compare_models
 from .dimuon import MUON_MASS, dimuon_mass, dimuon_mass_from_features
@@ -66,5 +66,6 @@ __all__ = [
     "thin_curve",
     "threshold_at_fpr",
     "to_jsonable",
+    "weighted_rate_metrics",
     "write_json",
 ]

@@ -25,7 +25,7 @@ from ..rates import (
 from .inputs import _scores
 from .roc import auc, roc_dict, roc_from_scores
 
-__all__ = ["anomaly_metrics"]
+__all__ = ["anomaly_metrics", "weighted_rate_metrics"]
 
 
 def anomaly_metrics(
@@ -130,6 +130,114 @@ def anomaly_metrics(
             "collision_rate_mhz": float(collision_rate_mhz),
             "working_points": out_wps,
             "signals": signals,
+            "warnings": warn_list,
+        }
+    )
+
+
+def weighted_rate_metrics(
+    bkg_scores: Any,
+    bkg_weights_pb: Any,
+    signal_scores: Mapping[str, Any],
+    rate_khz: Sequence[float],
+    beam: Any = None,
+    *,
+    signal_weights: Mapping[str, Any] | None = None,
+    cl: float = ONE_SIGMA_CL,
+    method: str = "clopper-pearson",
+    min_effective_events: float = 10.0,
+    n_curve: int = 60,
+) -> dict[str, Any]:
+    """Trigger rates on a weighted background stream (weights in pb; see
+    :mod:`poetml.rates`): for each target rate in kHz the threshold, the achieved rate with
+    its uncertainty and the effective number of background events above it, each signal's
+    efficiency with its interval, and each signal's weighted AUC; plus the rate [kHz]
+    against threshold (``curve``, with its uncertainty) for the plot.  Returns::
+
+        {"kind": "weighted_rates", "luminosity", "crossing_rate_khz", "sum_weights_pb",
+         "n_background", "n_effective_background",
+         "working_points": [{"name", "target_rate_khz", "threshold", "rate_khz",
+                             "rate_khz_err", "n_background_selected",
+                             "n_effective_background_selected", "warning"}],
+         "signals": {name: {"auc", "efficiency": {wp: {...}}}},
+         "curve": {"threshold", "rate_khz", "rate_khz_err"}, "warnings": [...]}
+    """
+    from ..rates import Beam, check_weights, efficiency_at_rate, rate_above
+    from .roc import roc_curve
+
+    beam = beam or Beam()
+    b = _scores(bkg_scores, "bkg_scores")
+    bw = check_weights(bkg_weights_pb, len(b), "bkg_weights_pb")
+    if len(b) == 0:
+        raise ValueError("bkg_scores is empty")
+    wps: list[dict[str, Any]] = []
+    signals: dict[str, Any] = {}
+    warn_list: list[str] = []
+    for r in rate_khz:
+        name = f"rate={float(r):g} kHz"
+        first = None
+        for sname, sc in signal_scores.items():
+            sw = None if signal_weights is None else signal_weights.get(sname)
+            e = efficiency_at_rate(
+                b,
+                bw,
+                _scores(sc, f"signal_scores[{sname!r}]"),
+                float(r),
+                sig_weights=sw,
+                beam=beam,
+                cl=cl,
+                method=method,
+                min_effective_events=min_effective_events,
+                name=name,
+                warn=False,
+            )
+            first = first or e
+            signals.setdefault(str(sname), {"efficiency": {}})["efficiency"][name] = e
+        assert first is not None
+        if first["warning"]:
+            warn_list.append(first["warning"])
+            warnings.warn(first["warning"], SmallSampleWarning, stacklevel=2)
+        wps.append(
+            {
+                "name": name,
+                "target_rate_khz": float(r),
+                "threshold": first["threshold"],
+                "rate_khz": first["rate_khz"],
+                "rate_khz_err": first["rate_khz_err"],
+                "n_background_selected": first["n_background_selected"],
+                "n_effective_background_selected": first["n_effective_background_selected"],
+                "warning": first["warning"],
+            }
+        )
+    for sname, sc in signal_scores.items():
+        s = _scores(sc, f"signal_scores[{sname!r}]")
+        sw = (
+            np.ones(len(s))
+            if signal_weights is None
+            else signal_weights.get(sname, np.ones(len(s)))
+        )
+        y = np.concatenate([np.zeros(len(b), bool), np.ones(len(s), bool)])
+        w = np.concatenate([bw, np.asarray(sw, np.float64) / np.sum(sw) * bw.sum()])
+        fpr, tpr, _ = roc_curve(y, np.concatenate([b, s]), sample_weight=w)
+        signals.setdefault(str(sname), {"efficiency": {}})["auc"] = auc(fpr, tpr)
+    qs = np.unique(np.quantile(b, np.linspace(0.0, 1.0, n_curve)))
+    pts = [rate_above(b, bw, float(t), beam) for t in qs]
+    tot = float(bw.sum())
+    return to_jsonable(
+        {
+            "kind": "weighted_rates",
+            "luminosity": beam.luminosity,
+            "crossing_rate_khz": beam.crossing_rate_khz,
+            "sum_weights_pb": tot,
+            "n_background": len(b),
+            "n_effective_background": tot * tot / float((bw**2).sum()),
+            "working_points": wps,
+            "signals": signals,
+            "curve": {
+                "threshold": qs.tolist(),
+                "rate_khz": [p.rate_khz for p in pts],
+                "rate_khz_err": [p.rate_khz_err for p in pts],
+            },
             "warnings": warn_list,
         }
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ..exceptions import ConfigError
 
@@ -14,7 +15,12 @@ __all__ = ["EvaluationConfig"]
 class EvaluationConfig:
     """Evaluation options: anomaly working points (false-positive rates and trigger rates
     in kHz of a ``collision_rate_mhz`` bunch-crossing rate); the class whose selected events
-    get the dimuon-mass plot (default: the first); plot labels."""
+    get the dimuon-mass plot (default: the first); plot labels.
+
+    When the dataset's events carry weights [pb] (generated files, or processes with
+    ``cross_section_pb``) and ``weighted`` is true, the trigger rates are also those of the
+    weighted background stream at ``luminosity`` [cm^-2 s^-1] with ``filled_fraction`` of
+    the bunch crossings colliding (:class:`poetml.rates.Beam`)."""
 
     fpr_targets: tuple[float, ...] = (1e-5,)
     rate_khz: tuple[float, ...] = (1.0,)
@@ -23,6 +29,9 @@ class EvaluationConfig:
     label: str = "poetml Simulation"
     com: float | None = None
     batch_size: int = 1024
+    weighted: bool = True
+    luminosity: float = 2.0e34
+    filled_fraction: float = 2544 / 3564
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
@@ -42,7 +51,19 @@ class EvaluationConfig:
                 raise ConfigError(
                     f"a false-positive rate must be in (0, 1), got {f}", key=f"fpr_targets[{i}]"
                 )
+        if not (math.isfinite(self.luminosity) and self.luminosity > 0):
+            raise ConfigError(f"must be > 0 cm^-2 s^-1, got {self.luminosity}", key="luminosity")
+        if not 0 < self.filled_fraction <= 1:
+            raise ConfigError(
+                f"must be in (0, 1], got {self.filled_fraction}", key="filled_fraction"
+            )
         if isinstance(self.batch_size, bool) or self.batch_size < 1:
             raise ConfigError(f"must be >= 1, got {self.batch_size}", key="batch_size")
         if self.com is not None and not (math.isfinite(self.com) and self.com > 0):
             raise ConfigError(f"must be a centre-of-mass energy > 0 TeV, got {self.com}", key="com")
+
+    def beam(self) -> Any:
+        """The :class:`poetml.rates.Beam` of these options."""
+        from ..rates import Beam
+
+        return Beam(self.luminosity, self.collision_rate_mhz, self.filled_fraction)

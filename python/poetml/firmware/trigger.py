@@ -59,15 +59,27 @@ class Threshold:
 
 
 def threshold_for_rate(
-    background_scores: np.ndarray, rate_khz: float, collision_rate_mhz: float = 40.0
+    background_scores: np.ndarray,
+    rate_khz: float,
+    collision_rate_mhz: float = 40.0,
+    *,
+    weights_pb: np.ndarray | None = None,
+    beam: rates.Beam | None = None,
 ) -> Threshold:
-    """The trigger threshold for ``rate_khz``: :func:`poetml.rates.threshold_at_fpr` at
-    ``rates.rate_to_fpr(rate_khz, collision_rate_mhz)``.
+    """The trigger threshold for ``rate_khz``.
 
-    Keeping at most ``k = floor(target_fpr * n)`` background events: the threshold is the
-    (k+1)-th largest score, so ties never push the rate above the target.  ``warning`` is
-    :func:`poetml.rates.small_sample_warning` (fewer than 10 background events expected above
-    the threshold).
+    Unweighted background: :func:`poetml.rates.threshold_at_fpr` at
+    ``rates.rate_to_fpr(rate_khz, collision_rate_mhz)``, keeping at most
+    ``k = floor(target_fpr * n)`` background events (the (k+1)-th largest score, so ties
+    never push the rate above the target); ``warning`` is
+    :func:`poetml.rates.small_sample_warning`.
+
+    ``weights_pb``: the background is a weighted stream (pb per event) and the threshold is
+    :func:`poetml.rates.threshold_for_rate_weighted` at ``beam``'s luminosity (the same
+    function the evaluation's weighted working points use); ``rate_khz`` and
+    ``rate_khz_err`` are the stream's rate above it and its uncertainty from the sum of
+    squared weights, ``fpr`` the weighted fraction, and ``warning`` is set below 10
+    effective background events above the threshold.
     """
     s = np.asarray(background_scores, np.float64).ravel()
     n = len(s)
@@ -77,6 +89,8 @@ def threshold_for_rate(
         raise FirmwareError(
             f"background scores contain {np.count_nonzero(~np.isfinite(s))} non-finite values"
         )
+    if weights_pb is not None:
+        return _weighted_threshold(s, weights_pb, rate_khz, beam or rates.Beam())
     if rate_khz <= 0:
         raise FirmwareError(f"rate_khz must be > 0, got {rate_khz}")
     if rate_khz >= collision_rate_mhz * 1e3:
@@ -101,6 +115,38 @@ def threshold_for_rate(
         rate_khz_err=rates.fpr_to_rate(math.sqrt(max(n_pass, 1)) / n, collision_rate_mhz),
         n_pass=n_pass,
         n_background=n,
+        warning=warning,
+    )
+
+
+def _weighted_threshold(
+    s: np.ndarray, weights_pb: np.ndarray, rate_khz: float, beam: rates.Beam
+) -> Threshold:
+    try:
+        w = rates.check_weights(weights_pb, len(s), "background weights")
+        value = rates.threshold_for_rate_weighted(s, w, rate_khz, beam)
+    except ValueError as exc:
+        raise FirmwareError(str(exc)) from exc
+    if not math.isfinite(value):
+        value = float(s.min())
+    r = rates.rate_above(s, w, value, beam)
+    total = float(w.sum())
+    warning = None
+    if r.n_effective < 10:
+        warning = (
+            f"rate={float(rate_khz):g} kHz: {r.n_effective:.3g} effective background events "
+            f"above the threshold (rule: at least 10); the rate {r.rate_khz:.3g} +- "
+            f"{r.rate_khz_err:.2g} kHz is not measured reliably"
+        )
+    return Threshold(
+        value=value,
+        target_rate_khz=float(rate_khz),
+        target_fpr=float(rate_khz) / (total * beam.khz_per_pb) if total > 0 else math.nan,
+        fpr=float(w[s > value].sum()) / total if total > 0 else math.nan,
+        rate_khz=r.rate_khz,
+        rate_khz_err=r.rate_khz_err,
+        n_pass=r.n_events,
+        n_background=len(s),
         warning=warning,
     )
 

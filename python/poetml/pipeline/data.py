@@ -19,7 +19,7 @@ from ..config import RunConfig
 from ..datasets import labelled
 from ..datasets.labelled import DatasetConfig, LabelledData
 from ..datasets.scalers import DatasetError, Preprocessing, fit_scaler
-from ..datasets.splits import Split, stratified_split
+from ..datasets.splits import Split, split_weights, stratified_split
 from ..exceptions import ConfigError
 from ..models import ModelConfig
 from ..reading import ReadingConfig
@@ -58,6 +58,11 @@ class Prepared:
     y_test: np.ndarray
     test: LabelledData
     signals: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: per-event weights [pb] of the test split, rescaled per process so each process's
+    #: test events sum to its whole cross section (see :func:`split_weights`)
+    w_test: np.ndarray | None = None
+    #: whether the dataset's events carry weights from their files (not all 1)
+    weighted: bool = False
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -211,6 +216,8 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
         labels[split.test],
         data.select(split.test),
         signals,
+        split_weights(data.weights, data.process, split.test),
+        bool(np.any(data.weights != 1.0)),
     )
 
 

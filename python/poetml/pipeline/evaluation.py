@@ -87,6 +87,8 @@ def evaluate(
             relative_to="float",
             label=ecfg.label,
             com=ecfg.com,
+            bkg_weights=prep.w_test if (prep.weighted and ecfg.weighted) else None,
+            beam=ecfg.beam(),
         )
     probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
     images = prep.test.x if prep.data.kind == "images" else None

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .render import Image, Section, Table
-from .sections import anomaly_section, classification_section
+from .render import Image, Section, Table, format_value
+from .sections import _by_model, anomaly_section, classification_section
 
 __all__ = ["evaluate_anomaly", "evaluate_classifier"]
 
@@ -199,9 +199,17 @@ def evaluate_anomaly(
     title: str = "Anomaly detection",
     label: str = "poetml Simulation",
     com: float | None = None,
+    bkg_weights: Any = None,
+    beam: Any = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
     ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
+
+    ``bkg_weights``: per-event weights [pb] of the background events (the same for every
+    model): the trigger rates are then those of the weighted stream at ``beam``'s
+    luminosity (:func:`poetml.evaluation.weighted_rate_metrics`, stored under
+    ``"weighted"`` in each model's metrics), with a table and the rate-against-threshold
+    plot.
 
     ``bkg_scores``: array or ``{model: array}``; ``signal_scores``: ``{signal: array}`` or
     ``{model: {signal: array}}`` (same models).  ``latent`` ``(N, D)`` with integer
@@ -230,8 +238,12 @@ def evaluate_anomaly(
             )
     else:
         bkg, sigs = {"model": bkg_scores}, {"model": signal_scores}
+    weighted_stream = bkg_weights is not None and rate_khz is not None
+    # on a weighted stream the rates are the stream's (below), not FPR x collision rate
     metrics = {
-        m: ev.anomaly_metrics(bkg[m], sigs[m], fpr_targets, rate_khz, collision_rate_mhz)
+        m: ev.anomaly_metrics(
+            bkg[m], sigs[m], fpr_targets, None if weighted_stream else rate_khz, collision_rate_mhz
+        )
         for m in bkg
     }
     if relative_to is None and len(bkg) > 1:
@@ -255,18 +267,19 @@ def evaluate_anomaly(
         "ROC per signal (line style = model); vertical lines: working points",
     )
     rates = None if rate_khz is None else np.atleast_1d(rate_khz).tolist()
-    add(
-        plots.plot_efficiency_vs_rate(
-            bkg,
-            sigs,
-            pdir / "efficiency_vs_rate.png",
-            collision_rate_mhz=collision_rate_mhz,
-            rate_khz=rates,
-            label=label,
-            com=com,
-        ),
-        f"Signal efficiency against trigger rate (rate = FPR x {collision_rate_mhz:g} MHz)",
-    )
+    if not weighted_stream:
+        add(
+            plots.plot_efficiency_vs_rate(
+                bkg,
+                sigs,
+                pdir / "efficiency_vs_rate.png",
+                collision_rate_mhz=collision_rate_mhz,
+                rate_khz=rates,
+                label=label,
+                com=com,
+            ),
+            f"Signal efficiency against trigger rate (rate = FPR x {collision_rate_mhz:g} MHz)",
+        )
     first_wp = next(iter(metrics.values()))["working_points"][0]["name"]
     thr = {m: r["working_points"][0]["threshold"] for m, r in metrics.items()}
     allpos = all(
@@ -322,7 +335,68 @@ def evaluate_anomaly(
                 caption="k-means clusters against samples",
             )
         )
+    weighted_warnings: list[tuple[str, str]] = []
+    if weighted_stream:
+        weighted = {
+            m: ev.weighted_rate_metrics(bkg[m], bkg_weights, sigs[m], rates or [], beam)
+            for m in bkg
+        }
+        for m, r in weighted.items():
+            metrics[m] = {**metrics[m], "weighted": r}
+            weighted_warnings += [(m, w) for w in r["warnings"]]
+        add(
+            plots.plot_rate_vs_threshold(
+                weighted, pdir / "rate_vs_threshold.png", label=label, com=com
+            ),
+            "Rate of the weighted background stream against the threshold (band: statistical "
+            "uncertainty from the weights); points: working points",
+        )
+        tables.append(_weighted_table(weighted))
     if metrics_file:
         ev.write_json(outdir / metrics_file, metrics)
     sec = anomaly_section(metrics, title=title, images=imgs, relative_to=relative_to)
-    return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, sec.warnings)
+    warns = list(sec.warnings) + _by_model(weighted_warnings)
+    return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, warns)
+
+
+def _weighted_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
+    rows: list[list[Any]] = [
+        [
+            "model",
+            "working point",
+            "threshold",
+            "rate [kHz]",
+            "background above (effective)",
+            "signal",
+            "efficiency",
+            "68% CL interval",
+            "AUC (weighted)",
+        ]
+    ]
+    for m, r in weighted.items():
+        for wp in r["working_points"]:
+            for s, sig in r["signals"].items():
+                e = sig["efficiency"][wp["name"]]
+                lo, hi = e["efficiency_interval"]
+                rows.append(
+                    [
+                        m,
+                        wp["name"],
+                        wp["threshold"],
+                        f"{wp['rate_khz']:.3g} +- {wp['rate_khz_err']:.2g}",
+                        f"{wp['n_background_selected']} ({wp['n_effective_background_selected']:.3g})",
+                        s,
+                        e["efficiency"],
+                        f"[{format_value(lo)}, {format_value(hi)}]",
+                        sig["auc"],
+                    ]
+                )
+    first = next(iter(weighted.values()))
+    return Table(
+        rows,
+        caption=(
+            f"Trigger rates of the weighted background stream ({first['sum_weights_pb']:.4g} pb, "
+            f"{first['n_background']} events, {first['n_effective_background']:.4g} effective) at "
+            f"L = {first['luminosity']:.3g} cm^-2 s^-1; uncertainty from the sum of squared weights"
+        ),
+    )
