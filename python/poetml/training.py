@@ -69,11 +69,24 @@ class TrainingConfig:
     deterministic: bool = True
     verbose: int = 2
     threads: int = 0
+    #: ``none``: every training event counts once in the loss (classes balanced by the
+    #: dataset's ``balance``); ``cross_section``: each event's loss is multiplied by its
+    #: weight [pb] (normalised to mean 1 over the split), so an autoencoder learns the
+    #: Standard Model in the proportions of real collisions.  Sample weights, not weighted
+    #: sampling: the weights span orders of magnitude, and resampling would repeat the
+    #: heaviest events many times per epoch while dropping the light ones altogether.
+    event_weights: str = "none"
 
     def __post_init__(self) -> None:
         import math
 
         from .exceptions import ConfigError
+
+        if self.event_weights not in ("none", "cross_section"):
+            raise ConfigError(
+                f"must be 'none' or 'cross_section', got {self.event_weights!r}",
+                key="event_weights",
+            )
 
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
@@ -120,6 +133,7 @@ def fit(
     metrics: Sequence[Any] = (),
     class_weight: Mapping[int, float] | None = None,
     sample_weight: np.ndarray | None = None,
+    val_sample_weight: np.ndarray | None = None,
     callbacks: Sequence[Any] = (),
     epochs: int | None = None,
     restore_best: bool = True,
@@ -178,7 +192,9 @@ def fit(
     hist = model.fit(
         x_train,
         y_train,
-        validation_data=(x_val, y_val),
+        validation_data=(x_val, y_val)
+        if val_sample_weight is None
+        else (x_val, y_val, val_sample_weight),
         epochs=epochs or config.epochs,
         batch_size=config.batch_size,
         class_weight=dict(class_weight) if class_weight else None,

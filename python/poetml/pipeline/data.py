@@ -63,6 +63,9 @@ class Prepared:
     w_test: np.ndarray | None = None
     #: whether the dataset's events carry weights from their files (not all 1)
     weighted: bool = False
+    #: the same for the training and validation splits
+    w_train: np.ndarray | None = None
+    w_val: np.ndarray | None = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -218,6 +221,8 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
         signals,
         split_weights(data.weights, data.process, split.test),
         bool(np.any(data.weights != 1.0)),
+        split_weights(data.weights, data.process, split.train),
+        split_weights(data.weights, data.process, split.val),
     )
 
 

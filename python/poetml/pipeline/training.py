@@ -58,6 +58,28 @@ def _fit_data(prep: Prepared, ds: DatasetConfig) -> tuple[np.ndarray, np.ndarray
     return prep.x_train, prep.y_train, None
 
 
+def _event_weights(
+    prep: Prepared, tcfg: TrainingConfig, ds: DatasetConfig
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-event loss weights of the training and validation splits (mean 1 each), or None
+    (``training.event_weights: none``)."""
+    if tcfg.event_weights == "none":
+        return None, None
+    if not prep.autoencoder and ds.balance == "resample":
+        raise ConfigError(
+            "training.event_weights: cross_section cannot be combined with dataset.balance: "
+            "resample (choose one way to weigh the classes)",
+            key="training.event_weights",
+        )
+    if not prep.weighted or prep.w_train is None or prep.w_val is None:
+        raise ConfigError(
+            "training.event_weights: cross_section needs events with weights (generated "
+            "files, or processes with cross_section_pb); this dataset has none",
+            key="training.event_weights",
+        )
+    return prep.w_train / prep.w_train.mean(), prep.w_val / prep.w_val.mean()
+
+
 def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, Any]:
     """What a model directory of ``variant`` trained by ``cfg`` records in ``config.json``."""
     return {
@@ -113,6 +135,9 @@ def train(
     if bad:
         raise ConfigError(f"unknown variants {bad}; valid variants: {', '.join(VARIANTS)}")
     x, y, cw = _fit_data(prep, ds)
+    sw, vw = _event_weights(prep, tcfg, ds)
+    if sw is not None:
+        cw = None  # the cross-section weights set the balance
     xv = prep.x_val
     yv = prep.x_val if prep.autoencoder else prep.y_val
     n_classes = None if prep.autoencoder else len(prep.class_names)
@@ -176,6 +201,8 @@ def train(
             loss=_loss(prep),
             metrics=metrics,
             class_weight=cw,
+            sample_weight=sw,
+            val_sample_weight=vw,
             callbacks=extra_cbs,
             epochs=epochs,
             restore_best=epochs is None,
