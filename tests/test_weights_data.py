@@ -88,3 +88,19 @@ def test_nanoaod_genweight_needs_a_cross_section(shared_data):
 def test_bad_cross_section_is_a_config_error():
     with pytest.raises(ConfigError, match="cross section > 0"):
         ProcessConfig("x", cross_section_pb=-1.0)
+
+
+def test_split_weights_keep_each_process_cross_section():
+    from poetml.datasets.splits import split_weights, stratified_split
+
+    rng = np.random.default_rng(1)
+    proc = np.repeat([0, 1, 2], [500, 300, 200])
+    w = np.concatenate([np.full(500, 2.0), rng.exponential(1.0, 300), np.full(200, 1e-3)])
+    sp = stratified_split(proc, (0.6, 0.2, 0.2), seed=3)
+    for idx in (sp.train, sp.val, sp.test):
+        ws = split_weights(w, proc, idx)
+        for k in range(3):
+            assert ws[proc[idx] == k].sum() == pytest.approx(w[proc == k].sum())
+        # within a process the relative weights are untouched
+        sel = proc[idx] == 1
+        np.testing.assert_allclose(ws[sel] / w[idx][sel], ws[sel][0] / w[idx][sel][0])
