@@ -115,6 +115,7 @@ def make_poet_events(
         "muon_isLoose": loose.astype(np.int32), "muon_isMedium": medium.astype(np.int32),
         "muon_isTight": tight.astype(np.int32),
         "muon_pfreliso03all": rng.exponential(0.08, n), "muon_pfreliso04all": rng.exponential(0.1, n),
+        "muon_pfreliso04DBCorr": rng.exponential(0.08, n),
         "muon_dxy": dxy, "muon_dz": dz,
         "muon_dxyError": np.abs(rng.normal(0, 0.002, n)), "muon_dzError": np.abs(rng.normal(0, 0.01, n)),
         "muon_genpartidx": rng.integers(-1, 3, n).astype(np.int32),
@@ -286,7 +287,7 @@ def nanoaod_arrays(events: dict[str, dict[str, object]]) -> dict[str, object]:
         "Muon_mass": ak.values_astype(ak.ones_like(mu["muon_pt"]) * schema.MASSES["muon"], f32),
         "Muon_charge": mu["muon_ch"],
         "Muon_tightId": ak.values_astype(mu["muon_isTight"], bool),
-        "Muon_pfRelIso04_all": mu["muon_pfreliso04all"],
+        "Muon_pfRelIso04_all": mu["muon_pfreliso04DBCorr"],  # NanoAOD: delta-beta corrected
         "Electron_pt": el["electron_pt"], "Electron_eta": el["electron_eta"],
         "Electron_phi": el["electron_phi"],
         "Electron_mass": ak.values_astype(ak.ones_like(el["electron_pt"]) * schema.MASSES["electron"], f32),

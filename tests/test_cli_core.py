@@ -23,7 +23,7 @@ def test_inspect_table(poet_file, capsys):
     assert main(["inspect", str(poet_file)]) == 0
     out = capsys.readouterr().out
     assert "layout:  poet (6 events)" in out
-    assert "mymuons/Events  (TTree, 6 entries, 19 branches)" in out
+    assert "mymuons/Events  (TTree, 6 entries, 20 branches)" in out
     assert "jet_corrpt" in out
     assert "pt      <- myjets/Events:jet_corrpt" in out
 

@@ -38,7 +38,7 @@ def _expected(events):
             "pt": _flat(mu["muon_pt"]), "eta": _flat(mu["muon_eta"]), "phi": _flat(mu["muon_phi"]),
             "mass": np.full(int(ak.sum(ak.num(mu["muon_pt"]))), schema.MASSES["muon"], np.float32),
             "charge": _flat(mu["muon_ch"]), "tight_id": _flat(mu["muon_isTight"]),
-            "iso": _flat(mu["muon_pfreliso04all"]),
+            "iso": _flat(mu["muon_pfreliso04DBCorr"]),
         },
         "electron": {
             "counts": ak.to_numpy(ak.num(el["electron_pt"])),
@@ -517,3 +517,32 @@ def test_random_poet_files_from_the_shared_helper(write_poet_file, tmp_path):
     assert 1.5 < batch["muon"].n_objects / 500 < 2.5
     assert 3.5 < batch["jet"].n_objects / 500 < 4.5
     assert np.all(batch["jet"]["pt"] >= 15.0)
+
+
+def test_isolation_is_delta_beta_corrected_and_falls_back_for_older_files(
+    tmp_path, poet_events, monkeypatch
+):
+    """``iso`` is POET's muon_pfreliso04DBCorr (what CMS muon selections use); a POET file
+    without that branch (older POET versions) gives muon_pfreliso04all instead."""
+    new = write_poet(tmp_path / "new.root", poet_events)
+    b = reading.read(new, collections=["muon"], fields={"muon": ["pt", "iso"]})
+    want = ak.to_numpy(ak.flatten(poet_events["muon"]["muon_pfreliso04DBCorr"]))
+    np.testing.assert_array_equal(b["muon"]["iso"], want)
+    import dataclasses
+
+    pc = schema.POET_COLLECTIONS["muon"]
+    older = dataclasses.replace(
+        pc, branches=tuple(b for b in pc.branches if b.name != "muon_pfreliso04DBCorr")
+    )
+    with monkeypatch.context() as m:  # a POET version that did not write the branch
+        m.setitem(schema.POET_COLLECTIONS, "muon", older)
+        old_events = dict(poet_events)
+        old_events["muon"] = {
+            k: v for k, v in poet_events["muon"].items() if k != "muon_pfreliso04DBCorr"
+        }
+        old = write_poet(tmp_path / "old.root", old_events)
+    with uproot.open(old) as f:
+        assert "muon_pfreliso04DBCorr" not in f["mymuons/Events"].keys()
+    b = reading.read(old, collections=["muon"], fields={"muon": ["pt", "iso"]})
+    want = ak.to_numpy(ak.flatten(poet_events["muon"]["muon_pfreliso04all"]))
+    np.testing.assert_array_equal(b["muon"]["iso"], want)

@@ -465,6 +465,11 @@ def _plan(
         plan: dict[str, _Column | _Const] = {}
         for fld in names:
             col = _locate(layout, coll, fld, nano_tree)
+            if col is not None and layout != "nanoaod" and col.branch not in keys(col.tree):
+                for alt in schema.POET_FIELD_FALLBACKS.get((coll, fld), ()):
+                    if alt in keys(col.tree):
+                        col = _Column(col.tree, alt)
+                        break
             if col is not None and col.branch in keys(col.tree):
                 gone = [e for e in col.extra if e not in keys(col.tree)]
                 if gone:

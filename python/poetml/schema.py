@@ -39,6 +39,7 @@ __all__ = [
     "NANOAOD_WEIGHT_BRANCH",
     "OBJECT_COLLECTIONS",
     "POET_COLLECTIONS",
+    "POET_FIELD_FALLBACKS",
     "POET_MERGED_TREE",
     "POET_TREE",
     "REQUIRED_FIELDS",
@@ -87,7 +88,9 @@ CANONICAL_FIELDS: dict[str, dict[str, str]] = {
         "tight_id": "passes the CMS tight muon ID (1 / 0)",
         "medium_id": "passes the CMS medium muon ID (1 / 0)",
         "loose_id": "passes the CMS loose muon ID (1 / 0)",
-        "iso": "PF relative isolation, cone 0.4, all particles",
+        "iso": "PF relative isolation, cone 0.4, delta-beta corrected (POET "
+        "muon_pfreliso04DBCorr, or muon_pfreliso04all in files without it; NanoAOD "
+        "Muon_pfRelIso04_all, which is delta-beta corrected)",
         "iso03": "PF relative isolation, cone 0.3, all particles",
         "dxy": "transverse impact parameter [cm]",
         "dz": "longitudinal impact parameter [cm]",
@@ -228,8 +231,13 @@ POET_COLLECTIONS: dict[str, PoetCollection] = {
             _vi("muon_isLoose", "loose ID", "loose_id"),
             _vi("muon_isMedium", "medium ID", "medium_id"),
             _vi("muon_isTight", "tight ID", "tight_id"),
-            _v("muon_pfreliso03all", "PF relative isolation dR<0.3", "iso03"),
-            _v("muon_pfreliso04all", "PF relative isolation dR<0.4", "iso"),
+            _v("muon_pfreliso03all", "PF relative isolation dR<0.3, all particles", "iso03"),
+            _v("muon_pfreliso04all", "PF relative isolation dR<0.4, all particles"),
+            _v(
+                "muon_pfreliso04DBCorr",
+                "PF relative isolation dR<0.4, delta-beta corrected",
+                "iso",
+            ),
             _v("muon_dxy", "transverse impact parameter [cm]", "dxy"),
             _v("muon_dz", "longitudinal impact parameter [cm]", "dz"),
             _v("muon_dxyError", "error on dxy [cm]"),
@@ -315,6 +323,14 @@ POET_COLLECTIONS: dict[str, PoetCollection] = {
             Branch("GenMET_phi", "float", "generator-level MET azimuth [rad]"),
         ),
     ),
+}
+
+
+#: (collection, canonical field) -> POET branches read when the field's own branch is
+#: absent, in order: older POET files (and this project's before 2026-12) have no
+#: ``muon_pfreliso04DBCorr``; their isolation is ``muon_pfreliso04all``.
+POET_FIELD_FALLBACKS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("muon", "iso"): ("muon_pfreliso04all",),
 }
 
 

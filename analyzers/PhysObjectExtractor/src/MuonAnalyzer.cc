@@ -66,6 +66,7 @@ private:
   std::vector<int> muon_isTight;
   std::vector<float> muon_pfreliso03all;
   std::vector<float> muon_pfreliso04all;
+  std::vector<float> muon_pfreliso04DBCorr;
   std::vector<float> muon_dxy;
   std::vector<float> muon_dz;
   std::vector<float> muon_dxyError;
@@ -110,9 +111,11 @@ MuonAnalyzer::MuonAnalyzer(const edm::ParameterSet& iConfig)
   mtree->Branch("muon_isTight", &muon_isTight);
   mtree->GetBranch("muon_isTight")->SetTitle("muon passes the tight ID (w.r.t. the leading primary vertex)");
   mtree->Branch("muon_pfreliso03all", &muon_pfreliso03all);
-  mtree->GetBranch("muon_pfreliso03all")->SetTitle("muon PF relative isolation dR<0.3, delta-beta corrected");
+  mtree->GetBranch("muon_pfreliso03all")->SetTitle("muon PF relative isolation dR<0.3, all particles (charged from the PV + neutral + photons)");
   mtree->Branch("muon_pfreliso04all", &muon_pfreliso04all);
-  mtree->GetBranch("muon_pfreliso04all")->SetTitle("muon PF relative isolation dR<0.4, delta-beta corrected");
+  mtree->GetBranch("muon_pfreliso04all")->SetTitle("muon PF relative isolation dR<0.4, all particles (charged from the PV + neutral + photons)");
+  mtree->Branch("muon_pfreliso04DBCorr", &muon_pfreliso04DBCorr);
+  mtree->GetBranch("muon_pfreliso04DBCorr")->SetTitle("muon PF relative isolation dR<0.4, delta-beta corrected (neutral + photons - 0.5 x pile-up charged, floored at 0)");
   mtree->Branch("muon_dxy", &muon_dxy);
   mtree->GetBranch("muon_dxy")->SetTitle("muon transverse impact parameter w.r.t. the primary vertex [cm]");
   mtree->Branch("muon_dz", &muon_dz);
@@ -140,6 +143,7 @@ void MuonAnalyzer::clear() {
   muon_isTight.clear();
   muon_pfreliso03all.clear();
   muon_pfreliso04all.clear();
+  muon_pfreliso04DBCorr.clear();
   muon_dxy.clear();
   muon_dz.clear();
   muon_dxyError.clear();
@@ -147,9 +151,15 @@ void MuonAnalyzer::clear() {
   muon_genpartidx.clear();
 }
 
-// PF isolation sum of a cone, relative to the muon pT, with the delta-beta pile-up
-// correction: neutral deposits minus half the charged pile-up deposits, floored at 0.
+// PF isolation sum of a cone relative to the muon pT: charged hadrons from the primary
+// vertex plus neutral hadrons and photons (POET's "all").
 static float relativeIsolation(const reco::MuonPFIsolation& iso, double pt) {
+  return (iso.sumChargedHadronPt + iso.sumNeutralHadronEt + iso.sumPhotonEt) / pt;
+}
+
+// The same with the delta-beta pile-up correction that CMS muon selections use: neutral
+// deposits minus half the charged pile-up deposits, floored at 0 (POET's "DBCorr").
+static float relativeIsolationDeltaBeta(const reco::MuonPFIsolation& iso, double pt) {
   const double neutral = std::max(0.0, iso.sumNeutralHadronEt + iso.sumPhotonEt - 0.5 * iso.sumPUPt);
   return (iso.sumChargedHadronPt + neutral) / pt;
 }
@@ -182,6 +192,7 @@ void MuonAnalyzer::analyze(const edm::Event& iEvent, const edm::EventSetup&) {
     muon_isTight.push_back(pv != nullptr && mu.isTightMuon(*pv));
     muon_pfreliso03all.push_back(relativeIsolation(mu.pfIsolationR03(), mu.pt()));
     muon_pfreliso04all.push_back(relativeIsolation(mu.pfIsolationR04(), mu.pt()));
+    muon_pfreliso04DBCorr.push_back(relativeIsolationDeltaBeta(mu.pfIsolationR04(), mu.pt()));
 
     const reco::TrackRef track = mu.muonBestTrack();
     if (track.isNonnull()) {

@@ -40,8 +40,10 @@ __all__ = [
 #: Bumped when the detector's behaviour changes beyond its parameters (it is part of the
 #: default dataset's settings hash, so a cached dataset is regenerated).  2: muons and
 #: neutrinos are never clustered into jets nor counted in isolation; MET counts only
-#: reconstructed muons; pT-dependent muon resolution.
-DETECTOR_REVISION = 2
+#: reconstructed muons; pT-dependent muon resolution.  3: muon isolation split into
+#: charged (primary vertex), neutral and pile-up charged sums: ``pfreliso04all`` no longer
+#: counts pile-up charged hadrons, ``pfreliso04DBCorr`` (delta-beta) is written.
+DETECTOR_REVISION = 3
 
 _MUON_MASS = 0.1056584
 _ELECTRON_MASS = 0.000511
@@ -294,16 +296,44 @@ def _isolation(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):
     (``sumChargedHadronPt + sumNeutralHadronEt + sumPhotonEt``, which POET's
     ``pfreliso04all`` is), PF muons are not charged hadrons, so a second muon in the cone,
     such as the partner muon of a J/psi or Upsilon, never spoils the isolation."""
-    sums = [np.zeros(len(lep_ev)) for _ in cones]
-    if len(lep_ev) == 0 or len(vis["event"]) == 0:
-        return sums
+    return [
+        p["all"] for p in _isolation_parts(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones)
+    ]
+
+
+def _isolation_parts(lep_ev, lep_eta, lep_phi, lep_gidx, vis, n_events, cones):
+    """Per cone, the CMS PF isolation sums of every lepton (itself excluded): ``charged``
+    (charged hadrons from the primary vertex: ``sumChargedHadronPt``), ``neutral``
+    (neutral hadrons and photons, whatever their vertex), ``pu`` (charged particles from
+    pile-up vertices: ``sumPUPt``, which the tracker tells apart by their vertex) and
+    ``all`` = charged + neutral, POET's ``pfreliso04all`` numerator."""
+    n = len(lep_ev)
+    out = [{k: np.zeros(n) for k in ("charged", "neutral", "pu", "all")} for _ in cones]
+    if n == 0 or len(vis["event"]) == 0:
+        return out
     ia, jb = _pairs(lep_ev, vis["event"], n_events)
     not_self = vis["gidx"][jb] != lep_gidx[ia]
     dr2 = (lep_eta[ia] - vis["eta"][jb]) ** 2 + _dphi(lep_phi[ia], vis["phi"][jb]) ** 2
+    charged = _charged(vis["id"][jb])
+    from_pu = vis["pu"][jb]
+    kinds = {
+        "charged": charged & ~from_pu,
+        "neutral": ~charged,
+        "pu": charged & from_pu,
+    }
     for k, cone in enumerate(cones):
         sel = not_self & (dr2 < cone * cone)
-        sums[k] = _wsum(ia[sel], weights=vis["pt"][jb][sel], minlength=len(lep_ev))
-    return sums
+        for name, mask in kinds.items():
+            m = sel & mask
+            out[k][name] = _wsum(ia[m], weights=vis["pt"][jb][m], minlength=n)
+        out[k]["all"] = out[k]["charged"] + out[k]["neutral"]
+    return out
+
+
+def delta_beta(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """The delta-beta corrected isolation sum CMS muon selections use (POET's
+    ``pfreliso04DBCorr`` numerator): charged + max(0, neutral - 0.5 x pile-up charged)."""
+    return parts["charged"] + np.maximum(0.0, parts["neutral"] - 0.5 * parts["pu"])
 
 
 # --------------------------------------------------------------------------------------
@@ -464,9 +494,10 @@ def simulate(
     midx, mpt = midx[ok], mpt[ok]
     m_prompt = prompt_of(midx)
     m_ev = parts.event[midx]
-    m_iso03, m_iso04 = _isolation(m_ev, eta[midx], phi[midx], midx, iso_vis, n_ev, (0.3, 0.4))
-    m_iso03 /= mpt
-    m_iso04 /= mpt
+    m03, m04 = _isolation_parts(m_ev, eta[midx], phi[midx], midx, iso_vis, n_ev, (0.3, 0.4))
+    m_iso03 = m03["all"] / mpt
+    m_iso04 = m04["all"] / mpt
+    m_iso04db = delta_beta(m04) / mpt
     m_dxy, m_dz, m_dxye, m_dze = impact(midx, mpt, False)
     u = rng.uniform(size=(3, len(midx)))
     m_loose = u[0] < 0.995
@@ -684,6 +715,7 @@ def simulate(
             "muon_isTight": m_tight,
             "muon_pfreliso03all": m_iso03,
             "muon_pfreliso04all": m_iso04,
+            "muon_pfreliso04DBCorr": m_iso04db,
             "muon_dxy": m_dxy,
             "muon_dz": m_dz,
             "muon_dxyError": m_dxye,
