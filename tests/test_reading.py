@@ -542,7 +542,7 @@ def test_isolation_is_delta_beta_corrected_and_falls_back_for_older_files(
         }
         old = write_poet(tmp_path / "old.root", old_events)
     with uproot.open(old) as f:
-        assert "muon_pfreliso04DBCorr" not in f["mymuons/Events"].keys()
+        assert "muon_pfreliso04DBCorr" not in f["mymuons/Events"].keys()  # noqa: SIM118
     b = reading.read(old, collections=["muon"], fields={"muon": ["pt", "iso"]})
     want = ak.to_numpy(ak.flatten(poet_events["muon"]["muon_pfreliso04all"]))
     np.testing.assert_array_equal(b["muon"]["iso"], want)
