@@ -546,3 +546,13 @@ def test_isolation_is_delta_beta_corrected_and_falls_back_for_older_files(
     b = reading.read(old, collections=["muon"], fields={"muon": ["pt", "iso"]})
     want = ak.to_numpy(ak.flatten(poet_events["muon"]["muon_pfreliso04all"]))
     np.testing.assert_array_equal(b["muon"]["iso"], want)
+
+
+def test_constant_id_branch_warns_once_naming_file_and_branch(shared_data):
+    nano = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+    if not nano.exists():
+        pytest.skip(f"real CMS file {nano} not found (the repo is cloned beside shared/)")
+    with pytest.warns(reading.ConstantIDWarning, match=r"Muon_tightId.*all 41 muons") as rec:
+        batches = list(reading.iterate(nano, 1000))
+    assert sum(b.n_events for b in batches) == 200
+    assert sum("Muon_tightId" in str(w.message) for w in rec) == 1

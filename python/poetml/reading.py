@@ -39,6 +39,7 @@ from .exceptions import BadValueError, ConfigError, ReadError
 from .jagged import Collection, EventBatch, flatten
 
 __all__ = [
+    "ConstantIDWarning",
     "ReadingConfig",
     "available_collections",
     "detect_layout",
@@ -657,7 +658,48 @@ def _corrupt(path: str, tree: str, at: int, exc: Exception) -> ReadError:
     )
 
 
+class ConstantIDWarning(UserWarning):
+    """An identification branch has one value for every object of a chunk (e.g. the 2015
+    NanoAOD file's ``Muon_tightId`` is False for all muons): a selection on it keeps all or
+    nothing."""
+
+
+#: identification fields checked for constant values, and the fewest objects to judge by
+_ID_FIELDS = ("tight_id", "medium_id", "loose_id")
+_ID_MIN_OBJECTS = 10
+
+
+def _warn_constant_ids(plan: _Plan, batch: EventBatch, pos: int, warned: set[str]) -> None:
+    import warnings
+
+    for coll, cols in plan.objects.items():
+        for fld in _ID_FIELDS:
+            col = cols.get(fld)
+            if (
+                not isinstance(col, _Column)
+                or col.branch in warned
+                or coll not in batch.collections
+            ):
+                continue
+            c = batch[coll]
+            if fld not in c or c.n_objects < _ID_MIN_OBJECTS:
+                continue
+            v = c[fld]
+            if np.all(v == v[0]):
+                warned.add(col.branch)
+                warnings.warn(
+                    f"{plan.path}: branch {col.branch!r} ({coll}.{fld}) is {v[0]:g} for all "
+                    f"{c.n_objects} {coll}s of entries {pos}-{pos + batch.n_events - 1}: a "
+                    f"selection on {fld} keeps {'all' if v[0] else 'none'} of them.  IDs differ "
+                    "per era and production (reading guide, 'Identification per era'); "
+                    f"without a usable ID set selection.{coll}.tight_id: false",
+                    ConstantIDWarning,
+                    stacklevel=4,
+                )
+
+
 def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> Iterator[EventBatch]:
+    warned: set[str] = set()
     iters = {}
     for tree, branches in plan.trees.items():
         try:
@@ -704,6 +746,7 @@ def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> It
                 f"{plan.path}: cannot convert entries {pos}.. of the {plan.layout} layout: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        _warn_constant_ids(plan, batch, pos, warned)
         yield batch
         pos += batch.n_events
 
