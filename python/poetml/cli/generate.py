@@ -4,6 +4,7 @@ poetml generate dy --events 20000 --seed 1 -o dy.root
 poetml generate ttbar --events 5000 --layout merged -o tt.root
 poetml generate --list
 poetml generate --default DIR
+poetml generate --validate DIR
 """
 
 from __future__ import annotations
@@ -94,6 +95,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="with --default: multiply every process's event count",
     )
+    p.add_argument(
+        "--validate",
+        metavar="DIR",
+        help="generate validation samples in DIR (reused when present) and print every physics "
+        "figure against its reference (real CMS data in ../shared/data, PDG, measured cross "
+        "sections) with pass/fail; exit 1 if any fails",
+    )
+    p.add_argument(
+        "--shared",
+        metavar="DIR",
+        default=None,
+        help="with --validate: the folder of real CMS files (default ../shared/data)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -105,9 +119,21 @@ def _list() -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from ..generate.checks import format_checks, run_checks
+
+    checks = run_checks(
+        args.validate, shared=args.shared, scale=args.scale, progress=not args.quiet
+    )
+    print(format_checks(checks))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
+    if args.validate:
+        return _validate(args)
     from .. import generate as gen
     from ..generate.catalog import default_summary, run_summary
 
