@@ -422,6 +422,22 @@ class SparseImages:
             self.offsets[start : stop + 1] - lo, self.index[lo:hi], self.values[lo:hi], self.shape
         )
 
+    def take(self, idx: np.ndarray | Sequence[int]) -> SparseImages:
+        """Events ``idx`` (int indices in any order, repeats allowed), as a new batch."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim != 1:
+            raise IndexError(f"SparseImages.take: indices must be 1-D, got shape {idx.shape}")
+        n = self.n_events
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"SparseImages.take: an index is out of range for {n} events")
+        idx = np.where(idx < 0, idx + n, idx)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        counts = ends - starts
+        offsets = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        entries = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        return SparseImages(offsets, self.index[entries], self.values[entries], self.shape)
+
     def dense(self, n_threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """The dense float32 images ``(n_events, n_eta, n_phi, C)`` (see :func:`densify`)."""
         return densify(self, n_threads=n_threads, out=out)

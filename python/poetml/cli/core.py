@@ -4,6 +4,7 @@
 
     poetml inspect FILE [--json] [--all]
     poetml images   INPUT... -o OUT.h5 [--config FILE] [--step-size N] [--threads N] [--layout L]
+                    [--image-layout sparse|dense]
     poetml features INPUT... -o OUT.h5 [--config FILE] [--step-size N] [--threads N] [--layout L]
 
 The commands parse their arguments, call :func:`poetml.reading.inspect` or
@@ -45,8 +46,15 @@ def register(subparsers: Any) -> None:
             kind,
             help=f"ROOT ntuples -> {what} in one HDF5 file",
             description=f"Read ntuples (POET, POET merged or NanoAOD; detected), build {what} "
-            f"with the C++ core and write them to an HDF5 file (dataset '{kind}', "
-            "event_index, source, labels with --label; attributes: the spec as JSON, the "
+            f"with the C++ core and write them to an HDF5 file ("
+            + (
+                "images sparse by default: per event its non-zero pixels in datasets "
+                "image_offsets, pixel_index and pixel_value, the image shape in the attribute "
+                "image_shape; --image-layout dense writes the dataset 'images'"
+                if kind == "images"
+                else "dataset 'features', feature_names"
+            )
+            + "; event_index, source, labels with --label; attributes: the spec as JSON, the "
             "inputs, the poetml version).  The file appears under its name only when "
             "complete.",
         )
@@ -64,6 +72,11 @@ def register(subparsers: Any) -> None:
         q.add_argument("--label", type=_int32, help="int32 label stored for every event")
         q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                        help="HDF5 compression (default gzip: level 1 for images, level 4 with shuffle for features)")  # fmt: skip
+        if kind == "images":
+            q.add_argument("--image-layout", choices=("sparse", "dense"), default="sparse",
+                           help="how images are stored: sparse (default: per event its "
+                           "non-zero pixels, datasets image_offsets, pixel_index, "
+                           "pixel_value) or dense (dataset 'images', (N, n_eta, n_phi, C))")  # fmt: skip
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
         q.set_defaults(func=_convert, kind=kind)
 
@@ -169,6 +182,7 @@ def _convert(args: argparse.Namespace) -> int:
         label=args.label,
         compression=args.compression,
         progress=not args.no_progress,
+        image_layout=getattr(args, "image_layout", "sparse"),
         attrs={
             "config_file": os.path.abspath(args.config) if args.config else "",
             "arguments": {
