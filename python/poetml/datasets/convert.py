@@ -152,8 +152,9 @@ def write_batch(
     attribute is true (:class:`~poetml.datasets.sparse.SparseShardWriter`) gets images
     from :func:`poetml.rasterize_sparse` instead.  ``buffers``: see
     :func:`run_kernel`; ``progress`` is called with each slice's event count."""
-    step = step or kernel_events(kind, spec)
     sparse = kind == "images" and getattr(sink, "sparse", False)
+    # sparse output is small (tens of bytes an event): one kernel call per batch
+    step = batch.n_events if sparse else (step or kernel_events(kind, spec))
     for lo in range(0, batch.n_events, step):
         sub = batch if (lo == 0 and step >= batch.n_events) else batch.slice(lo, lo + step)
         data, _ = run_kernel(kind, sub, spec, n_threads, buffers, sparse=sparse)
