@@ -189,3 +189,29 @@ def test_cli_image_layout_dense_and_help(poet_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["images", "--help"])
     assert "--image-layout {sparse,dense}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+def test_many_chunks_read_back_through_hdf5_filters(tmp_path, monkeypatch, compression):
+    """Whole chunks written directly (shuffled + deflated on the pool) read back through
+    HDF5's own filters, across chunk boundaries and a padded last chunk."""
+    monkeypatch.setattr(sparse, "_CHUNK_ENTRIES", 16)
+    rng = np.random.default_rng(3)
+    dense = np.zeros((40, 4, 4, 2), np.float32)
+    mask = rng.random(dense.shape) < 0.2
+    dense[mask] = rng.uniform(0.5, 100.0, int(mask.sum())).astype(np.float32)
+    path = tmp_path / f"{compression}.h5"
+    with sparse.SparseShardWriter(path, item_shape=(4, 4, 2), compression=compression,
+                                  threads=2) as w:  # fmt: skip
+        for lo, hi in ((0, 7), (7, 8), (8, 30), (30, 40)):
+            w.append(dense[lo:hi], np.arange(lo, hi), 0)
+    with h5py.File(path) as f:
+        assert f["pixel_index"].chunks == (16,)
+        assert len(f["pixel_index"]) == int(mask.sum()) > 3 * 16
+        flat = dense.reshape(40, -1)
+        ev, px = np.nonzero(flat)
+        np.testing.assert_array_equal(f["pixel_index"][()], px)
+        np.testing.assert_array_equal(f["pixel_value"][()], flat[ev, px])
+        if compression == "gzip":
+            assert f["pixel_value"].shuffle
+    assert hdf5.load(path).data.tobytes() == dense.tobytes()
