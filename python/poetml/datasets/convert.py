@@ -26,8 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..jagged import EventBatch
     from ..reading import ReadingConfig
-    from .hdf5 import ShardWriter
-    from .sparse import SparseShardWriter
+    from . import hdf5, sparse
 
 __all__ = [
     "ConvertResult",
@@ -152,12 +151,12 @@ def write_batch(
     attribute is true (:class:`~poetml.datasets.sparse.SparseShardWriter`) gets images
     from :func:`poetml.rasterize_sparse` instead.  ``buffers``: see
     :func:`run_kernel`; ``progress`` is called with each slice's event count."""
-    sparse = kind == "images" and getattr(sink, "sparse", False)
+    as_sparse = kind == "images" and getattr(sink, "sparse", False)
     # sparse output is small (tens of bytes an event): one kernel call per batch
-    step = batch.n_events if sparse else (step or kernel_events(kind, spec))
+    step = batch.n_events if as_sparse else (step or kernel_events(kind, spec))
     for lo in range(0, batch.n_events, step):
         sub = batch if (lo == 0 and step >= batch.n_events) else batch.slice(lo, lo + step)
-        data, _ = run_kernel(kind, sub, spec, n_threads, buffers, sparse=sparse)
+        data, _ = run_kernel(kind, sub, spec, n_threads, buffers, sparse=as_sparse)
         sink.append(data, sub.event_index, source_id, labels=label)
         if progress is not None:
             progress(sub.n_events)
@@ -174,7 +173,7 @@ def open_writer(
     compression: str = "gzip",
     threads: int | None = None,
     image_layout: str = "sparse",
-) -> ShardWriter | SparseShardWriter:
+) -> hdf5.ShardWriter | sparse.SparseShardWriter:
     """A :class:`~poetml.datasets.hdf5.ShardWriter` for the output of ``kind`` with
     ``spec`` (shape, feature or channel names from the spec); for images with
     ``image_layout="sparse"`` (the default) a
