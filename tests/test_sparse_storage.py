@@ -215,3 +215,26 @@ def test_many_chunks_read_back_through_hdf5_filters(tmp_path, monkeypatch, compr
         if compression == "gzip":
             assert f["pixel_value"].shuffle
     assert hdf5.load(path).data.tobytes() == dense.tobytes()
+
+
+def test_inspect_reads_both_layouts(both, tmp_path, capsys):
+    import json
+
+    assert main(["inspect", str(both["sparse"])]) == 0
+    out = capsys.readouterr().out
+    assert "poetml HDF5 (images, sparse layout, 12 events of (8, 8, 4))" in out
+    assert "pixel_index" in out
+    assert "channels: muon, electron, jet, met" in out
+    assert main(["inspect", "--json", str(both["dense"])]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["layout"], info["n_events"]) == ("images", "dense", 12)
+    assert info["shape"] == [8, 8, 4]
+    with h5py.File(both["sparse"]) as f:
+        n_pixels = len(f["pixel_index"])
+    assert main(["inspect", "--json", str(both["sparse"])]) == 0
+    assert json.loads(capsys.readouterr().out)["n_pixels"] == n_pixels
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.zeros(3)
+    assert main(["inspect", str(other)]) == 1
+    assert "an HDF5 file, but not a poetml dataset" in capsys.readouterr().err
