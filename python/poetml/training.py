@@ -121,7 +121,7 @@ def batches(
     shuffle_seed: int | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     sample_weight: np.ndarray | None = None,
-    n_threads: int | None = None,
+    n_threads: int | None = 1,
 ) -> Any:
     """A ``tf.keras.utils.Sequence`` of ``(x, y[, sample_weight])`` batches for
     ``model.fit`` / :func:`fit` / ``model.evaluate``.
@@ -135,7 +135,9 @@ def batches(
     equals whole array).  Batch ``i`` holds events ``order[i * batch_size : (i + 1) *
     batch_size]``, ``order`` the identity, or with ``shuffle_seed`` a permutation from
     ``numpy.random.default_rng(shuffle_seed)`` drawn afresh after every epoch: the same
-    seed gives the same batches, whichever the storage.
+    seed gives the same batches, whichever the storage.  ``n_threads``: of each densify
+    call (default 1: a batch is a few hundred microseconds of work, less than starting
+    threads costs on a busy machine; None or 0: all cores).
     """
     from .models import _backend
 
