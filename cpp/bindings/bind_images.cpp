@@ -120,6 +120,13 @@ See cpp/include/poetml/rasterize.hpp for the exact definitions.)doc");
                           glyph_width, glyph_width_positive, log1p, normalize, saturate_bits, lsb_gev);
             const std::vector<poetml::Channel> chans =
                 make_channels(channels, n_events, n_threads, "rasterize_sparse");
+            // each worker builds its events in one dense image: refuse what cannot fit
+            const auto workers = static_cast<py::ssize_t>(
+                poetml::n_workers(n_events, poetml::resolve_threads(n_threads)));
+            if (n_events > 0 && !chans.empty())
+                check_output_size({workers, static_cast<py::ssize_t>(n_eta), static_cast<py::ssize_t>(n_phi),
+                                   static_cast<py::ssize_t>(chans.size())},
+                                  "rasterize_sparse (one working image per thread)");
             std::vector<std::int64_t> dropped(chans.size(), 0);
             poetml::SparseImages sparse;
             {
