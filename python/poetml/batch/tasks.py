@@ -93,7 +93,8 @@ def process_task(
     records: event count, SHA-256 and size of the shard, time, peak RSS of the worker.
 
     Memory: the events of the range are read at once (proportional to the step size); the
-    kernel runs and the shard grows ``kernel_chunk`` events at a time.
+    kernel runs and the shard grows ``kernel_chunk`` events at a time (sparse images: the
+    whole range in one call, as its output is a few tens of bytes an event).
 
     The shard is a self-contained poetml dataset: its ``inputs`` attribute is ``[path]`` and
     its ``source`` column 0; the batch-wide file id is the attribute ``batch_source_id``.
