@@ -163,9 +163,10 @@ class SparseShardWriter:
     """Append batches of sparse images (:class:`~poetml.images.SparseImages`) to an HDF5
     file of the sparse layout, atomically; the counterpart of
     :class:`~poetml.datasets.hdf5.ShardWriter` (same arguments, same ``append``,
-    ``close``, ``abort`` and ``with`` behaviour), which :func:`poetml.datasets.convert.
-    write_batch` feeds from :func:`poetml.rasterize_sparse`.  ``append`` also takes dense
-    images ``(n, n_eta, n_phi, C)`` and keeps their non-zero pixels."""
+    ``close``, ``abort`` and ``with`` behaviour), which
+    :func:`poetml.datasets.convert.write_batch` feeds from :func:`poetml.rasterize_sparse`.
+    ``append`` also takes dense images ``(n, n_eta, n_phi, C)`` and keeps their non-zero
+    pixels."""
 
     sparse = True
     kind = "images"
