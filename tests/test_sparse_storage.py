@@ -238,3 +238,13 @@ def test_inspect_reads_both_layouts(both, tmp_path, capsys):
         f["x"] = np.zeros(3)
     assert main(["inspect", str(other)]) == 1
     assert "an HDF5 file, but not a poetml dataset" in capsys.readouterr().err
+
+
+def test_batch_cli_offers_the_image_layout(capsys):
+    with pytest.raises(SystemExit):
+        main(["batch", "images", "--help"])
+    out = capsys.readouterr().out
+    assert "--image-layout {sparse,dense}" in out
+    with pytest.raises(SystemExit):
+        main(["batch", "features", "--help"])
+    assert "--image-layout" not in capsys.readouterr().out

@@ -118,3 +118,28 @@ def test_batches_hold_no_more_than_a_batch_dense(files):
         seq[5]
     with pytest.raises(ValueError, match="240 events but 3 targets"):
         batches(sp, y[:3], batch_size=8)
+
+
+def test_an_epoch_holds_one_dense_batch_at_a_time(write_poet_file, tmp_path):
+    """Memory of training from sparse: the sparse split plus about one dense batch, far
+    below the dense split (tracemalloc sees numpy's buffers)."""
+    import tracemalloc
+
+    from poetml import rasterize_sparse
+
+    spec = ImageSpec(n_eta=64, n_phi=64)  # 64 KiB a dense event
+    batch = reading.read(write_poet_file(tmp_path / "p.root", 400, seed=2))
+    sp = rasterize_sparse(batch, spec)
+    dense_split = 400 * 64 * 64 * 4 * 4  # 26 MB
+    dense_batch = 16 * 64 * 64 * 4 * 4  # 1 MB
+    seq = batches(sp, np.zeros(400, np.int32), batch_size=16, shuffle_seed=3)
+    tracemalloc.start()
+    try:
+        for i in range(len(seq)):
+            xb, _ = seq[i]
+            assert xb.shape == (16, *spec.shape)
+            del xb
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * dense_batch < dense_split / 8
