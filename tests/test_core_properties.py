@@ -446,6 +446,14 @@ def test_densify_rejects_bad_input() -> None:
         _core.densify(np.array([1, 2], np.int64), idx, val, n_eta=2, n_phi=2, n_channels=2)
     with pytest.raises(TypeError):
         _core.densify(off, idx.astype(np.int64), val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(
+        TypeError, match="SparseImages: index must be a 1-D int32 array, got int64 1-D"
+    ):
+        SparseImages(off, idx.astype(np.int64), val, (2, 2, 2))
+    with pytest.raises(
+        TypeError, match="SparseImages: values must be a 1-D float32 array, got list"
+    ):
+        SparseImages(off, idx, [1.0, 2.0], (2, 2, 2))
     with pytest.raises(ValueError, match="2 pixel indices but 1 values"):
         SparseImages(off, idx, val[:1], (2, 2, 2))
     with pytest.raises(ValueError, match=r"densify: out must have shape \(2, 2, 2, 2\)"):

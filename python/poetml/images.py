@@ -394,8 +394,19 @@ class SparseImages:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if len(self.shape) != 3:
             raise ValueError(f"SparseImages: shape must be (n_eta, n_phi, C), got {self.shape}")
-        if self.offsets.ndim != 1 or len(self.offsets) < 1:
-            raise ValueError("SparseImages: offsets must be 1-D with n_events + 1 >= 1 values")
+        for name, dtype in (("offsets", np.int64), ("index", np.int32), ("values", np.float32)):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 1:
+                got = (
+                    f"{arr.dtype} {arr.ndim}-D"
+                    if isinstance(arr, np.ndarray)
+                    else type(arr).__name__
+                )
+                raise TypeError(
+                    f"SparseImages: {name} must be a 1-D {np.dtype(dtype)} array, got {got}"
+                )
+        if len(self.offsets) < 1:
+            raise ValueError("SparseImages: offsets must hold n_events + 1 >= 1 values")
         if len(self.index) != len(self.values):
             raise ValueError(
                 f"SparseImages: {len(self.index)} pixel indices but {len(self.values)} values"
