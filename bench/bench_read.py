@@ -17,7 +17,15 @@ written into a temporary folder by the bench itself (``tests/conftest.py`` helpe
     written directly) against h5py's own filters (gzip levels, lzf, with and without
     byte shuffle);
 (e) the full ``poetml images FILE -o OUT.h5`` command in a subprocess (Python start-up,
-    reading, rasterizing, compressed HDF5 write): events/s and output bytes/event.
+    reading, rasterizing, compressed HDF5 write), sparse (the default) and
+    ``--image-layout dense``: events/s and output bytes/event, and
+    ``RATIO images_cli/uproot_read`` (sparse command vs (a), events/s; target >= 0.5);
+(f) densifying sparse training batches (``poetml.training.batches``: a shuffled batch
+    taken from the sparse split and densified) against the DTW CNN's training events/s
+    (``configs/dtw_cnn.yaml``, float, ``model.fit`` on dense arrays in memory):
+    ``RATIO densify/cnn_training`` (target >= 10);
+(g) ``poetml batch images`` (sparse shards) on LocalClusters of 2 and 1 worker processes,
+    already started: ``RATIO batch_2workers/1worker`` (target >= 1.8).
 
 Every time is the best of ``--repeat`` runs.  Run from the repository root::
 
@@ -65,6 +73,10 @@ def main() -> int:
     )
     ap.add_argument("--skip-storage", action="store_true", help="skip (d)")
     ap.add_argument("--skip-cli", action="store_true", help="skip (e)")
+    ap.add_argument("--skip-train", action="store_true", help="skip (f)")
+    ap.add_argument("--skip-batch", action="store_true", help="skip (g)")
+    ap.add_argument("--train-events", type=int, default=50_000, help="events of (f)")
+    ap.add_argument("--batch-step", type=int, default=25_000, help="events per task in (g)")
     ap.add_argument("--tmp", default=None, help="folder for the temporary files")
     args = ap.parse_args()
 
@@ -255,23 +267,132 @@ def main() -> int:
                     out.unlink()
             del images
 
+        t_up_best = t_up
         if not args.skip_cli:
-            out = tmp / "images.h5"
             exe = Path(sys.executable).with_name("poetml")
-            cmd = [str(exe), "images", str(path), "-o", str(out), "--step-size", str(args.step_size),
-                   "--no-progress"] + (["--threads", str(threads)] if threads else [])  # fmt: skip
-            t0 = time.perf_counter()
-            res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            t_cli = time.perf_counter() - t0
-            if res.returncode != 0:
-                print(res.stderr)
-                return 1
-            osize = out.stat().st_size
             print()
-            print("(e) poetml images FILE -o OUT.h5 --step-size", args.step_size)
-            print(f"  {ev / t_cli / 1e3:.1f} kevents/s ({t_cli:.1f} s wall for {ev} events, "
-                  f"Python start-up included); output {osize / 1e6:.1f} MB = {osize / ev:.0f} bytes/event")  # fmt: skip
-            print("  " + res.stderr.strip().splitlines()[-1])
+            print(f"(e) poetml images FILE -o OUT.h5 --step-size {args.step_size}: a subprocess, "
+                  f"Python start-up included, best of {args.repeat}")  # fmt: skip
+            cli_rate = {}
+            for layout in ("sparse", "dense"):
+                out = tmp / f"images-{layout}.h5"
+                cmd = [str(exe), "images", str(path), "-o", str(out), "--step-size",
+                       str(args.step_size), "--no-progress", "--image-layout", layout]  # fmt: skip
+                cmd += ["--threads", str(threads)] if threads else []
+                best_t, line = float("inf"), ""
+                for _ in range(args.repeat if layout == "sparse" else 1):
+                    t0 = time.perf_counter()
+                    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    t_cli = time.perf_counter() - t0
+                    if res.returncode != 0:
+                        print(res.stderr)
+                        return 1
+                    if t_cli < best_t:
+                        best_t, line = t_cli, res.stderr.strip().splitlines()[-1]
+                osize = out.stat().st_size
+                cli_rate[layout] = ev / best_t
+                print(f"  {layout:<6} {ev / best_t / 1e3:8.1f} kevents/s ({best_t:.2f} s wall), "
+                      f"output {osize / 1e6:.2f} MB = {osize / ev:.1f} bytes/event")  # fmt: skip
+                print(f"         {line}")
+                if layout == "sparse":
+                    print(f"BYTES_PER_EVENT images_cli_sparse: {osize / ev:.1f}")
+            from poetml.datasets import convert
+
+            cfg = reading.ReadingConfig(step_size=args.step_size)
+            t_conv, _ = best(lambda: convert.convert([str(path)], tmp / "inproc.h5", "images", spec,
+                             reading=cfg, threads=threads, progress=False), args.repeat)  # fmt: skip
+            up_rate = ev / t_up_best
+            print(f"  sparse, in process (convert(), no interpreter start-up): "
+                  f"{ev / t_conv / 1e3:.1f} kevents/s")  # fmt: skip
+            print(f"  uproot read of the same branches: {up_rate / 1e3:.1f} kevents/s")
+            print(f"RATIO images_convert_inprocess/uproot_read: {ev / t_conv / up_rate:.3f}")
+            print(f"RATIO images_cli/uproot_read: {cli_rate['sparse'] / up_rate:.3f}")
+            print(f"RATIO images_cli_sparse/images_cli_dense: "
+                  f"{cli_rate['sparse'] / cli_rate['dense']:.2f}")  # fmt: skip
+
+        if not args.skip_train:
+            densify_vs_training(path, spec, args, threads)
+
+        if not args.skip_batch:
+            batch_scaling(path, tmp, args)
+    return 0
+
+
+def densify_vs_training(path: Path, spec, args, threads) -> None:
+    """(f) densify throughput (the training Sequence's path: take a shuffled batch of the
+    sparse split, densify it) against the DTW CNN's training events/s on dense batches."""
+    from poetml import config, models, reading, training
+    from poetml.images import rasterize_sparse
+
+    cfg = config.load(ROOT / "configs" / "dtw_cnn.yaml")
+    n = min(args.events, args.train_events)
+    batch = reading.read(path, 0, n)
+    sparse = rasterize_sparse(batch, cfg.images, n_threads=threads)
+    dense = sparse.dense()
+    y = (np.arange(n) % 3).astype(np.int32)
+    bs = cfg.training.batch_size
+    rng = np.random.default_rng(1)
+
+    def densify_epoch() -> int:
+        order = rng.permutation(n)
+        for lo in range(0, n, bs):
+            sparse.take(order[lo : lo + bs]).dense(n_threads=1)
+        return n
+
+    t_d, _ = best(densify_epoch, args.repeat)
+    seq = training.batches(sparse, y, batch_size=bs, shuffle_seed=1)
+
+    def sequence_epoch() -> int:  # each batch dropped after use, as model.fit does
+        for i in range(len(seq)):
+            seq[i]
+        return n
+
+    t_s, _ = best(sequence_epoch, args.repeat)
+
+    from poetml.models import _backend
+
+    tf = _backend.tf()
+    tf.keras.utils.set_random_seed(1)
+    model = models.build(cfg.model, cfg.images.shape, 3)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])  # fmt: skip
+    x = np.log1p(dense) / 4.0
+    model.fit(x[: 20 * bs], y[: 20 * bs], batch_size=bs, epochs=1, verbose=0)  # graph built
+    t_fit, _ = best(lambda: model.fit(x, y, batch_size=bs, epochs=1, verbose=0, shuffle=True), 1)
+    print()
+    print(f"(f) training input: {n} events, batch {bs}, the DTW CNN "
+          f"({model.count_params()} parameters, float), {spec.shape} images")  # fmt: skip
+    print(f"  take shuffled batch + densify, 1 thread:          {n / t_d / 1e3:8.1f} kevents/s")
+    print(f"  training.batches Sequence (the same), whole epoch: {n / t_s / 1e3:8.1f} kevents/s")
+    print(f"  CNN training (model.fit, dense in memory):        {n / t_fit / 1e3:8.1f} kevents/s")
+    # the path training takes: the Sequence (shuffled take + densify per batch)
+    print(f"RATIO densify/cnn_training: {t_fit / t_s:.1f}")
+
+
+def batch_scaling(path: Path, tmp: Path, args) -> None:
+    """(g) ``poetml batch images`` (sparse shards) with 2 worker processes against 1, on
+    already started LocalClusters (the fixed start-up of a cluster excluded)."""
+    from distributed import Client, LocalCluster
+
+    from poetml import batch
+
+    rates = {}
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+            client.run(lambda: __import__("poetml.datasets.convert"))  # imports warmed
+            t_best = float("inf")
+            for r in range(args.repeat):
+                out = tmp / f"batch-{workers}-{r}"
+                t0 = time.perf_counter()
+                res = batch.run([str(path)], out, "images", step_size=args.batch_step,
+                                client=client, progress=False)  # fmt: skip
+                t_best = min(t_best, time.perf_counter() - t0)
+                assert res.ok, res.summary()
+            rates[workers] = res.n_events / t_best
+        print(f"  batch images, {workers} worker(s): {rates[workers] / 1e3:8.1f} kevents/s "
+              f"({res.n_tasks} tasks of {args.batch_step} events)")  # fmt: skip
+    print(f"RATIO batch_2workers/1worker: {rates[2] / rates[1]:.2f}")
     return 0
 
 

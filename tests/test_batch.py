@@ -48,8 +48,13 @@ def reference(kind: str, spec, path: Path):
 def read_shard(path: Path) -> dict[str, np.ndarray]:
     import h5py
 
+    from poetml.datasets import hdf5
+
     with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        got = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+    if "pixel_index" in got:  # a sparse shard: its images densified too
+        got["images"] = hdf5.load(path).data
+    return got
 
 
 def final_shards(out: Path) -> dict[str, int]:
@@ -142,6 +147,12 @@ def test_fingerprint_changes_with_spec_and_inputs():
     assert "1 added (first: /y.root)" in fingerprint_diff(a, c)[0]
     with pytest.raises(ConfigError, match="kind"):
         batch.spec_fingerprint("movies", SMALL, [], step_size=1)
+    dense = batch.spec_fingerprint("images", SMALL, ["/x.root"], step_size=10, image_layout="dense")
+    assert "image_layout" not in dense  # dense batches keep their earlier fingerprint
+    assert dense["hash"] != a["hash"]
+    assert fingerprint_diff(dense, a) == ["image_layout 'dense' -> 'sparse'"]
+    with pytest.raises(ConfigError, match="image layout 'ragged' is not one of sparse, dense"):
+        batch.spec_fingerprint("images", SMALL, [], step_size=1, image_layout="ragged")
 
 
 # --------------------------------------------------------------------------------------
@@ -200,6 +211,21 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
         (ids[str(p)], i) for p, n in zip(inputs, (230, 100, 57), strict=True) for i in range(n)
     }
     assert set(pairs) == expected
+    # sparse shards, presented as one sparse file: pixels virtual, offsets rebased
+    import h5py
+
+    with h5py.File(out / "dataset.h5") as f:
+        assert f.attrs["layout"] == "sparse"
+        assert f["pixel_index"].is_virtual
+        assert f["pixel_value"].is_virtual
+        assert not f["image_offsets"].is_virtual
+        offsets = f["image_offsets"][()]
+        assert offsets[0] == 0
+        assert offsets[-1] == len(f["pixel_index"]) == len(f["pixel_value"])
+        assert offsets[-1] == np.count_nonzero(ds.data)
+        assert np.all(np.diff(offsets) >= 0)
+    shard_nnz = [len(read_shard(out / t.shard)["pixel_index"]) for t in st.tasks]
+    assert sum(shard_nnz) == offsets[-1]
     # the virtual dataset holds no copy of the data, and follows the folder when moved
     assert (out / "dataset.h5").stat().st_size < 100_000
     moved = tmp_path / "moved"
@@ -211,6 +237,37 @@ def test_shards_equal_single_process_and_dataset_has_every_event_once(client, in
     finally:
         os.chdir(cwd)
     np.testing.assert_array_equal(again.data, ds.data)
+
+
+def test_dense_and_sparse_batches_hold_the_same_images(client, inputs, tmp_path):
+    from poetml.datasets import hdf5
+
+    kw = {"step_size": 60, "client": client, "progress": False}
+    sparse = batch.run(inputs[1:], tmp_path / "sparse", "images", SMALL, **kw)
+    dense = batch.run(inputs[1:], tmp_path / "dense", "images", SMALL, image_layout="dense", **kw)
+    assert sparse.ok
+    assert dense.ok
+    a, b = (
+        hdf5.load(tmp_path / "sparse" / "dataset.h5"),
+        hdf5.load(tmp_path / "dense" / "dataset.h5"),
+    )
+    assert a.data.shape == b.data.shape == (157, *SMALL.shape)
+    assert a.data.tobytes() == b.data.tobytes()
+    np.testing.assert_array_equal(a.event_index, b.event_index)
+    np.testing.assert_array_equal(a.source, b.source)
+    assert a.attrs["layout"] == "sparse"
+    assert "layout" not in b.attrs
+    # the lazy reader slices across shard boundaries (shards of 60 events)
+    ds = hdf5.open_dataset(tmp_path / "sparse" / "dataset.h5")
+    try:
+        np.testing.assert_array_equal(ds[50:130], b.data[50:130])
+    finally:
+        ds.file.close()
+    # the layout is part of the fingerprint: no mixing of sparse and dense shards
+    with pytest.raises(batch.BatchError, match=r"image_layout 'sparse' -> 'dense'"):
+        batch.run(inputs[1:], tmp_path / "sparse", "images", SMALL, image_layout="dense", **kw)
+    again = batch.run(inputs[1:], tmp_path / "sparse", "images", SMALL, **kw)
+    assert again.n_skipped == again.n_tasks
 
 
 def test_features_shards_equal_single_process(client, inputs, tmp_path):

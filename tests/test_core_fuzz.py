@@ -101,6 +101,8 @@ def test_random_offsets(case, pt: float) -> None:
     if expected is not None:
         with pytest.raises(ValueError, match=re.escape(f"collection 'muon': {expected}")):
             _raster([(cols, _core.Cuts())], n_events)
+        with pytest.raises(ValueError, match=re.escape(f"collection 'muon': {expected}")):
+            _core.rasterize_sparse([(cols, _core.Cuts())], n_events, **GEOMETRY)
         with pytest.raises(ValueError, match=re.escape(expected)):
             _core.build_features([(cols, _core.Cuts())], n_events, slots)
         return
@@ -111,6 +113,11 @@ def test_random_offsets(case, pt: float) -> None:
     ref, ref_dropped = _reference.rasterize(batch, spec, return_dropped=True)
     np.testing.assert_array_equal(images, ref)
     np.testing.assert_array_equal(dropped, ref_dropped)
+    s_off, s_idx, s_val, s_dropped = _core.rasterize_sparse([(cols, _core.Cuts())], n_events,
+                                                            **GEOMETRY)  # fmt: skip
+    np.testing.assert_array_equal(s_dropped, dropped)
+    dense = _core.densify(s_off, s_idx, s_val, n_eta=4, n_phi=5, n_channels=1)
+    assert dense.tobytes() == images.tobytes()
     feats = _core.build_features([(cols, _core.Cuts())], n_events, slots)
     assert feats.shape == (n_events, 4)
     assert not feats.any()
@@ -330,6 +337,48 @@ def test_huge_images_are_refused(n_eta: int, n_phi: int, n_ch: int) -> None:
     shape = f"(1, {n_eta}, {n_phi}, {n_ch})"
     with pytest.raises(ValueError, match=re.escape(f"rasterize: output of shape {shape} needs ")):
         _core.rasterize(chans, 1, **kw)
+    with pytest.raises(
+        ValueError, match=re.escape(f"working image per thread): output of shape {shape} needs ")
+    ):
+        _core.rasterize_sparse(chans, 1, **kw, n_threads=1)
+    with pytest.raises(ValueError, match=re.escape(f"densify: output of shape {shape} needs ")):
+        _core.densify(np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                      n_eta=n_eta, n_phi=n_phi, n_channels=n_ch)  # fmt: skip
+
+
+@FUZZ
+@given(case=offsets_and_n(), data=st.data())
+def test_densify_random_offsets_and_indices(case, data) -> None:
+    """Broken offsets or indices outside the image: a ValueError naming them, never a
+    crash; valid ones: the NumPy twin's images."""
+    from poetml.images import SparseImages
+
+    off, n = case
+    per_event = 2 * 3 * 2
+    index = np.asarray(
+        data.draw(st.lists(st.integers(0, per_event - 1), min_size=n, max_size=n)), np.int32
+    )
+    bad = data.draw(st.sampled_from([None, -1, per_event, 2**31 - 1, -(2**31)]))
+    if bad is not None and n:
+        index[data.draw(st.integers(0, n - 1))] = bad
+    values = np.arange(1, n + 1, dtype=np.float32)
+    expected = _offsets_error(off, n)
+    kw = {"n_eta": 2, "n_phi": 3, "n_channels": 2}
+    if expected is not None:
+        expected = expected.replace("the columns hold", "there are").replace(" objects", " entries")
+        with pytest.raises(ValueError, match=re.escape(f"densify: {expected}")):
+            _core.densify(off, index, values, **kw)
+        return
+    outside = np.flatnonzero((index < 0) | (index >= per_event))
+    if len(outside):
+        k = int(outside[0])
+        with pytest.raises(ValueError, match=re.escape(f"pixel index {index[k]} of entry {k} ")):
+            _core.densify(off, index, values, **kw)
+        return
+    got = _core.densify(off, index, values, **kw, n_threads=2)
+    want = _reference.densify(SparseImages(off, index, values, (2, 3, 2)))
+    # a pixel given twice in one event keeps the last value, in both
+    np.testing.assert_array_equal(got, want)
 
 
 @FUZZ

@@ -287,3 +287,178 @@ def test_out_buffer_gives_the_fresh_result(data, spec: ImageSpec, fspec, fill, t
     assert got_f is fout
     assert got_names == names
     np.testing.assert_array_equal(fout, feats)
+
+
+# --------------------------------------------------------------------------------------
+# sparse images: rasterize_sparse -> densify equals rasterize exactly
+# --------------------------------------------------------------------------------------
+
+
+def _check_sparse_form(sparse: poetml.SparseImages, n_events: int, shape: tuple) -> None:
+    assert sparse.offsets.dtype == np.int64
+    assert sparse.offsets.shape == (n_events + 1,)
+    assert sparse.index.dtype == np.int32
+    assert sparse.values.dtype == np.float32
+    assert sparse.offsets[0] == 0
+    assert sparse.offsets[-1] == len(sparse.index)
+    assert np.all(np.diff(sparse.offsets) >= 0)
+    assert np.all(sparse.values != 0)
+    assert np.all((sparse.index >= 0) & (sparse.index < np.prod(shape)))
+    for i in range(n_events):  # ascending, each pixel once
+        idx = sparse.index[sparse.offsets[i] : sparse.offsets[i + 1]]
+        assert np.all(np.diff(idx) > 0)
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs(), threads=st.sampled_from([1, 2, 3]))
+def test_rasterize_sparse_densifies_to_rasterize(data, spec: ImageSpec, threads: int) -> None:
+    batch = data.draw(batches(spec.n_eta, spec.n_phi, max_events=9))
+    images, dropped = poetml.rasterize(batch, spec, return_dropped=True, n_threads=1)
+    sparse, sdropped = poetml.rasterize_sparse(batch, spec, return_dropped=True, n_threads=threads)
+    _check_sparse_form(sparse, batch.n_events, spec.shape)
+    assert sparse.shape == spec.shape
+    np.testing.assert_array_equal(sdropped, dropped)
+    dense = poetml.densify(sparse, n_threads=threads)
+    assert dense.dtype == np.float32
+    assert dense.shape == images.shape
+    assert dense.tobytes() == images.tobytes()  # bit for bit, every mode and post-processing
+    # the entries are exactly the non-zero pixels of the dense images
+    assert len(sparse.index) == np.count_nonzero(images)
+    # the NumPy twins: same entries (exactly for plain histograms), same densification
+    ref = _reference.rasterize_sparse(batch, spec)
+    _check_sparse_form(ref, batch.n_events, spec.shape)
+    if _plain(spec):
+        np.testing.assert_array_equal(ref.offsets, sparse.offsets)
+        np.testing.assert_array_equal(ref.index, sparse.index)
+        np.testing.assert_array_equal(ref.values, sparse.values)
+    else:
+        np.testing.assert_allclose(_reference.densify(ref), dense, rtol=2e-6, atol=1e-7)
+    assert _reference.densify(sparse).tobytes() == dense.tobytes()
+    # a dirty out= buffer gives the same
+    out = np.full(images.shape, np.nan, np.float32)
+    assert poetml.densify(sparse, out=out) is out
+    assert out.tobytes() == images.tobytes()
+
+
+@SETTINGS
+@given(data=st.data(), spec=specs())
+def test_rasterize_sparse_split_batches_concatenate(data, spec: ImageSpec) -> None:
+    from poetml.images import concatenate_sparse
+
+    batch = data.draw(batches(spec.n_eta, spec.n_phi))
+    k = data.draw(st.integers(0, batch.n_events))
+    whole = poetml.rasterize_sparse(batch, spec)
+    parts = [
+        poetml.rasterize_sparse(batch.slice(0, k), spec),
+        poetml.rasterize_sparse(batch.slice(k, batch.n_events), spec),
+    ]
+    joined = concatenate_sparse(parts)
+    for a, b in ((joined.offsets, whole.offsets), (joined.index, whole.index)):
+        np.testing.assert_array_equal(a, b)
+    assert joined.values.tobytes() == whole.values.tobytes()
+    back = whole.slice(k, batch.n_events)
+    np.testing.assert_array_equal(back.dense(), parts[1].dense())
+
+
+def _one_event(pt: float, eta: float = 0.1, phi: float = 0.2, n_events: int = 1) -> EventBatch:
+    offsets = np.array([0] + [1] * n_events, dtype=np.int64)
+    f32 = lambda v: np.array([v], dtype=np.float32)
+    muon = Collection(offsets, {"pt": f32(pt), "eta": f32(eta), "phi": f32(phi)})
+    zeros = np.zeros(n_events, np.float32)
+    return EventBatch(n_events, {"muon": muon}, {"pt": zeros, "phi": zeros})
+
+
+def test_rasterize_sparse_saturated_to_zero_has_no_entries() -> None:
+    spec = ImageSpec(channels=("muon",), saturate_bits=4, lsb_gev=8.0, selection=Selection.none())
+    low = poetml.rasterize_sparse(_one_event(7.9), spec)  # floor(7.9 / 8) = 0
+    assert low.offsets.tolist() == [0, 0]
+    assert len(low.index) == 0
+    assert len(low.values) == 0
+    assert not poetml.rasterize(_one_event(7.9), spec).any()
+    high = poetml.rasterize_sparse(_one_event(200.0), spec)  # min(floor(25), 15) = 15
+    assert high.offsets.tolist() == [0, 1]
+    assert high.values.tolist() == [15.0]
+    # with log1p and normalize on top, the vanished event stays empty
+    spec2 = ImageSpec(**{**spec.__dict__, "log1p": True, "normalize": True})
+    assert poetml.rasterize_sparse(_one_event(7.9), spec2).offsets.tolist() == [0, 0]
+
+
+def test_rasterize_sparse_empty_batch_and_empty_events() -> None:
+    empty = EventBatch(
+        0,
+        {"muon": Collection(np.zeros(1, np.int64), {k: np.zeros(0, np.float32) for k in ("pt", "eta", "phi")})},
+        {"pt": np.zeros(0, np.float32), "phi": np.zeros(0, np.float32)},
+    )  # fmt: skip
+    spec = ImageSpec(channels=("muon", "met"))
+    s = poetml.rasterize_sparse(empty, spec)
+    assert s.offsets.tolist() == [0]
+    assert s.n_events == 0
+    assert s.dense().shape == (0, 32, 32, 2)
+    three = EventBatch(
+        3,
+        {"muon": Collection(np.zeros(4, np.int64), {k: np.zeros(0, np.float32) for k in ("pt", "eta", "phi")})},
+        {"pt": np.zeros(3, np.float32), "phi": np.zeros(3, np.float32)},
+    )  # fmt: skip
+    s3 = poetml.rasterize_sparse(three, spec)
+    assert s3.offsets.tolist() == [0, 0, 0, 0]
+    assert not s3.dense().any()
+
+
+def test_rasterize_sparse_phi_pi_and_edges() -> None:
+    spec = ImageSpec(channels=("muon",), n_eta=4, n_phi=8, eta_min=-2.0, eta_max=2.0,
+                     selection=Selection.none())  # fmt: skip
+    for phi in (math.pi, -math.pi, F32_PI, -F32_PI):
+        s = poetml.rasterize_sparse(_one_event(10.0, eta=1.0, phi=phi), spec)  # eta on an edge
+        dense = poetml.rasterize(_one_event(10.0, eta=1.0, phi=phi), spec)
+        assert s.dense().tobytes() == dense.tobytes()
+        ix, iy, c = np.unravel_index(int(s.index[0]), spec.shape)
+        assert (ix, c) == (3, 0)
+        assert iy in (0, 7)
+    # the upper eta edge is outside: dropped, no entry
+    s, dropped = poetml.rasterize_sparse(_one_event(10.0, eta=2.0), spec, return_dropped=True)
+    assert s.offsets.tolist() == [0, 0]
+    assert dropped.tolist() == [1]
+
+
+def test_densify_rejects_bad_input() -> None:
+    import pytest
+
+    from poetml import _core
+    from poetml.images import SparseImages
+
+    off = np.array([0, 1, 2], np.int64)
+    idx = np.array([3, 5], np.int32)
+    val = np.array([1.0, 2.0], np.float32)
+    good = _core.densify(off, idx, val, n_eta=2, n_phi=2, n_channels=2)
+    assert good.reshape(2, -1)[0, 3] == 1.0
+    assert good.reshape(2, -1)[1, 5] == 2.0
+    with pytest.raises(
+        ValueError, match=r"pixel index 8 of entry 1 \(event 1\) is outside \[0, 8\)"
+    ):
+        _core.densify(off, np.array([3, 8], np.int32), val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(
+        ValueError, match=r"offsets decrease at event 1 \(offsets\[1\] = 2, offsets\[2\] = 1\)"
+    ):
+        _core.densify(np.array([0, 2, 1, 2], np.int64), idx, val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(ValueError, match="offsets end at 1 but there are 2 entries"):
+        _core.densify(np.array([0, 1], np.int64), idx, val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(ValueError, match=r"offsets\[0\] = 1, must be 0"):
+        _core.densify(np.array([1, 2], np.int64), idx, val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(TypeError):
+        _core.densify(off, idx.astype(np.int64), val, n_eta=2, n_phi=2, n_channels=2)
+    with pytest.raises(
+        TypeError, match="SparseImages: index must be a 1-D int32 array, got int64 1-D"
+    ):
+        SparseImages(off, idx.astype(np.int64), val, (2, 2, 2))
+    with pytest.raises(
+        TypeError, match="SparseImages: values must be a 1-D float32 array, got list"
+    ):
+        SparseImages(off, idx, [1.0, 2.0], (2, 2, 2))
+    with pytest.raises(ValueError, match="2 pixel indices but 1 values"):
+        SparseImages(off, idx, val[:1], (2, 2, 2))
+    with pytest.raises(ValueError, match=r"densify: out must have shape \(2, 2, 2, 2\)"):
+        poetml.densify(
+            SparseImages(off, idx, val, (2, 2, 2)), out=np.zeros((1, 2, 2, 2), np.float32)
+        )
+    with pytest.raises(ValueError, match="outside"):
+        _reference.densify(SparseImages(off, np.array([3, 8], np.int32), val, (2, 2, 2)))

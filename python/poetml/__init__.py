@@ -20,6 +20,9 @@ _LAZY = {
     "EventBatch": "jagged",
     "Collection": "jagged",
     "rasterize": "images",
+    "rasterize_sparse": "images",
+    "densify": "images",
+    "SparseImages": "images",
     "ImageSpec": "images",
     "build_features": "features",
     "FeatureSpec": "features",
@@ -49,17 +52,20 @@ __all__ = [
     "PoetmlError",
     "ReadError",
     "Selection",
+    "SparseImages",
     "__version__",
     "build_features",
+    "densify",
     "inspect",
     "iterate",
     "rasterize",
+    "rasterize_sparse",
 ]
 
 if TYPE_CHECKING:
     from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError
     from .features import FeatureSpec, build_features
-    from .images import ImageSpec, rasterize
+    from .images import ImageSpec, SparseImages, densify, rasterize, rasterize_sparse
     from .jagged import Collection, EventBatch
     from .reading import inspect, iterate
     from .selection import ElectronSelection, JetSelection, MuonSelection, Selection

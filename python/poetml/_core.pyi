@@ -75,6 +75,39 @@ def rasterize(
     n_threads: int = 0,
     out: _F32 | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def rasterize_sparse(
+    channels: Sequence[tuple[Columns, Cuts]],
+    n_events: int,
+    *,
+    n_eta: int,
+    n_phi: int,
+    eta_min: float,
+    eta_max: float,
+    mode: str = "histogram",
+    sigma: float = 1.0,
+    glyph_radius0: float = 0.5,
+    glyph_radius_per_log: float = 0.5,
+    glyph_width: float = 0.5,
+    glyph_width_positive: float = 1.0,
+    log1p: bool = False,
+    normalize: bool = False,
+    saturate_bits: int = 0,
+    lsb_gev: float = 0.5,
+    n_threads: int = 0,
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.int64]
+]: ...
+def densify(
+    offsets: _I64,
+    index: npt.NDArray[np.int32],
+    value: _F32,
+    *,
+    n_eta: int,
+    n_phi: int,
+    n_channels: int,
+    n_threads: int = 0,
+    out: _F32 | None = None,
+) -> npt.NDArray[np.float32]: ...
 def build_features(
     collections: Sequence[tuple[Columns, Cuts]],
     n_events: int,

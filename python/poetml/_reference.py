@@ -25,6 +25,7 @@ from .features import QUANTITY_NEEDS, FeatureSpec, feature_names, slot_column
 from .images import (
     CutParams,
     ImageSpec,
+    SparseImages,
     batch_collection,
     check_out,
     met_field,
@@ -36,7 +37,7 @@ from .schema import MASSES
 if TYPE_CHECKING:
     from .jagged import EventBatch
 
-__all__ = ["build_features", "rasterize"]
+__all__ = ["build_features", "densify", "rasterize", "rasterize_sparse"]
 
 
 def _objects(batch: EventBatch, name: str) -> dict[str, Any]:
@@ -213,6 +214,52 @@ def rasterize(
     if return_dropped:
         return images, dropped
     return images
+
+
+def rasterize_sparse(
+    batch: EventBatch,
+    spec: ImageSpec | None = None,
+    *,
+    n_threads: int | None = None,
+    return_dropped: bool = False,
+) -> SparseImages | tuple[SparseImages, np.ndarray]:
+    """NumPy twin of :func:`poetml.images.rasterize_sparse`: the non-zero pixels of
+    :func:`rasterize`'s images, event by event in ascending flat pixel index."""
+    spec = ImageSpec() if spec is None else spec
+    images, dropped = rasterize(batch, spec, n_threads=n_threads, return_dropped=True)
+    flat = images.reshape(len(images), int(np.prod(spec.shape)))
+    event, pixel = np.nonzero(flat)  # row-major: events in order, pixels ascending
+    offsets = np.zeros(len(images) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(event, minlength=len(images)), out=offsets[1:])
+    sparse = SparseImages(
+        offsets, pixel.astype(np.int32), flat[event, pixel].astype(np.float32), spec.shape
+    )
+    return (sparse, dropped) if return_dropped else sparse
+
+
+def densify(
+    sparse: SparseImages, *, n_threads: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """NumPy twin of :func:`poetml.images.densify` (``n_threads`` checked, then unused)."""
+    resolve_threads(n_threads)
+    n = sparse.n_events
+    shape = (n, *sparse.shape)
+    check_out(out, shape, "densify")
+    off = np.asarray(sparse.offsets)
+    if off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] != len(sparse.index):
+        raise ValueError(
+            f"densify: offsets must start at 0, never decrease and end at {len(sparse.index)}"
+        )
+    per_event = int(np.prod(sparse.shape))
+    bad = (sparse.index < 0) | (sparse.index >= per_event)
+    if bad.any():
+        raise ValueError(f"densify: pixel index {sparse.index[bad][0]} is outside [0, {per_event})")
+    images = np.zeros((n, per_event), dtype=np.float32)
+    images[np.repeat(np.arange(n), np.diff(off)), sparse.index] = sparse.values
+    if out is not None:
+        out[...] = images.reshape(shape)
+        return out
+    return images.reshape(shape)
 
 
 def _pair_mass(pt, eta, phi, mass) -> float:

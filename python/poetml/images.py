@@ -7,6 +7,10 @@ NumPy twin.  Conventions: eta in [eta_min, eta_max), phi in [-pi, pi),
 dropped (and counted), MET at eta = 0 in its own channel.  Output ``(N, n_eta, n_phi, C)``
 float32, channels last.
 
+:func:`rasterize_sparse` builds the same images but returns only their non-zero pixels
+(:class:`SparseImages`: per-event int64 offsets, int32 flat pixel indices, float32
+values); :func:`densify` turns them back into the dense array, bit for bit.
+
 The exact definitions (binning precision, the gaussian and glyph footprints, the order of
 saturation, log1p and normalisation) are in the docstring of :func:`rasterize` and in
 ``cpp/include/poetml/rasterize.hpp``.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -29,7 +33,7 @@ from .selection import ElectronSelection, JetSelection, MuonSelection, ObjectSel
 if TYPE_CHECKING:
     from .jagged import Collection, EventBatch
 
-__all__ = ["IMAGE_MODES", "ImageSpec", "rasterize"]
+__all__ = ["IMAGE_MODES", "ImageSpec", "SparseImages", "densify", "rasterize", "rasterize_sparse"]
 
 #: Rasterization modes.
 IMAGE_MODES = ("histogram", "gaussian", "glyph")
@@ -364,3 +368,183 @@ def rasterize(
     if return_dropped:
         return images, dropped
     return images
+
+
+# --------------------------------------------------------------------------------------
+# sparse images
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SparseImages:
+    """Images of a batch as their non-zero pixels.
+
+    Event ``i`` owns entries ``offsets[i]:offsets[i + 1]`` of ``index`` (int32, the flat
+    pixel index into one C-ordered ``shape`` image: ``(ix * n_phi + iy) * C + c``,
+    ascending within an event) and ``values`` (float32, never 0).  ``offsets`` is int64
+    of length ``n_events + 1`` starting at 0; ``shape`` is ``(n_eta, n_phi, C)``.
+    """
+
+    offsets: np.ndarray
+    index: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if len(self.shape) != 3:
+            raise ValueError(f"SparseImages: shape must be (n_eta, n_phi, C), got {self.shape}")
+        for name, dtype in (("offsets", np.int64), ("index", np.int32), ("values", np.float32)):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 1:
+                got = (
+                    f"{arr.dtype} {arr.ndim}-D"
+                    if isinstance(arr, np.ndarray)
+                    else type(arr).__name__
+                )
+                raise TypeError(
+                    f"SparseImages: {name} must be a 1-D {np.dtype(dtype)} array, got {got}"
+                )
+        if len(self.offsets) < 1:
+            raise ValueError("SparseImages: offsets must hold n_events + 1 >= 1 values")
+        if len(self.index) != len(self.values):
+            raise ValueError(
+                f"SparseImages: {len(self.index)} pixel indices but {len(self.values)} values"
+            )
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Non-zero pixels per event (int64)."""
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def slice(self, start: int, stop: int) -> SparseImages:
+        """Events ``start:stop`` (offsets rebased to 0; index and values are views)."""
+        start, stop, _ = slice(start, stop).indices(self.n_events)
+        stop = max(start, stop)
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return SparseImages(
+            self.offsets[start : stop + 1] - lo, self.index[lo:hi], self.values[lo:hi], self.shape
+        )
+
+    def take(self, idx: np.ndarray | Sequence[int]) -> SparseImages:
+        """Events ``idx`` (int indices in any order, repeats allowed), as a new batch."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim != 1:
+            raise IndexError(f"SparseImages.take: indices must be 1-D, got shape {idx.shape}")
+        n = self.n_events
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"SparseImages.take: an index is out of range for {n} events")
+        idx = np.where(idx < 0, idx + n, idx)
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        counts = ends - starts
+        offsets = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        entries = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        return SparseImages(offsets, self.index[entries], self.values[entries], self.shape)
+
+    def dense(self, n_threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """The dense float32 images ``(n_events, n_eta, n_phi, C)`` (see :func:`densify`)."""
+        return densify(self, n_threads=n_threads, out=out)
+
+
+def concatenate_sparse(parts: Sequence[SparseImages]) -> SparseImages:
+    """Events of ``parts`` one after the other (all of the same shape)."""
+    if not parts:
+        raise ValueError("concatenate_sparse: no parts")
+    shapes = {p.shape for p in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"concatenate_sparse: parts of different image shapes {sorted(shapes)}")
+    ends = np.cumsum([0] + [len(p.index) for p in parts[:-1]])
+    offsets = np.concatenate(
+        [np.zeros(1, np.int64)] + [p.offsets[1:] + e for p, e in zip(parts, ends, strict=True)]
+    ).astype(np.int64)
+    return SparseImages(
+        offsets,
+        np.concatenate([p.index for p in parts]).astype(np.int32, copy=False),
+        np.concatenate([p.values for p in parts]).astype(np.float32, copy=False),
+        parts[0].shape,
+    )
+
+
+@overload
+def rasterize_sparse(
+    batch: EventBatch,
+    spec: ImageSpec = ...,
+    *,
+    n_threads: int | None = ...,
+    return_dropped: Literal[False] = ...,
+) -> SparseImages: ...
+
+
+@overload
+def rasterize_sparse(
+    batch: EventBatch,
+    spec: ImageSpec = ...,
+    *,
+    n_threads: int | None = ...,
+    return_dropped: Literal[True],
+) -> tuple[SparseImages, np.ndarray]: ...
+
+
+def rasterize_sparse(
+    batch: EventBatch,
+    spec: ImageSpec | None = None,
+    *,
+    n_threads: int | None = None,
+    return_dropped: bool = False,
+) -> SparseImages | tuple[SparseImages, np.ndarray]:
+    """The images of :func:`rasterize` as their non-zero pixels, in one call to the C++
+    core: ``rasterize_sparse(batch, spec).dense()`` equals ``rasterize(batch, spec)``
+    exactly, for every mode and post-processing step.  A pixel that is 0 after
+    post-processing has no entry (so an event whose pixels all saturate to 0 has none).
+    ``return_dropped``: also the int64 ``(C,)`` counts of objects dropped outside the eta
+    range."""
+    from . import _core
+
+    spec = ImageSpec() if spec is None else spec
+    threads = resolve_threads(n_threads)
+    channels = []
+    for name in spec.channels:
+        coll = None if name == "met" else batch_collection(batch, name)
+        cuts = resolve_cuts(spec.selection, name, coll)
+        extra = ("charge",) if spec.mode == "glyph" else ()
+        channels.append(core_columns(batch, name, cuts, extra))
+    offsets, index, values, dropped = _core.rasterize_sparse(
+        channels, batch.n_events, **spec_kwargs(spec), n_threads=threads
+    )
+    sparse = SparseImages(offsets, index, values, spec.shape)
+    if return_dropped:
+        return sparse, dropped
+    return sparse
+
+
+def densify(
+    sparse: SparseImages, *, n_threads: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Dense float32 images ``(n_events, n_eta, n_phi, C)`` of ``sparse`` (C++ core).
+
+    ``out``: None for a fresh array, or a C-contiguous float32 array of exactly that shape
+    (reused from batch to batch), zero-filled and written.  Offsets that do not start at 0,
+    decrease or do not end at the number of entries, or an index outside the image:
+    ValueError; wrong dtypes: TypeError."""
+    from . import _core
+
+    n_eta, n_phi, c = sparse.shape
+    check_out(out, (sparse.n_events, n_eta, n_phi, c), "densify")
+    return _core.densify(
+        sparse.offsets,
+        sparse.index,
+        sparse.values,
+        n_eta=n_eta,
+        n_phi=n_phi,
+        n_channels=c,
+        n_threads=resolve_threads(n_threads),
+        out=out,
+    )

@@ -2,7 +2,10 @@
 
 :func:`fit` trains a compiled-here Keras model with early stopping on the validation loss
 (best weights restored), ReduceLROnPlateau, fixed seeds (``tf.keras.utils.set_random_seed``
-and, when ``deterministic``, TensorFlow's deterministic ops) and Keras' progress bar.
+and, when ``deterministic``, TensorFlow's deterministic ops) and Keras' progress bar.  It
+takes arrays, or :func:`batches` (a Keras ``Sequence``) for sparse images: those stay
+sparse in memory and are densified one batch at a time (:func:`poetml.densify`), so a
+CNN trains from a sparse file without ever holding the dense tensor of its split.
 
 A *model directory* holds everything needed to use a trained model::
 
@@ -27,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +39,11 @@ import numpy as np
 
 from ._atomic import temp_path
 from .datasets.scalers import Preprocessing
+from .images import SparseImages, densify
 
 __all__ = [
     "TrainingConfig",
+    "batches",
     "check_model_dir_config",
     "fit",
     "is_complete",
@@ -121,12 +126,81 @@ def set_seeds(config: TrainingConfig) -> None:
             tf.config.experimental.enable_op_determinism()
 
 
+def batches(
+    x: SparseImages | np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    sample_weight: np.ndarray | None = None,
+    n_threads: int | None = 1,
+) -> Any:
+    """A ``tf.keras.utils.Sequence`` of ``(x, y[, sample_weight])`` batches for
+    ``model.fit`` / :func:`fit` / ``model.evaluate``.
+
+    ``x`` is :class:`~poetml.images.SparseImages` (e.g. from
+    :func:`poetml.datasets.sparse.read_sparse`, selected with ``.take(split.train)``): each
+    batch is densified on the fly (C++ :func:`poetml.densify`), so dense memory is bounded
+    by ``batch_size`` events.  A dense array works the same (batches are slices of it).
+    ``transform`` is applied to each dense batch (e.g. :meth:`Preprocessing.apply
+    <poetml.datasets.scalers.Preprocessing.apply>`, which is elementwise, so per batch
+    equals whole array).  Batch ``i`` holds events ``order[i * batch_size : (i + 1) *
+    batch_size]``, ``order`` the identity, or with ``shuffle_seed`` a permutation from
+    ``numpy.random.default_rng(shuffle_seed)`` drawn afresh after every epoch: the same
+    seed gives the same batches, whichever the storage.  ``n_threads``: of each densify
+    call (default 1: a batch is a few hundred microseconds of work, less than starting
+    threads costs on a busy machine; None or 0: all cores).
+    """
+    from .models import _backend
+
+    tf = _backend.tf()
+    n = len(x)
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(f"batches: {n} events but {len(y)} targets")
+    if sample_weight is not None and len(sample_weight) != n:
+        raise ValueError(f"batches: {n} events but {len(sample_weight)} sample weights")
+    if batch_size < 1:
+        raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
+    sequence_base: Any = tf.keras.utils.Sequence  # a class known only at run time
+
+    class Batches(sequence_base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+            self.order = self.rng.permutation(n) if self.rng is not None else np.arange(n)
+
+        def __len__(self) -> int:
+            return (n + batch_size - 1) // batch_size
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+            if not 0 <= i < len(self):
+                raise IndexError(f"batch {i} out of range for {len(self)} batches")
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            if isinstance(x, SparseImages):
+                xb = densify(x.take(idx), n_threads=n_threads)
+            else:
+                xb = np.asarray(x[idx], dtype=np.float32)
+            if transform is not None:
+                xb = transform(xb)
+            if sample_weight is None:
+                return xb, y[idx]
+            return xb, y[idx], np.asarray(sample_weight)[idx]
+
+        def on_epoch_end(self) -> None:
+            if self.rng is not None:
+                self.order = self.rng.permutation(n)
+
+    return Batches()
+
+
 def fit(
     model: Any,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    x_train: np.ndarray | Any,
+    y_train: np.ndarray | None,
+    x_val: np.ndarray | Any,
+    y_val: np.ndarray | None,
     config: TrainingConfig,
     *,
     loss: Any,
@@ -140,6 +214,9 @@ def fit(
 ) -> dict[str, list[float]]:
     """Compile ``model`` with Adam and ``loss`` and train it; returns the history.
 
+    ``x_train`` / ``x_val`` are arrays with their targets ``y_train`` / ``y_val``, or
+    Keras ``Sequence`` objects such as :func:`batches` (then ``y_*`` are None, the
+    Sequence holds targets, sample weights, batch size and shuffling).
     ``restore_best=False`` trains exactly ``epochs`` epochs and keeps the last weights
     (pruning fine-tuning: earlier, less sparse weights must not come back)."""
     from .models import _backend
@@ -189,19 +266,22 @@ def fit(
         ),
         *callbacks,
     ]
+    sequence = y_train is None  # a keras Sequence: it batches and shuffles itself
+    if sequence and sample_weight is not None:
+        raise ValueError("fit: give sample weights to the Sequence (batches(sample_weight=))")
     hist = model.fit(
         x_train,
-        y_train,
-        validation_data=(x_val, y_val)
-        if val_sample_weight is None
-        else (x_val, y_val, val_sample_weight),
+        None if sequence else y_train,
+        validation_data=x_val
+        if y_val is None
+        else ((x_val, y_val) if val_sample_weight is None else (x_val, y_val, val_sample_weight)),
         epochs=epochs or config.epochs,
-        batch_size=config.batch_size,
+        batch_size=None if sequence else config.batch_size,
         class_weight=dict(class_weight) if class_weight else None,
         sample_weight=sample_weight,
         callbacks=cbs,
         verbose=config.verbose,
-        shuffle=True,
+        shuffle=not sequence,
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "poetml/poetml.hpp"
@@ -92,12 +94,35 @@ int main() {
     poetml::rasterize(channels, 2, spec, img.data(), dropped.data(), 1);
     check(at(0, 16, 16, 0) == 5.f && at(0, 16, 8, 1) == 7.f, "saturation");
 
+    bool threw = false;
+    // Sparse: the non-zero pixels of the same images; densified, they are those images.
+    // 3 GeV (event 1's muon) and 1 GeV (its MET) saturate to 1 and 0: one entry left.
+    std::vector<std::int64_t> sdropped(C, -1);
+    const poetml::SparseImages sp = poetml::rasterize_sparse(channels, 2, spec, sdropped.data(), 2);
+    check(sp.offsets.size() == 3 && sp.offsets[0] == 0, "sparse offsets");
+    check(sp.offsets[2] - sp.offsets[1] == 1, "event 1: only the pixel left after saturation");
+    check(sdropped == dropped, "sparse drops equal dense drops");
+    std::vector<float> back(2 * per_event, -1.f);
+    poetml::densify(sp.offsets.data(), 2, sp.index.data(), sp.value.data(),
+                    static_cast<std::int64_t>(sp.index.size()), per_event, back.data(), 2);
+    check(back == img, "rasterize_sparse densified equals rasterize");
+    std::vector<std::int32_t> bad_index = sp.index;
+    bad_index[0] = static_cast<std::int32_t>(per_event);
+    threw = false;
+    try {
+        poetml::densify(sp.offsets.data(), 2, bad_index.data(), sp.value.data(),
+                        static_cast<std::int64_t>(sp.index.size()), per_event, back.data(), 1);
+    } catch (const std::invalid_argument& e) {
+        threw = std::string(e.what()).find("pixel index 2048 of entry 0 (event 0) is outside [0, 2048)") != std::string::npos;
+    }
+    check(threw, "densify refuses an index outside the image");
+
     // Invalid input: NaN eta names the event and field.
     std::vector<float> bad_eta = eta;
     bad_eta[3] = std::nanf("");
     poetml::Objects bad = mu;
     bad.eta = bad_eta.data();
-    bool threw = false;
+    threw = false;
     try {
         poetml::validate(bad);
     } catch (const std::invalid_argument& e) {

@@ -19,9 +19,11 @@ only its own tasks; a worker that dies mid-task has the task rescheduled by Dask
 ``retries`` times), and a task that raises is retried ``retries`` times.
 
 At the end :func:`write_virtual_dataset` writes ``OUT/dataset.h5``: HDF5 virtual datasets
-that present all finished shards as one array each (``images`` or ``features``,
-``event_index``, ``labels``) without copying any data, a small ``source`` column (the
-batch-wide file id of each event) and a ``sources`` table (file id -> path).  It reads like
+that present all finished shards as one array each (``images`` or ``features``, for
+sparse image shards, the default, ``pixel_index`` and ``pixel_value`` with a real
+``image_offsets`` column rebased across the shards; ``event_index``, ``labels``) without
+copying any data, a small ``source`` column (the batch-wide file id of each event) and a
+``sources`` table (file id -> path).  It reads like
 any other poetml dataset (:func:`poetml.datasets.hdf5.load`).
 
 Input paths may be local files, glob patterns or ``root://`` URLs; the latter need the

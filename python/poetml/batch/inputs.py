@@ -95,14 +95,18 @@ def spec_fingerprint(
     step_size: int,
     layout: str = "auto",
     label: int | None = None,
+    image_layout: str = "sparse",
 ) -> dict[str, Any]:
-    """Everything that decides the content of a batch output, as JSON-ready data.
+    """Everything that decides the content of a batch output, as JSON-ready data
+    (``image_layout``, sparse or dense, counts for images only).
 
     Two runs with equal fingerprints produce the same shards, so a re-run may reuse the
     shards of an earlier one.  ``hash`` is the SHA-256 of the canonical JSON of the rest.
     """
     if kind not in KINDS:
         raise ConfigError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if image_layout not in ("sparse", "dense"):
+        raise ConfigError(f"image layout {image_layout!r} is not one of sparse, dense")
     body = {
         "kind": kind,
         "spec": _spec_mapping(spec),
@@ -111,6 +115,9 @@ def spec_fingerprint(
         "layout": layout,
         "label": label,
     }
+    if kind == "images" and image_layout == "sparse":
+        # only then: dense batches keep the fingerprint they had before sparse shards
+        body["image_layout"] = "sparse"
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return {**body, "hash": hashlib.sha256(text.encode()).hexdigest()}
 
@@ -120,6 +127,9 @@ def fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     for key in ("kind", "step_size", "layout", "label"):
         if old.get(key) != new.get(key):
             out.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+    o_img, n_img = (fp.get("image_layout", "dense") for fp in (old, new))
+    if o_img != n_img and "images" in (old.get("kind"), new.get("kind")):
+        out.append(f"image_layout {o_img!r} -> {n_img!r}")
     if old.get("spec") != new.get("spec"):
         out.extend(f"spec {d}" for d in _dict_diff(old.get("spec"), new.get("spec")))
     if old.get("inputs") != new.get("inputs"):

@@ -107,6 +107,7 @@ def run(
     overwrite: bool = False,
     verify: bool = True,
     progress: bool = True,
+    image_layout: str = "sparse",
 ) -> BatchResult:
     """Process ``inputs`` into shards in ``out_dir`` on Dask and write ``out_dir/dataset.h5``.
 
@@ -131,6 +132,9 @@ def run(
         of the shards: ``gzip`` (default, smallest), ``lzf`` (about twice as fast to write,
         about 4 times bigger for sparse images) or ``none``.  It does not change the
         content, so it may differ between runs into the same folder.
+    image_layout
+        images: ``sparse`` (default; per event its non-zero pixels,
+        :mod:`poetml.datasets.sparse`) or ``dense`` shards.  Part of the fingerprint.
     overwrite
         start afresh when ``out_dir`` holds the output of a different spec/inputs.
     verify
@@ -150,7 +154,8 @@ def run(
 
         spec = {"images": ImageSpec, "features": FeatureSpec}.get(kind, ImageSpec)()
     paths = expand_inputs(inputs)
-    fp = spec_fingerprint(kind, spec, paths, step_size=step_size, layout=layout, label=label)
+    fp = spec_fingerprint(kind, spec, paths, step_size=step_size, layout=layout, label=label,
+                          image_layout=image_layout)  # fmt: skip
     if retries < 0:
         raise ConfigError(f"retries must be >= 0, got {retries}")
     if compression not in ("gzip", "lzf", "none"):
@@ -179,6 +184,7 @@ def run(
             overwrite=overwrite,
             verify=verify,
             progress=progress,
+            image_layout=image_layout,
         )
 
 
@@ -204,6 +210,7 @@ def _run_locked(
     overwrite: bool,
     verify: bool,
     progress: bool,
+    image_layout: str,
 ) -> BatchResult:
     man = Manifest(out, create=True)
     try:
@@ -246,6 +253,7 @@ def _run_locked(
                 compression=compression,
                 verify=verify,
                 progress=progress,
+                image_layout=image_layout,
             )
         clean_temporaries(out)
         tasks = man.tasks()
@@ -304,6 +312,7 @@ def _execute(
     compression: str,
     verify: bool,
     progress: bool,
+    image_layout: str,
 ) -> int:
     """Count entries, plan, submit and record; returns how many tasks were already done."""
     from distributed import as_completed
@@ -389,6 +398,7 @@ def _execute(
                         n_threads=n_threads,
                         label=label,
                         compression=compression,
+                        image_layout=image_layout,
                         key=f"poetml-task-{token}-{sid}-{t.entry_start}",
                         retries=retries,
                         pure=False,

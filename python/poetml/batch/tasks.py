@@ -85,13 +85,16 @@ def process_task(
     label: int | None = None,
     compression: str = "gzip",
     kernel_chunk: int = KERNEL_CHUNK,
+    image_layout: str = "sparse",
 ) -> dict[str, Any]:
     """Task: read entries ``[entry_start, entry_stop)`` of ``path``, run the kernel, write
-    one shard at ``shard_path`` (through a temporary name) and return what the manifest
+    one shard at ``shard_path`` (through a temporary name; images in ``image_layout``,
+    sparse or dense) and return what the manifest
     records: event count, SHA-256 and size of the shard, time, peak RSS of the worker.
 
     Memory: the events of the range are read at once (proportional to the step size); the
-    kernel runs and the shard grows ``kernel_chunk`` events at a time.
+    kernel runs and the shard grows ``kernel_chunk`` events at a time (sparse images: the
+    whole range in one call, as its output is a few tens of bytes an event).
 
     The shard is a self-contained poetml dataset: its ``inputs`` attribute is ``[path]`` and
     its ``source`` column 0; the batch-wide file id is the attribute ``batch_source_id``.
@@ -110,6 +113,7 @@ def process_task(
             label=label,
             compression=compression,
             kernel_chunk=kernel_chunk,
+            image_layout=image_layout,
         )
     finally:
         # uproot's file and awkward objects form reference cycles that only the cyclic
@@ -132,6 +136,7 @@ def _process_task(
     label: int | None,
     compression: str,
     kernel_chunk: int,
+    image_layout: str,
 ) -> dict[str, Any]:
     from .. import reading
     from ..datasets.convert import open_writer, write_batch
@@ -160,7 +165,7 @@ def _process_task(
     }
     # deflate on as many threads as the kernel uses: a worker is one core
     with open_writer(part, kind, spec, attrs=attrs, inputs=(path,), compression=compression,
-                     threads=n_threads or 1) as writer:  # fmt: skip
+                     threads=n_threads or 1, image_layout=image_layout) as writer:  # fmt: skip
         # output of the last full kernel chunk reused (the writer copies it)
         n_written = write_batch(batch, writer, kind, spec, source_id=0, label=label,
                                 n_threads=n_threads, step=kernel_chunk, buffers={})  # fmt: skip

@@ -23,13 +23,19 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
     each event, an index into the ``inputs`` attribute and the ``sources`` table) is a real,
     compressed int32 column: the shards each number their one file 0, so the batch-wide
     ids cannot be a view of theirs (constant runs compress to almost nothing).
-    ``feature_names`` and the attributes (spec, channels, poetml version) come from the
-    first shard; ``complete`` says whether every task of the batch is in.
+    Sparse image shards (:mod:`poetml.datasets.sparse`) give a sparse file:
+    ``pixel_index`` and ``pixel_value`` are virtual datasets concatenating the shards'
+    entries, and ``image_offsets`` a real int64 dataset holding every shard's offsets
+    rebased onto that concatenation (read from the shards, 8 bytes an event).
+    ``feature_names`` and the attributes (spec, channels, poetml version, image shape and
+    layout) come from the first shard; ``complete`` says whether every task of the batch is in.
 
     Returns the path written (through a temporary name, renamed at the end).
     """
     import h5py
     import numpy as np
+
+    from ..datasets import sparse
 
     out = Path(out_dir).absolute()
     man = Manifest(out, create=False)
@@ -45,19 +51,53 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
     kind = fp.get("kind") or KINDS[0]
     n_total = sum(int(t.n_events or 0) for t in done)
     with h5py.File(out / str(done[0].shard), "r") as first:
-        if kind not in first:
-            raise BatchError(f"{out / str(done[0].shard)} holds no {kind!r} dataset")
-        virtual = [k for k in (kind, "event_index", "labels") if k in first]
+        is_sparse = sparse.is_sparse(first)
+        main = [sparse.INDEX, sparse.VALUE] if is_sparse else [kind]
+        for k in main:
+            if k not in first:
+                raise BatchError(f"{out / str(done[0].shard)} holds no {k!r} dataset")
+        virtual = [k for k in (*main, "event_index", "labels") if k in first]
         layouts = {k: (first[k].shape[1:], first[k].dtype) for k in virtual}
         feature_names = first["feature_names"][()] if "feature_names" in first else None
         attrs = dict(first.attrs)
-    vls = {k: h5py.VirtualLayout(shape=(n_total, *s), dtype=d) for k, (s, d) in layouts.items()}
-    source = np.empty(n_total, dtype=np.int32)
+    per_event = [k for k in virtual if k not in (sparse.INDEX, sparse.VALUE)]
+    # sparse shards: the pixel datasets are concatenated (nnz entries per shard, from its
+    # offsets) and the offsets, rebased onto the concatenation, are a real dataset
+    offsets = np.zeros(n_total + 1 if is_sparse else 0, dtype=np.int64)
+    nnz = []
     pos = 0
     for t in done:
         n = int(t.n_events or 0)
-        for k, (s, d) in layouts.items():
+        if is_sparse:
+            shard = out / str(t.shard)
+            with h5py.File(shard, "r") as f:
+                own = np.asarray(f[sparse.OFFSETS][()], dtype=np.int64)
+                if len(own) != n + 1 or own[0] != 0 or len(f[sparse.INDEX]) != own[-1]:
+                    raise BatchError(
+                        f"{shard}: {sparse.OFFSETS!r} holds {len(own)} offsets ending at "
+                        f"{own[-1] if len(own) else None} for {n} events and "
+                        f"{len(f[sparse.INDEX])} pixels; the shard does not match the manifest"
+                    )
+            offsets[pos + 1 : pos + n + 1] = own[1:] + offsets[pos]
+            nnz.append(int(own[-1]))
+        pos += n
+    n_entries = int(offsets[-1]) if is_sparse else 0
+    length = {k: (n_entries if k in (sparse.INDEX, sparse.VALUE) else n_total) for k in virtual}
+    vls = {k: h5py.VirtualLayout(shape=(length[k], *s), dtype=d) for k, (s, d) in layouts.items()}
+    source = np.empty(n_total, dtype=np.int32)
+    pos = 0
+    entry = 0
+    for i, t in enumerate(done):
+        n = int(t.n_events or 0)
+        for k in per_event:
+            s, d = layouts[k]
             vls[k][pos : pos + n] = h5py.VirtualSource(str(t.shard), k, shape=(n, *s), dtype=d)
+        if is_sparse:
+            m = nnz[i]
+            for k in (sparse.INDEX, sparse.VALUE) if m else ():  # a shard without pixels
+                s, d = layouts[k]
+                vls[k][entry : entry + m] = h5py.VirtualSource(str(t.shard), k, shape=(m,), dtype=d)
+            entry += m
         source[pos : pos + n] = t.source_id
         pos += n
     n_ids = max((int(r["id"]) for r in sources), default=-1) + 1
@@ -73,6 +113,14 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
         with h5py.File(tmp, "w", libver="latest") as f:
             for k, vl in vls.items():
                 f.create_virtual_dataset(k, vl)
+            if is_sparse:
+                f.create_dataset(
+                    sparse.OFFSETS,
+                    data=offsets,
+                    chunks=(min(len(offsets), 1 << 16),),
+                    compression="gzip",
+                    shuffle=True,
+                )
             f.create_dataset(
                 "source",
                 data=source,

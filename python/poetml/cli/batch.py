@@ -82,6 +82,14 @@ def register(subparsers: Any) -> None:
             default="gzip",
             help="shard compression (default gzip; lzf writes faster, bigger)",
         )
+        if kind == "images":
+            q.add_argument(
+                "--image-layout",
+                choices=("sparse", "dense"),
+                default="sparse",
+                help="shard layout of the images: sparse (default: per event its non-zero "
+                "pixels) or dense (dataset 'images')",
+            )
         q.add_argument(
             "--overwrite",
             action="store_true",
@@ -136,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         verify=not args.no_verify,
         progress=not args.no_progress,
+        image_layout=getattr(args, "image_layout", "sparse"),
     )
     print(result.summary())
     if not result.ok:

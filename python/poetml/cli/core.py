@@ -2,8 +2,9 @@
 
 ::
 
-    poetml inspect FILE [--json] [--all]
+    poetml inspect FILE [--json] [--all]          (FILE: ROOT, or an HDF5 file poetml wrote)
     poetml images   INPUT... -o OUT.h5 [--config FILE] [--step-size N] [--threads N] [--layout L]
+                    [--image-layout sparse|dense]
     poetml features INPUT... -o OUT.h5 [--config FILE] [--step-size N] [--threads N] [--layout L]
 
 The commands parse their arguments, call :func:`poetml.reading.inspect` or
@@ -30,12 +31,14 @@ def _int32(text: str) -> int:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "inspect",
-        help="layout, trees, branches and entries of a ROOT file",
+        help="layout, trees, branches and entries of a ROOT file (or a poetml HDF5 file)",
         description="Show what a ROOT file holds: the poetml layout it is read as (poet, "
         "poet-merged, nanoaod), the canonical collections found and the branches they come "
-        "from, and every tree with its entries and branch types.",
+        "from, and every tree with its entries and branch types.  For an HDF5 file written "
+        "by poetml (images sparse or dense, features, a batch's dataset.h5): kind, layout, "
+        "events, shape, bytes per event, channels and datasets.",
     )
-    p.add_argument("file", help="ROOT file")
+    p.add_argument("file", help="ROOT file, or HDF5 file written by poetml")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="list every branch (default: 40 per tree)")
     p.set_defaults(func=_inspect)
@@ -45,8 +48,15 @@ def register(subparsers: Any) -> None:
             kind,
             help=f"ROOT ntuples -> {what} in one HDF5 file",
             description=f"Read ntuples (POET, POET merged or NanoAOD; detected), build {what} "
-            f"with the C++ core and write them to an HDF5 file (dataset '{kind}', "
-            "event_index, source, labels with --label; attributes: the spec as JSON, the "
+            f"with the C++ core and write them to an HDF5 file ("
+            + (
+                "images sparse by default: per event its non-zero pixels in datasets "
+                "image_offsets, pixel_index and pixel_value, the image shape in the attribute "
+                "image_shape; --image-layout dense writes the dataset 'images'"
+                if kind == "images"
+                else "dataset 'features', feature_names"
+            )
+            + "; event_index, source, labels with --label; attributes: the spec as JSON, the "
             "inputs, the poetml version).  The file appears under its name only when "
             "complete.",
         )
@@ -64,6 +74,11 @@ def register(subparsers: Any) -> None:
         q.add_argument("--label", type=_int32, help="int32 label stored for every event")
         q.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                        help="HDF5 compression (default gzip: level 1 for images, level 4 with shuffle for features)")  # fmt: skip
+        if kind == "images":
+            q.add_argument("--image-layout", choices=("sparse", "dense"), default="sparse",
+                           help="how images are stored: sparse (default: per event its "
+                           "non-zero pixels, datasets image_offsets, pixel_index, "
+                           "pixel_value) or dense (dataset 'images', (N, n_eta, n_phi, C))")  # fmt: skip
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
         q.set_defaults(func=_convert, kind=kind)
 
@@ -83,9 +98,45 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
+def _inspect_hdf5(args: argparse.Namespace) -> int:
+    from ..datasets.info import describe
+
+    info = describe(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    n = info["n_events"]
+    out = [f"file:     {info['path']} ({_size(info['size_bytes'])})"]
+    what = f"{info['kind']}, {info['layout']} layout, {n} events of {tuple(info['shape'])}"
+    out.append(f"dataset:  poetml HDF5 ({what})")
+    if info["bytes_per_event"] is not None:
+        out.append(f"size:     {info['bytes_per_event']:.1f} bytes/event")
+    if info["n_pixels"] is not None:
+        out.append(
+            f"pixels:   {info['n_pixels']} non-zero ({info['n_pixels'] / max(n, 1):.2f} per event)"
+        )
+    if info["channels"]:
+        out.append(f"channels: {', '.join(info['channels'])}")
+    if info["feature_names"]:
+        names = info["feature_names"]
+        out.append(f"features: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+    out.append(f"inputs:   {len(info['inputs'])} file(s)")
+    out.append("")
+    out.append("datasets:")
+    width = max((len(k) for k in info["datasets"]), default=0)
+    for name, d in info["datasets"].items():
+        virtual = "  (virtual)" if d["virtual"] else ""
+        out.append(f"  {name:<{width}}  {tuple(d['shape'])} {d['dtype']}{virtual}")
+    print("\n".join(out))
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    from ..datasets.info import is_hdf5
     from ..reading import inspect
 
+    if is_hdf5(args.file):  # a poetml output file (images, sparse or dense, or features)
+        return _inspect_hdf5(args)
     info = inspect(args.file)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -196,6 +247,7 @@ def _convert(args: argparse.Namespace) -> int:
         label=args.label,
         compression=args.compression,
         progress=not args.no_progress,
+        image_layout=getattr(args, "image_layout", "sparse"),
         attrs={
             "config_file": os.path.abspath(args.config) if args.config else "",
             "arguments": {

@@ -26,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..jagged import EventBatch
     from ..reading import ReadingConfig
-    from .hdf5 import ShardWriter
+    from . import hdf5, sparse
 
 __all__ = [
     "ConvertResult",
@@ -104,15 +104,20 @@ def run_kernel(
     spec: Any,
     n_threads: int | None = None,
     buffers: dict[int, np.ndarray] | None = None,
-) -> tuple[np.ndarray, list[str] | None]:
-    """Images (names ``None``) or features and their names of ``batch``.
+    *,
+    sparse: bool = False,
+) -> tuple[Any, list[str] | None]:
+    """Images (names ``None``) or features and their names of ``batch``; with ``sparse``,
+    images as :class:`~poetml.images.SparseImages` (:func:`poetml.rasterize_sparse`).
 
     With ``buffers`` (events -> output array), the output of a slice as long as an earlier
     one goes into that slice's array (the writer has copied it by then): no fresh pages to
     fault in; the two most recent lengths are kept."""
     from ..features import build_features
-    from ..images import rasterize
+    from ..images import rasterize, rasterize_sparse
 
+    if sparse and kind == "images":  # the core emits the non-zero pixels directly
+        return rasterize_sparse(batch, spec, n_threads=n_threads), None
     out = None if buffers is None else buffers.pop(batch.n_events, None)
     names: list[str] | None
     if kind == "images":
@@ -142,12 +147,16 @@ def write_batch(
 ) -> int:
     """Run the kernel on ``batch`` in slices of ``step`` events (default
     :func:`kernel_events`) and append each slice to ``sink`` with its entries, the file id
-    ``source_id`` and ``label``; returns the number of events.  ``buffers``: see
+    ``source_id`` and ``label``; returns the number of events.  A sink whose ``sparse``
+    attribute is true (:class:`~poetml.datasets.sparse.SparseShardWriter`) gets images
+    from :func:`poetml.rasterize_sparse` instead.  ``buffers``: see
     :func:`run_kernel`; ``progress`` is called with each slice's event count."""
-    step = step or kernel_events(kind, spec)
+    as_sparse = kind == "images" and getattr(sink, "sparse", False)
+    # sparse output is small (tens of bytes an event): one kernel call per batch
+    step = batch.n_events if as_sparse else (step or kernel_events(kind, spec))
     for lo in range(0, batch.n_events, step):
         sub = batch if (lo == 0 and step >= batch.n_events) else batch.slice(lo, lo + step)
-        data, _ = run_kernel(kind, sub, spec, n_threads, buffers)
+        data, _ = run_kernel(kind, sub, spec, n_threads, buffers, sparse=as_sparse)
         sink.append(data, sub.event_index, source_id, labels=label)
         if progress is not None:
             progress(sub.n_events)
@@ -163,12 +172,31 @@ def open_writer(
     inputs: Sequence[str] = (),
     compression: str = "gzip",
     threads: int | None = None,
-) -> ShardWriter:
+    image_layout: str = "sparse",
+) -> hdf5.ShardWriter | sparse.SparseShardWriter:
     """A :class:`~poetml.datasets.hdf5.ShardWriter` for the output of ``kind`` with
-    ``spec`` (shape, feature or channel names from the spec)."""
+    ``spec`` (shape, feature or channel names from the spec); for images with
+    ``image_layout="sparse"`` (the default) a
+    :class:`~poetml.datasets.sparse.SparseShardWriter`."""
     from ..features import feature_names
     from .hdf5 import ShardWriter
+    from .sparse import IMAGE_LAYOUTS, SparseShardWriter
 
+    if image_layout not in IMAGE_LAYOUTS:
+        raise ValueError(
+            f"unknown image layout {image_layout!r}; valid: {', '.join(IMAGE_LAYOUTS)}"
+        )
+    if kind == "images" and image_layout == "sparse":
+        return SparseShardWriter(
+            path,
+            kind,
+            item_shape=item_shape(kind, spec),
+            attrs=attrs,
+            channels=tuple(spec.channels),
+            inputs=inputs,
+            compression=compression,
+            threads=threads,
+        )
     return ShardWriter(
         path,
         kind,
@@ -209,6 +237,7 @@ def convert(
     compression: str = "gzip",
     progress: bool = True,
     attrs: Mapping[str, Any] | None = None,
+    image_layout: str = "sparse",
 ) -> ConvertResult:
     """Ntuples ``files`` (paths or glob patterns, read in order) -> one HDF5 file ``output``
     of ``kind`` (``images`` with an ImageSpec or ``features`` with a FeatureSpec; ``None``:
@@ -216,7 +245,9 @@ def convert(
 
     ``reading`` gives the step size and layout; ``threads`` the C++ core's threads (None:
     all cores); ``label`` an int32 label stored for every event; ``compression`` ``gzip``,
-    ``lzf`` or ``none``; ``attrs`` extra file attributes (``spec`` and ``reading`` are
+    ``lzf`` or ``none``; ``image_layout`` ``sparse`` (default: the non-zero pixels of each
+    event, :mod:`poetml.datasets.sparse`) or ``dense`` (the whole images array) for
+    images; ``attrs`` extra file attributes (``spec`` and ``reading`` are
     always stored).  A file lacking a collection the spec needs is read as empty, with a
     note on stderr.  No events at all still gives a valid, empty file.  The output is
     checked before anything is read (:func:`poetml._atomic.check_output`) and appears
@@ -259,6 +290,7 @@ def convert(
             inputs=[os.path.abspath(f) if "://" not in f else f for f in paths],
             compression=compression,
             threads=threads,
+            image_layout=image_layout,
         )
         batches = rd.prefetch(
             rd.iterate(

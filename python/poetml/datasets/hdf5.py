@@ -13,6 +13,8 @@ One file holds:
 * ``event_index`` (N,) int64, the entry of each event in its source file
 * ``source`` (N,) int32, index of the source file in the ``inputs`` attribute
 
+(event images may instead be stored sparse, as their non-zero pixels:
+:mod:`poetml.datasets.sparse`, which :func:`load` and :func:`open_dataset` read too)
 and attributes ``kind``, ``channels`` and ``inputs`` (JSON lists), ``poetml_version``,
 ``format_version`` and the caller's ``attrs`` (the spec used, as JSON for mappings and
 lists; their keys are listed in ``json_attrs`` so :func:`load` can decode them).
@@ -483,12 +485,20 @@ def _decode_attrs(f: Any) -> dict[str, Any]:
 def load(
     path: str | os.PathLike[str], *, start: int | None = None, stop: int | None = None
 ) -> Dataset:
-    """Read a file written by :class:`ShardWriter` into memory (events ``start:stop``)."""
+    """Read a file written by :class:`ShardWriter` into memory (events ``start:stop``).
+
+    A file of sparse images (:mod:`poetml.datasets.sparse`) is read too: ``data`` holds its
+    images densified (:func:`poetml.datasets.sparse.read_sparse` keeps them sparse)."""
+    from . import sparse
+
     path = os.fspath(path)
     with _open(path) as f:
-        kind = _kind(f, path)
         sel = slice(start, stop)
-        data = np.asarray(f[kind][sel])
+        if sparse.is_sparse(f):  # the sparse image layout (poetml.datasets.sparse): densified
+            kind, data = "images", sparse.SparseImageDataset(f, path)[sel]
+        else:
+            kind = _kind(f, path)
+            data = np.asarray(f[kind][sel])
         event_index = np.asarray(_need(f, path, "event_index")[sel])
         source = np.asarray(_need(f, path, "source")[sel])
         labels = np.asarray(f["labels"][sel]) if "labels" in f else None
@@ -514,14 +524,20 @@ def load(
 
 
 def open_dataset(path: str | os.PathLike[str], name: str | None = None) -> Any:
-    """The ``images``/``features`` (or ``name``) dataset as a lazy ``h5py.Dataset``.
+    """The ``images``/``features`` (or ``name``) dataset as a lazy ``h5py.Dataset`` (for a
+    file of sparse images a :class:`~poetml.datasets.sparse.SparseImageDataset`, which
+    densifies the events it is sliced for).
 
     Nothing is read until it is sliced.  The file stays open as long as the dataset is
     used; close it with ``ds.file.close()``.
     """
+    from . import sparse
+
     path = os.fspath(path)
     f = _open(path)
     try:
+        if name is None and sparse.is_sparse(f):
+            return sparse.SparseImageDataset(f, path)
         return _need(f, path, name) if name is not None else f[_kind(f, path)]
     except BaseException:
         f.close()
