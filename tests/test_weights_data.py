@@ -104,3 +104,63 @@ def test_split_weights_keep_each_process_cross_section():
         # within a process the relative weights are untouched
         sel = proc[idx] == 1
         np.testing.assert_allclose(ws[sel] / w[idx][sel], ws[sel][0] / w[idx][sel][0])
+
+
+def _toy_labelled(lead, weights, processes):
+    n = len(lead)
+    proc = np.repeat(np.arange(len(processes)), n // len(processes))
+    return labelled.LabelledData(
+        np.zeros((n, 3), np.float32),
+        proc.astype(np.int32),
+        tuple(processes),
+        "features",
+        ("a", "b", "c"),
+        np.zeros(n, np.int32),
+        np.arange(n, dtype=np.int64),
+        ("f",),
+        {"lead_lepton_pt": np.asarray(lead, np.float32)},
+        np.asarray(weights, np.float64),
+    )
+
+
+def test_single_lepton_stream_keeps_events_above_23_gev_with_their_weights():
+    from poetml.pipeline.data import apply_background
+
+    procs = (ProcessConfig("w"), ProcessConfig("qcd"))
+    lead = [30.0, 10.0, 25.0, 0.0, 40.0, 5.0, 22.9, 23.1]
+    w = [1.0, 1.0, 1.0, 1.0, 10.0, 10.0, 10.0, 10.0]
+    data = _toy_labelled(lead, w, procs)
+    ds = DatasetConfig(kind="features", processes=procs, background="single_lepton")
+    out, info = apply_background(ds, data)
+    assert out.event_index.tolist() == [0, 2, 4, 7]
+    assert info["w"]["efficiency"] == pytest.approx(0.5)
+    assert info["qcd"]["kept_sigma_pb"] == pytest.approx(20.0)
+    assert out.weights.sum() == pytest.approx(22.0)  # the stream's cross section after the filter
+
+
+def test_zero_bias_stream_totals_the_minimum_bias_cross_section():
+    from poetml.pipeline.data import apply_background
+
+    procs = (ProcessConfig("minbias"), ProcessConfig("qcd"), ProcessConfig("sig", role="signal"))
+    w = [25.0] * 4 + [1.0] * 4 + [0.5] * 4
+    data = _toy_labelled([0.0] * 12, w, procs)
+    ds = DatasetConfig(kind="features", processes=procs, background="zero_bias")
+    out, info = apply_background(ds, data)
+    train = out.process != 2
+    assert out.weights[train].sum() == pytest.approx(100.0)  # sigma(minbias)
+    assert info["hard_sigma_pb"] == pytest.approx(4.0)
+    np.testing.assert_allclose(out.weights[out.process == 0], 24.0)
+    with pytest.raises(ConfigError, match="zero_bias needs a process named minbias"):
+        DatasetConfig(kind="features", processes=procs[1:], background="zero_bias")
+
+
+def test_leading_lepton_pt_is_the_highest_electron_or_muon(poet_file, poet_events):
+    import awkward as ak
+
+    from poetml.pipeline.data import _leading_lepton_pt
+    from poetml.reading import read
+
+    got = _leading_lepton_pt(read(poet_file))
+    mu = ak.fill_none(ak.max(poet_events["muon"]["muon_pt"], axis=1), 0.0)
+    el = ak.fill_none(ak.max(poet_events["electron"]["electron_pt"], axis=1), 0.0)
+    np.testing.assert_allclose(got, np.maximum(ak.to_numpy(mu), ak.to_numpy(el)), rtol=1e-6)

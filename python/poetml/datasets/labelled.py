@@ -102,6 +102,14 @@ class DatasetConfig:
         split) or ``none``.
     quantile, log1p_energy
         scaler options (see :mod:`poetml.datasets.scalers`).
+    background
+        how the events stand for real collisions: ``as_generated`` (every process as its
+        files hold it); ``single_lepton`` (the convention of the ADC2021 anomaly-detection
+        dataset: only events with an electron or muon above ``lepton_filter_pt`` GeV, an
+        L1-like single-lepton filter applied to every process, so the weights of what is
+        left give the stream's absolute rate); ``zero_bias`` (a ``minbias`` process plus the
+        hard processes, the minimum-bias weights scaled so the training background totals
+        the minimum-bias (inelastic) cross section: a zero-bias-like stream).
     """
 
     kind: Literal["images", "features"] = "images"
@@ -115,6 +123,8 @@ class DatasetConfig:
     quantile: float = 0.99
     log1p_energy: bool = False
     step_size: int = 20_000
+    background: Literal["as_generated", "single_lepton", "zero_bias"] = "as_generated"
+    lepton_filter_pt: float = 23.0
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.processes]
@@ -153,6 +163,23 @@ class DatasetConfig:
             raise ConfigError("must name a directory", key="default_dir")
         if not 0.0 < self.quantile <= 1.0:
             raise ConfigError(f"must be in (0, 1], got {self.quantile}", key="quantile")
+        if self.background not in ("as_generated", "single_lepton", "zero_bias"):
+            raise ConfigError(
+                f"must be as_generated, single_lepton or zero_bias, got {self.background!r}",
+                key="background",
+            )
+        if not (math.isfinite(self.lepton_filter_pt) and self.lepton_filter_pt >= 0):
+            raise ConfigError(
+                f"must be a pT >= 0 GeV, got {self.lepton_filter_pt}", key="lepton_filter_pt"
+            )
+        if self.background == "zero_bias" and not any(
+            p.name == "minbias" and p.role == "train" for p in self.processes
+        ):
+            raise ConfigError(
+                "background: zero_bias needs a process named minbias with role train (the "
+                "minimum-bias events that make up most of the stream)",
+                key="background",
+            )
 
     def train_processes(self) -> list[ProcessConfig]:
         return [p for p in self.processes if p.role == "train"]

@@ -4,6 +4,7 @@ preprocess it into :class:`Prepared`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from .checks import _check_config, _spec, check_config, default_dataset_events, 
 
 __all__ = [
     "Prepared",
+    "apply_background",
     "build_dataset",
     "cached_dataset",
     "dataset_key",
@@ -102,13 +104,77 @@ def _dimuon_mass(batch: Any) -> np.ndarray:
     return dimuon_mass(batch)
 
 
+def _leading_lepton_pt(batch: Any) -> np.ndarray:
+    """The highest electron or muon pT of each event (0 without one): what an L1-like
+    single-lepton filter looks at."""
+    out = np.zeros(batch.n_events, np.float32)
+    for coll in ("muon", "electron"):
+        if coll in batch.collections and batch[coll].n_objects:
+            c = batch[coll]
+            idx = np.repeat(np.arange(batch.n_events), c.counts)
+            pt = np.asarray(c["pt"], np.float32)[int(c.offsets[0]) : int(c.offsets[-1])]
+            np.maximum.at(out, idx, pt)
+    return out
+
+
+def apply_background(ds: DatasetConfig, data: LabelledData) -> tuple[LabelledData, dict[str, Any]]:
+    """The dataset as the stream ``ds.background`` asks for, and what that did per process
+    (``{process: {"sigma_pb", "kept_sigma_pb", "efficiency", "events", "kept_events"}}``).
+    See :class:`poetml.datasets.labelled.DatasetConfig`."""
+    w = data.weights
+    info: dict[str, Any] = {}
+    if ds.background == "single_lepton":
+        lead = data.aux.get("lead_lepton_pt")
+        if lead is None:
+            raise DatasetError("the dataset has no lead_lepton_pt: rebuild it (delete data/)")
+        keep = np.asarray(lead) > ds.lepton_filter_pt
+        for pi, p in enumerate(data.processes):
+            sel = data.process == pi
+            tot, kept = float(w[sel].sum()), float(w[sel & keep].sum())
+            info[p.name] = {
+                "sigma_pb": tot,
+                "kept_sigma_pb": kept,
+                "efficiency": kept / tot if tot else float("nan"),
+                "events": int(sel.sum()),
+                "kept_events": int((sel & keep).sum()),
+            }
+        empty = [p.name for p in data.processes if info[p.name]["kept_events"] == 0]
+        if empty:
+            raise DatasetError(
+                f"the single-lepton filter (e or mu pT > {ds.lepton_filter_pt:g} GeV) keeps no "
+                f"event of {', '.join(empty)}; drop them or lower dataset.lepton_filter_pt"
+            )
+        return data.select(np.flatnonzero(keep)), info
+    if ds.background == "zero_bias":
+        role = np.array([p.role for p in data.processes])[data.process]
+        mb = next(i for i, p in enumerate(data.processes) if p.name == "minbias")
+        is_mb = data.process == mb
+        hard = (role == "train") & ~is_mb
+        sigma_mb = float(w[is_mb].sum())
+        sigma_hard = float(w[hard].sum())
+        if sigma_hard >= sigma_mb:
+            raise DatasetError(
+                f"zero_bias: the hard processes ({sigma_hard:.4g} pb) exceed the minimum-bias "
+                f"cross section ({sigma_mb:.4g} pb); check their weights"
+            )
+        w2 = w.copy()
+        w2[is_mb] *= (sigma_mb - sigma_hard) / sigma_mb
+        info = {
+            "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": sigma_mb - sigma_hard},
+            "hard_sigma_pb": sigma_hard,
+        }
+        return dataclasses.replace(data, weight=w2), info
+    return data, info
+
+
 def _fingerprint(*parts: Any) -> str:
     text = json.dumps([to_mapping(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-#: bump when what a cached dataset holds changes (2: per-event weights [pb])
-DATASET_FORMAT = 2
+#: bump when what a cached dataset holds changes (2: per-event weights [pb]; 3: the
+#: leading-lepton pT for the single-lepton stream)
+DATASET_FORMAT = 3
 
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
@@ -138,7 +204,12 @@ def build_dataset(
     spec = _spec(cfg)
     reading: ReadingConfig = cfg.reading
     data = labelled.build(
-        ds, spec, files, layout=reading.layout, aux={"m_mumu": _dimuon_mass}, progress=progress
+        ds,
+        spec,
+        files,
+        layout=reading.layout,
+        aux={"m_mumu": _dimuon_mass, "lead_lepton_pt": _leading_lepton_pt},
+        progress=progress,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     labelled.save(
@@ -163,6 +234,9 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
     if data.kind != ds.kind:
         raise DatasetError(f"dataset holds {data.kind}, the configuration asks for {ds.kind}")
     autoencoder = model.is_autoencoder
+    data, stream = apply_background(ds, data)
+    if stream and cfg.run.progress:
+        print(f"poetml: background {ds.background}: {json.dumps(stream)}")
     role = np.array([p.role for p in data.processes])[data.process]
     train_idx = np.flatnonzero(role == "train")
     if autoencoder:
