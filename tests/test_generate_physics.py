@@ -206,6 +206,42 @@ def test_ttbar_jet_multiplicity_and_btag_rate(gen_dir):
     nb = ak.to_numpy(ak.sum(tagged, axis=1))
     assert 0.8 < nb.mean() < 1.6, nb.mean()
     assert np.mean(nb >= 1) > 0.6
+    # a continuous discriminant (not two values per flavour) whose medium working point
+    # gives CMS's CSVv2 efficiencies for 30-100 GeV jets: 65 % b, 12 % c, 1 % light
+    disc = ak.to_numpy(ak.flatten(good.jet_btag))
+    assert len(np.unique(disc)) > 0.95 * len(disc)
+    pt = ak.to_numpy(ak.flatten(good.jet_corrpt))
+    mid = (pt > 30) & (pt < 100)
+    fl, tg = ak.to_numpy(flav), ak.to_numpy(tag)
+    assert abs(tg[mid & (fl == 5)].mean() - 0.65) < 0.07
+    assert tg[mid & (fl == 0)].mean() < 0.03
+
+
+def test_btag_efficiency_depends_on_pt_and_eta_as_in_cms():
+    """The parametrisation (CMS BTV-16-002 CSVv2 medium): b 65 % at 30-100 GeV, lower at
+    20 GeV and above 150 GeV; light mistags doubling from 100 to 500 GeV; forward jets less
+    efficient.  And the discriminant realises it: the fraction above the threshold of many
+    jets of one kind equals the efficiency."""
+    from poetml.generate.detector import DetectorConfig, btag_discriminant, btag_efficiency
+
+    cfg = DetectorConfig()
+    pt = np.array([20.0, 50.0, 90.0, 300.0, 500.0, 50.0])
+    eta = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.0])
+    b = btag_efficiency(np.full(6, 5), pt, eta, cfg)
+    light = btag_efficiency(np.zeros(6, int), pt, eta, cfg)
+    np.testing.assert_allclose(b[1:3], 0.65)
+    assert b[0] < b[1]
+    assert b[4] < b[3] < b[1]
+    assert b[5] < b[1]
+    np.testing.assert_allclose(light[1:3], 0.01)
+    assert light[4] == pytest.approx(0.02)
+    rng = np.random.default_rng(3)
+    for flav, eff in ((5, 0.65), (4, 0.12), (0, 0.01)):
+        d = btag_discriminant(
+            np.full(200_000, flav), np.full(200_000, 60.0), np.zeros(200_000), rng, cfg
+        )
+        assert np.all((d > 0) & (d < 1))
+        assert np.mean(d > cfg.btag_threshold) == pytest.approx(eff, abs=0.004)
 
 
 def test_h_to_4l_mass_near_125(gen_dir):
