@@ -10,10 +10,12 @@ float32 rounding (exp / log1p / normalisation sums may differ in the last bit).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ from poetml import _reference
 from poetml.features import EVENT_QUANTITIES, FeatureSpec
 from poetml.images import ImageSpec
 from poetml.jagged import Collection, EventBatch, concatenate
-from poetml.selection import Selection
+from poetml.selection import JetSelection, MuonSelection, Selection
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
@@ -118,8 +120,16 @@ def specs(draw) -> ImageSpec:
         normalize=draw(st.booleans()),
         saturate_bits=draw(st.sampled_from([None, None, 1, 4, 10])),
         lsb_gev=draw(st.sampled_from([0.25, 0.5, 2.0])),
-        selection=draw(st.sampled_from([Selection(), Selection.none()])),
+        selection=draw(st.sampled_from(SELECTIONS)),
     )
+
+
+#: default (cleaning at Delta R 0.4), none at all, and a wide cleaning cone
+SELECTIONS = [
+    Selection(),
+    Selection.none(),
+    Selection(jet=JetSelection(min_pt=0.0, lepton_dr=1.5), muon=MuonSelection(max_iso=None)),
+]
 
 
 def _plain(spec: ImageSpec) -> bool:
@@ -180,7 +190,17 @@ def test_splitting_batch_changes_nothing(data, spec: ImageSpec) -> None:
 @SETTINGS
 @given(data=st.data(), spec=specs())
 def test_image_sums_equal_selected_in_acceptance_pt(data, spec: ImageSpec) -> None:
-    spec = ImageSpec(**{**spec.__dict__, "log1p": False, "normalize": False, "saturate_bits": None})
+    sel = spec.selection
+    no_clean = dataclasses.replace(sel, jet=dataclasses.replace(sel.jet, lepton_dr=None))
+    spec = ImageSpec(
+        **{
+            **spec.__dict__,
+            "log1p": False,
+            "normalize": False,
+            "saturate_bits": None,
+            "selection": no_clean,
+        }
+    )
     batch = data.draw(batches(spec.n_eta, spec.n_phi))
     images = poetml.rasterize(batch, spec)
     for c, name in enumerate(spec.channels):
@@ -462,3 +482,72 @@ def test_densify_rejects_bad_input() -> None:
         )
     with pytest.raises(ValueError, match="outside"):
         _reference.densify(SparseImages(off, np.array([3, 8], np.int32), val, (2, 2, 2)))
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    dr=st.sampled_from([0.0, 0.4, 1.0, 3.2, 10.0]),
+    selection=st.sampled_from(SELECTIONS[:1] + SELECTIONS[2:]),
+    threads=st.sampled_from([1, 2, 3]),
+)
+def test_clean_jets_matches_reference(data, dr, selection, threads) -> None:
+    """Lepton-jet cleaning: the C++ decision equals the NumPy twin's for every jet."""
+    from poetml import _core
+    from poetml.images import CutParams, core_columns, resolve_cuts
+
+    batch = data.draw(batches())
+    jets, _ = core_columns(batch, "jet", CutParams())
+    leps = [
+        core_columns(batch, n, resolve_cuts(selection, n, batch[n])) for n in ("muon", "electron")
+    ]
+    got = _core.clean_jets(jets, leps, dr, n_threads=threads)
+    ref = _reference.clean_jets(
+        _reference._objects(batch, "jet"),
+        [
+            (_reference._objects(batch, n), resolve_cuts(selection, n, batch[n]))
+            for n in ("muon", "electron")
+        ],
+        dr,
+    )
+    np.testing.assert_array_equal(got, ref)
+    if dr == 0.0:
+        assert np.all(got == 1.0)  # Delta R < 0 never holds
+
+
+def test_clean_jets_across_phi_pi_and_only_selected_leptons() -> None:
+    """A jet at phi = +pi and a muon at phi = -pi are the same direction; a muon failing
+    the selection (not tight) cleans nothing; each event sees only its own leptons."""
+    from poetml.images import clean_jets
+
+    jets = Collection(
+        np.array([0, 2, 3], np.int64),
+        {
+            "pt": np.array([50.0, 40.0, 60.0], np.float32),
+            "eta": np.array([0.5, -1.0, 0.5], np.float32),
+            "phi": np.array([np.pi, 0.0, np.pi], np.float32),
+        },
+    )
+    mu = Collection(
+        np.array([0, 2, 2], np.int64),
+        {
+            "pt": np.array([30.0, 30.0], np.float32),
+            "eta": np.array([0.5, -1.1], np.float32),
+            "phi": np.array([-np.pi, 0.1], np.float32),
+            "tight_id": np.array([1.0, 0.0], np.float32),
+            "iso": np.array([0.01, 0.01], np.float32),
+        },
+    )
+    el = Collection.empty(2)
+    batch = EventBatch(2, {"jet": jets, "muon": mu, "electron": el}, {})
+    out = clean_jets(batch, Selection())
+    # event 0: the first jet overlaps the tight muon; the second's muon is not tight
+    assert out["jet"]["pt"].tolist() == [40.0, 60.0]
+    assert out["jet"].offsets.tolist() == [0, 1, 2]
+    assert clean_jets(batch, Selection(jet=JetSelection(lepton_dr=None))) is batch
+    from poetml import _core
+    from poetml.images import CutParams, core_columns
+
+    jet_columns = core_columns(batch, "jet", CutParams())[0]
+    with pytest.raises(ValueError, match="dr must be finite"):
+        _core.clean_jets(jet_columns, [], float("nan"))

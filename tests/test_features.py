@@ -11,7 +11,10 @@ import poetml
 from poetml import _core, _reference
 from poetml.features import EVENT_QUANTITIES, FeatureSpec, feature_names
 from poetml.jagged import Collection, EventBatch
-from poetml.selection import Selection
+from poetml.selection import JetSelection, Selection
+
+#: the default selection without lepton-jet cleaning (layout tests place jets on leptons)
+NO_CLEAN = Selection(jet=JetSelection(lepton_dr=None))
 
 
 def _coll(events, **extra):
@@ -59,7 +62,7 @@ def test_default_layout_57_slots_and_names() -> None:
         met_pt=[30.0, 12.0],
         met_phi=[1.0, -1.0],
     )
-    feats, got = poetml.build_features(batch)
+    feats, got = poetml.build_features(batch, FeatureSpec(selection=NO_CLEAN))
     assert got == names
     assert feats.shape == (2, 57)
     assert feats.dtype == np.float32
@@ -76,6 +79,9 @@ def test_default_layout_57_slots_and_names() -> None:
     # event 1: jet at |eta| = 2 passes (|eta| <= 2.4)
     np.testing.assert_array_equal(feats[1, :3], [12.0, 0.0, -1.0])
     np.testing.assert_array_equal(feats[1, 27:30], [40.0, 2.0, 0.5])
+    # the default selection cleans the 35 GeV jet: the 5 GeV tight muon is 0.22 away
+    feats, _ = poetml.build_features(batch)
+    np.testing.assert_array_equal(feats[0, 27:33], np.float32([100.0, 1.0, 1.0, 0.0, 0.0, 0.0]))
 
 
 def test_ties_keep_input_order_and_counts_truncate() -> None:
@@ -97,7 +103,9 @@ def test_extra_fields_and_zero_fields() -> None:
         charge=[1.0, -1.0],
         mass=[0.1, 0.1],
     )
-    spec = FeatureSpec(slots=(("met", 1), ("muon", 2)), fields=("pt", "charge", "btag", "mass"))
+    spec = FeatureSpec(
+        slots=(("met", 1), ("muon", 2)), fields=("pt", "charge", "btag", "mass"), selection=NO_CLEAN
+    )
     feats, names = poetml.build_features(batch, spec)
     assert names[:4] == ["met_pt", "met_charge", "met_btag", "met_mass"]
     np.testing.assert_array_equal(feats[0, :4], [5.0, 0.0, 0.0, 0.0])  # MET has none of these
@@ -107,7 +115,7 @@ def test_extra_fields_and_zero_fields() -> None:
     )
     # jets have no charge column here but jet charge is "always 0": zeros
     feats, _ = poetml.build_features(
-        batch, FeatureSpec(slots=(("jet", 1),), fields=("pt", "charge", "btag"))
+        batch, FeatureSpec(slots=(("jet", 1),), fields=("pt", "charge", "btag"), selection=NO_CLEAN)
     )
     np.testing.assert_array_equal(feats, [[60.0, 0.0, 0.0]])
     # a field jets define but this batch lacks is an error naming it
@@ -129,7 +137,7 @@ def test_event_quantities() -> None:
         },
         {"pt": np.asarray([33.0, 44.0], np.float32), "phi": np.zeros(2, np.float32)},
     )
-    spec = FeatureSpec(slots=(), event_quantities=tuple(EVENT_QUANTITIES))
+    spec = FeatureSpec(slots=(), event_quantities=tuple(EVENT_QUANTITIES), selection=NO_CLEAN)
     feats, names = poetml.build_features(batch, spec)
     assert names == list(EVENT_QUANTITIES)
     q = dict(zip(names, feats[0], strict=False))
@@ -302,3 +310,43 @@ def test_out_buffer_errors() -> None:
     out = np.full((1, 2), np.nan, np.float32)
     assert _core.build_features([(cols, _core.Cuts())], 1, slots, out=out) is out
     np.testing.assert_array_equal(out, [[0.0, 0.0]])
+
+
+def test_nanoaod_electrons_are_not_counted_twice_as_jets(shared_data):
+    """The 2015 NanoAOD file: most selected electrons are also selected jets (NanoAOD jets
+    contain the leptons); after the default cleaning (Delta R < 0.4) none is."""
+    nano = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+    if not nano.exists():
+        pytest.skip(f"real CMS file {nano} not found (the repo is cloned beside shared/)")
+    import warnings
+
+    from poetml.images import clean_jets, resolve_cuts
+    from poetml.reading import read
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = read(nano)
+
+    def overlapping(b):
+        sel = Selection()
+        el, jet = b["electron"], b["jet"]
+        c = resolve_cuts(sel, "electron", el)
+        e_ok = (el["pt"] >= c.min_pt) & (np.abs(el["eta"]) <= c.max_abs_eta) & (el["tight_id"] > 0.5)
+        j_ok = (jet["pt"] >= sel.jet.min_pt) & (np.abs(jet["eta"]) <= sel.jet.max_abs_eta)
+        e_ev = np.repeat(np.arange(b.n_events), el.counts)[e_ok]
+        j_ev = np.repeat(np.arange(b.n_events), jet.counts)[j_ok]
+        je, jp = jet["eta"][j_ok], jet["phi"][j_ok]
+        n = 0
+        for ev, eta, phi in zip(e_ev, el["eta"][e_ok], el["phi"][e_ok], strict=True):
+            same = j_ev == ev
+            dphi = np.abs((jp[same] - phi + np.pi) % (2 * np.pi) - np.pi)
+            n += bool(np.any((je[same] - eta) ** 2 + dphi**2 < 0.16))
+        return n, int(e_ok.sum())
+
+    before, n_el = overlapping(batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        after, _ = overlapping(clean_jets(batch, Selection()))
+    assert n_el == 31
+    assert before == 22
+    assert after == 0

@@ -11,7 +11,7 @@ import poetml
 from poetml import _core, _reference
 from poetml.images import ImageSpec
 from poetml.jagged import Collection, EventBatch
-from poetml.selection import Selection
+from poetml.selection import JetSelection, Selection
 
 NO_CUTS = Selection.none()
 
@@ -70,10 +70,15 @@ def test_default_spec_shape_and_pixels() -> None:
 
 def test_channels_follow_spec_order_and_same_pixel_sums() -> None:
     batch = make_batch(muon=[[(10.0, 0.0, 0.0), (5.0, 0.01, 0.01)]], jet=[[(35.0, 0.0, 0.0)]])
-    spec = ImageSpec(channels=("jet", "muon"))
+    no_clean = Selection(jet=JetSelection(lepton_dr=None))
+    spec = ImageSpec(channels=("jet", "muon"), selection=no_clean)
     images = poetml.rasterize(batch, spec)
     assert images.shape == (1, 32, 32, 2)
     assert images[0, 16, 16, 0] == 35.0
+    assert images[0, 16, 16, 1] == 15.0
+    # the default selection cleans the jet: it is the muons (Delta R < 0.4), not a jet
+    images = poetml.rasterize(batch, ImageSpec(channels=("jet", "muon")))
+    assert images[0, ..., 0].sum() == 0.0
     assert images[0, 16, 16, 1] == 15.0
 
 

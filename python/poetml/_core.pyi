@@ -123,3 +123,10 @@ def build_features(
     n_threads: int = 0,
     out: _F32 | None = None,
 ) -> npt.NDArray[np.float32]: ...
+def clean_jets(
+    jets: Columns,
+    leptons: Sequence[tuple[Columns, Cuts]],
+    dr: float,
+    *,
+    n_threads: int = 0,
+) -> npt.NDArray[np.float32]: ...

@@ -28,6 +28,8 @@ from .images import (
     SparseImages,
     batch_collection,
     check_out,
+    keep_objects,
+    lepton_cleaning_inputs,
     met_field,
     resolve_cuts,
     resolve_threads,
@@ -37,7 +39,7 @@ from .schema import MASSES
 if TYPE_CHECKING:
     from .jagged import EventBatch
 
-__all__ = ["build_features", "densify", "rasterize", "rasterize_sparse"]
+__all__ = ["build_features", "clean_jets", "densify", "rasterize", "rasterize_sparse"]
 
 
 def _objects(batch: EventBatch, name: str) -> dict[str, Any]:
@@ -154,6 +156,51 @@ def _footprint(
     return ix + DI[on], (iy + DJ[on]) % spec.n_phi, vals
 
 
+_TWO_PI = 6.283185307179586  # the C++ core's constants, so the decisions are identical
+_PI = 3.141592653589793
+
+
+def clean_jets(
+    jets: dict[str, Any], leptons: list[tuple[dict[str, Any], CutParams]], dr: float
+) -> np.ndarray:
+    """NumPy twin of :func:`poetml._core.clean_jets` on ``_objects`` dicts: float32 per jet,
+    0 when a lepton passing its cuts lies in the same event within Delta R < ``dr``."""
+    n = len(jets["offsets"]) - 1
+    keep = np.ones(len(jets["pt"]), np.float32)
+    jev = np.repeat(np.arange(n), np.diff(jets["offsets"]))
+    for obj, cuts in leptons:
+        sel = _selected(obj, cuts)
+        lev = np.repeat(np.arange(n), np.diff(obj["offsets"]))[sel]
+        leta = obj["eta"][sel].astype(np.float64)
+        lphi = obj["phi"][sel].astype(np.float64)
+        for k in range(len(keep)):
+            same = lev == jev[k]
+            deta = np.float64(jets["eta"][k]) - leta[same]
+            dphi = np.fmod(np.abs(np.float64(jets["phi"][k]) - lphi[same]), _TWO_PI)
+            dphi = np.where(dphi > _PI, _TWO_PI - dphi, dphi)
+            if np.any(deta * deta + dphi * dphi < dr * dr):
+                keep[k] = 0.0
+    return keep
+
+
+def _clean(batch: EventBatch, selection: Any) -> EventBatch:
+    """The twin of :func:`poetml.images.clean_jets` (cleaning decided by :func:`clean_jets`)."""
+    leps = lepton_cleaning_inputs(batch, selection)
+    if not leps or batch["jet"].n_objects == 0:
+        return batch
+    jets = _objects(batch, "jet")
+    _check("jet", jets)
+    leptons = []
+    for name in leps:
+        obj = _objects(batch, name)
+        _check(name, obj)
+        leptons.append((obj, resolve_cuts(selection, name, batch[name])))
+    keep = clean_jets(jets, leptons, float(selection.jet.lepton_dr))
+    if bool(np.all(keep > 0.5)):
+        return batch
+    return keep_objects(batch, "jet", keep > 0.5)
+
+
 def rasterize(
     batch: EventBatch,
     spec: ImageSpec | None = None,
@@ -169,6 +216,8 @@ def rasterize(
     n = batch.n_events
     C = len(spec.channels)
     check_out(out, (n, spec.n_eta, spec.n_phi, C), "rasterize")
+    if "jet" in spec.channels:
+        batch = _clean(batch, spec.selection)
     images = np.zeros((n, spec.n_eta, spec.n_phi, C), dtype=np.float32)
     dropped = np.zeros(C, dtype=np.int64)
     for c, name in enumerate(spec.channels):
@@ -289,6 +338,7 @@ def build_features(
     resolve_threads(n_threads)
     n = batch.n_events
     given = check_out(out, (n, len(feature_names(spec))), "build_features")
+    batch = _clean(batch, spec.selection)
     wanted = [c for c, _ in spec.slots] + [QUANTITY_NEEDS[q] for q in spec.event_quantities]
     objs: dict[str, dict[str, Any]] = {}
     masks: dict[str, np.ndarray] = {}

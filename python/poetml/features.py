@@ -172,12 +172,20 @@ def build_features(
     ``features``.
     """
     from . import _core
-    from .images import batch_collection, check_out, core_columns, resolve_cuts, resolve_threads
+    from .images import (
+        batch_collection,
+        check_out,
+        clean_jets,
+        core_columns,
+        resolve_cuts,
+        resolve_threads,
+    )
 
     spec = FeatureSpec() if spec is None else spec
     threads = resolve_threads(n_threads)
     names = feature_names(spec)
     check_out(out, (batch.n_events, len(names)), "build_features")
+    batch = clean_jets(batch, spec.selection, threads)
     order: list[str] = []
     for coll, _ in spec.slots:
         if coll not in order:

@@ -229,6 +229,49 @@ def core_columns(
     return cols, _core.Cuts(cuts.min_pt, cuts.max_abs_eta, cuts.tight_id, cuts.max_iso)
 
 
+def keep_objects(batch: EventBatch, name: str, keep: np.ndarray) -> EventBatch:
+    """``batch`` with only the objects of collection ``name`` where ``keep`` is true."""
+    import dataclasses
+
+    from .jagged import Collection
+
+    coll = batch.collections[name]
+    keep = np.asarray(keep, bool)
+    start, stop = int(coll.offsets[0]), int(coll.offsets[-1])
+    kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    new = Collection(
+        kept[coll.offsets - start], {k: v[start:stop][keep] for k, v in coll.fields.items()}
+    )
+    return dataclasses.replace(batch, collections={**batch.collections, name: new})
+
+
+def lepton_cleaning_inputs(batch: EventBatch, selection: Selection) -> list[str]:
+    """The lepton collections jets are cleaned against (none when cleaning is off or the
+    batch has no jets)."""
+    if selection.jet.lepton_dr is None or "jet" not in batch.collections:
+        return []
+    return [n for n in ("muon", "electron") if n in batch.collections]
+
+
+def clean_jets(batch: EventBatch, selection: Selection, n_threads: int | None = None) -> EventBatch:
+    """Lepton-jet cleaning in the C++ core (:func:`poetml._core.clean_jets`): ``batch``
+    without the jets that lie within Delta R < ``selection.jet.lepton_dr`` of a muon or
+    electron passing ``selection``.  Unchanged when cleaning is off or nothing to clean."""
+    from . import _core
+
+    leps = lepton_cleaning_inputs(batch, selection)
+    if not leps or batch["jet"].n_objects == 0:
+        return batch
+    jets, _ = core_columns(batch, "jet", CutParams())
+    leptons = [core_columns(batch, n, resolve_cuts(selection, n, batch[n])) for n in leps]
+    dr = selection.jet.lepton_dr
+    assert dr is not None
+    keep = _core.clean_jets(jets, leptons, float(dr), n_threads=resolve_threads(n_threads))
+    if bool(np.all(keep > 0.5)):
+        return batch
+    return keep_objects(batch, "jet", keep > 0.5)
+
+
 def resolve_threads(n_threads: int | None) -> int:
     """``None`` or 0: all cores (0 for the core); otherwise a positive int."""
     if n_threads is None:
@@ -356,6 +399,8 @@ def rasterize(
     spec = ImageSpec() if spec is None else spec
     threads = resolve_threads(n_threads)
     check_out(out, (batch.n_events, spec.n_eta, spec.n_phi, len(spec.channels)), "rasterize")
+    if "jet" in spec.channels:
+        batch = clean_jets(batch, spec.selection, threads)
     channels = []
     for name in spec.channels:
         coll = None if name == "met" else batch_collection(batch, name)
@@ -510,6 +555,8 @@ def rasterize_sparse(
 
     spec = ImageSpec() if spec is None else spec
     threads = resolve_threads(n_threads)
+    if "jet" in spec.channels:
+        batch = clean_jets(batch, spec.selection, threads)
     channels = []
     for name in spec.channels:
         coll = None if name == "met" else batch_collection(batch, name)

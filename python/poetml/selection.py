@@ -62,9 +62,17 @@ class JetSelection:
     max_abs_eta: float = 2.4
     #: b-tag discriminant threshold defining a b jet (CSVv2 medium).
     btag_threshold: float = 0.8484
+    #: lepton-jet cleaning: a jet within Delta R < lepton_dr of a *selected* muon or
+    #: electron is dropped (particle-flow jets contain the leptons: NanoAOD, POET); None: off
+    lepton_dr: float | None = 0.4
 
     def __post_init__(self) -> None:
         _check(self)
+        dr = self.lepton_dr
+        if dr is not None and not (math.isfinite(dr) and dr >= 0):
+            raise ConfigError(
+                f"must be a Delta R >= 0 (or null: no cleaning), got {dr}", key="lepton_dr"
+            )
 
 
 @dataclass(frozen=True)
@@ -92,5 +100,5 @@ class Selection:
         return cls(
             muon=MuonSelection(min_pt=0.0, max_abs_eta=1.0e9, tight_id=False, max_iso=None),
             electron=ElectronSelection(min_pt=0.0, max_abs_eta=1.0e9, tight_id=False, max_iso=None),
-            jet=JetSelection(min_pt=0.0, max_abs_eta=1.0e9),
+            jet=JetSelection(min_pt=0.0, max_abs_eta=1.0e9, lepton_dr=None),
         )

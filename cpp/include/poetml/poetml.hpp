@@ -2,6 +2,7 @@
 // Header-only C++17 (link with -pthread); no Python anywhere.
 #pragma once
 
+#include "poetml/cleaning.hpp"
 #include "poetml/core.hpp"
 #include "poetml/features.hpp"
 #include "poetml/rasterize.hpp"
