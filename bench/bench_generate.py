@@ -6,6 +6,7 @@ Pythia ``nextBatch`` on the same process, measured in the same run.
     python bench/bench_generate.py --quick              # fewer events
     python bench/bench_generate.py --cross-sections     # Pythia sigmaGen of every process
     python bench/bench_generate.py --validate [--mpi]   # Z peak vs real 2010 data, W mT, ...
+    python bench/bench_generate.py --pileup [--mu 50]   # premixed pile-up: cost over no pile-up
 
 Numbers are wall-clock on this machine; the ratio full / bare is the figure of merit
 (target: <= 1.3 with MPI on).
@@ -41,6 +42,28 @@ def full(process: str, n: int, mpi: bool, workers: int, tmp: Path, seed: int = 1
         progress=False,
     )
     return s["seconds"]
+
+
+def pileup_overhead(mu: float, n: int) -> None:
+    """Premixed pile-up: DY with MPI, the same events without and with Poisson(mu) pile-up
+    from the pool (generated first, timed apart), one worker, in the same run."""
+    from poetml.generate.pileup import load_pool
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        full("dy", 20, False, 1, tmp)  # warm-up
+        t0 = time.perf_counter()
+        load_pool(cache_dir=tmp / "cache")
+        t_pool = time.perf_counter() - t0
+        t_none = generate("dy", n, tmp / "a.root", seed=2, workers=1, progress=False)["seconds"]
+        t_pu = generate(
+            "dy", n, tmp / "b.root", seed=2, workers=1, pileup=mu, progress=False,
+            pileup_cache=tmp / "cache",
+        )["seconds"]  # fmt: skip
+        print(f"pile-up pool of 5000 minimum-bias events: generated once in {t_pool:.1f} s")
+        print(f"dy, MPI on, {n} events, 1 worker: no pile-up {n / t_none:.1f} ev/s, "
+              f"mu = {mu:g} premixed {n / t_pu:.1f} ev/s")  # fmt: skip
+        print(f"RATIO pileup{mu:g}/no_pileup time: {t_pu / t_none:.2f}")
 
 
 def validate(mpi: bool, n_dy: int = 6000) -> None:
@@ -106,7 +129,12 @@ def main() -> None:
     ap.add_argument("--mpi", action="store_true", help="with --validate: MPI on")
     ap.add_argument("--processes", nargs="*", default=list(PROCESSES))
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--pileup", action="store_true", help="premixed pile-up overhead only")
+    ap.add_argument("--mu", type=float, default=50.0, help="with --pileup: mean pile-up")
     args = ap.parse_args()
+    if args.pileup:
+        pileup_overhead(args.mu, 300 if args.quick else 1000)
+        return
     if args.cross_sections:
         print(f"{'process':12s} {'sigma [pb]':>12s} {'error':>10s}   (2000 events, MPI off)")
         for name in args.processes:

@@ -199,7 +199,14 @@ def test_evaluate_anomaly_on_a_weighted_background_stream(tmp_path):
     beam = Beam(luminosity=2e34)
     rate = 50 * beam.khz_per_pb  # all of B passes: 1e-3 kHz
     m, sec = evaluate_anomaly(
-        tmp_path, {"float": bkg}, {"float": sig}, rate_khz=[rate], bkg_weights=w, beam=beam
+        tmp_path,
+        {"float": bkg},
+        {"float": sig},
+        rate_khz=[rate],
+        bkg_weights=w,
+        beam=beam,
+        bkg_process=np.repeat([0, 1], [4000, 400]),
+        process_names=["A", "B"],
     )
     wp = m["float"]["weighted"]["working_points"][0]
     assert wp["rate_khz"] == pytest.approx(rate)
@@ -210,6 +217,7 @@ def test_evaluate_anomaly_on_a_weighted_background_stream(tmp_path):
     assert eff == pytest.approx(np.mean(sig["s"] > wp["threshold"]))
     md = write_report(tmp_path, "run", [sec]).read_text()
     assert "plots/rate_vs_threshold.png" in md
+    assert "plots/score_by_process.png" in md
     assert (tmp_path / "plots" / "rate_vs_threshold.png").stat().st_size > 1000
     assert "Trigger rates of the weighted background stream" in md
     assert f"{wp['rate_khz']:.3g} +- {wp['rate_khz_err']:.2g}" in md

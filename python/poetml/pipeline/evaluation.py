@@ -89,6 +89,8 @@ def evaluate(
             com=ecfg.com,
             bkg_weights=prep.w_test if (prep.weighted and ecfg.weighted) else None,
             beam=ecfg.beam(),
+            bkg_process=prep.test.process,
+            process_names=[p.name for p in prep.data.processes],
         )
     probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
     images = prep.test.x if prep.data.kind == "images" else None

@@ -201,6 +201,8 @@ def evaluate_anomaly(
     com: float | None = None,
     bkg_weights: Any = None,
     beam: Any = None,
+    bkg_process: Any = None,
+    process_names: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
     ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
@@ -209,7 +211,8 @@ def evaluate_anomaly(
     model): the trigger rates are then those of the weighted stream at ``beam``'s
     luminosity (:func:`poetml.evaluation.weighted_rate_metrics`, stored under
     ``"weighted"`` in each model's metrics), with a table and the rate-against-threshold
-    plot.
+    plot; with ``bkg_process`` (the process index of each background event) and
+    ``process_names`` also the score distribution stacked by process at its rate.
 
     ``bkg_scores``: array or ``{model: array}``; ``signal_scores``: ``{signal: array}`` or
     ``{model: {signal: array}}`` (same models).  ``latent`` ``(N, D)`` with integer
@@ -352,6 +355,26 @@ def evaluate_anomaly(
             "uncertainty from the weights); points: working points",
         )
         tables.append(_weighted_table(weighted))
+        if bkg_process is not None and process_names is not None:
+            from ..rates import Beam
+
+            m0 = next(iter(bkg))
+            add(
+                plots.plot_weighted_score_stack(
+                    bkg[m0],
+                    bkg_weights,
+                    bkg_process,
+                    process_names,
+                    pdir / "score_by_process.png",
+                    beam_khz_per_pb=(beam or Beam()).khz_per_pb,
+                    threshold=weighted[m0]["working_points"][0]["threshold"],
+                    xlabel=score_label,
+                    label=label,
+                    com=com,
+                ),
+                f"Background score distribution of {m0}, stacked by process at its rate "
+                "(cross-section weights); red line: the first rate's threshold",
+            )
     if metrics_file:
         ev.write_json(outdir / metrics_file, metrics)
     sec = anomaly_section(metrics, title=title, images=imgs, relative_to=relative_to)
