@@ -159,6 +159,15 @@ class _PixelColumn:
         self.pending.clear()
 
 
+def _hdf5_os_error(exc: BaseException) -> OSError | None:
+    """The OS error inside an HDF5 write failure (``... errno = 27, error message = 'File
+    too large' ...``), or None."""
+    import re
+
+    m = re.search(r"errno = (\d+)", str(exc))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
+
+
 class SparseShardWriter:
     """Append batches of sparse images (:class:`~poetml.images.SparseImages`) to an HDF5
     file of the sparse layout, atomically; the counterpart of
@@ -354,11 +363,21 @@ class SparseShardWriter:
             self._value.finish()
             self._shutdown_pool()
             self._file.attrs["n_events"] = self.n_events
+            # flush while the file is still open: a full disk (or a file-size limit) fails
+            # here, where abort() can still detach HDF5 from the file; failing inside close
+            # would leave HDF5 a file it cannot close, and crash the interpreter later
+            self._file.flush()
             self._file.close()
             os.replace(self.tmp_path, self.path)
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
+        except RuntimeError as exc:  # HDF5 reports a failed write as RuntimeError
+            self.abort()
+            err = _hdf5_os_error(exc)
+            if err is None:
+                raise
+            raise write_error(self.path, err) from exc
         except BaseException:
             self.abort()
             raise
