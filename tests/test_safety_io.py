@@ -230,7 +230,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(big_file, tmp_path, compressio
     res = subprocess.run(
         [*POETML, "images", str(big_file), "-o", str(out), "--no-progress",
          "--compression", compression],
-        capture_output=True, text=True, preexec_fn=_limit_file_size(1 << 20), timeout=300,
+        capture_output=True, text=True, preexec_fn=_limit_file_size(1 << 17), timeout=300,
         check=False,
     )  # fmt: skip
     assert res.returncode == 1, res.stderr[-2000:]  # was -11: a segmentation fault
