@@ -331,7 +331,9 @@ def test_nanoaod_electrons_are_not_counted_twice_as_jets(shared_data):
         sel = Selection()
         el, jet = b["electron"], b["jet"]
         c = resolve_cuts(sel, "electron", el)
-        e_ok = (el["pt"] >= c.min_pt) & (np.abs(el["eta"]) <= c.max_abs_eta) & (el["tight_id"] > 0.5)
+        e_ok = (
+            (el["pt"] >= c.min_pt) & (np.abs(el["eta"]) <= c.max_abs_eta) & (el["tight_id"] > 0.5)
+        )
         j_ok = (jet["pt"] >= sel.jet.min_pt) & (np.abs(jet["eta"]) <= sel.jet.max_abs_eta)
         e_ev = np.repeat(np.arange(b.n_events), el.counts)[e_ok]
         j_ev = np.repeat(np.arange(b.n_events), jet.counts)[j_ok]

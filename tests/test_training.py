@@ -89,3 +89,40 @@ def test_early_stopping_restores_best_weights():
     assert len(h2["loss"]) == 3
     for got, want in zip(m.get_weights(), snapshots[-1], strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_training_output_is_one_progress_bar_per_model_and_no_noise(tmp_path):
+    """A fresh process (TensorFlow's C++ logging is set at its import): training shows one
+    progress bar, no per-epoch Keras lines, no cuDNN/cuFFT/cuBLAS registration errors and no
+    Keras warning about the deliberate HDF5 / QKeras-constraint storage."""
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from poetml import training
+from poetml.models import _backend
+from poetml.datasets.scalers import Preprocessing, Scaler
+tf = _backend.tf()
+qk = _backend.qkeras()
+inp = tf.keras.Input((6,))
+out = qk.QDense(6, kernel_quantizer=qk.quantized_bits(8, 0, alpha=1), name="q")(inp)
+model = tf.keras.Model(inp, out, name="tiny")
+x = np.random.default_rng(1).normal(size=(64, 6)).astype("float32")
+cfg = training.TrainingConfig(epochs=3, batch_size=16)
+hist = training.fit(model, x, x, x, x, cfg, loss="mse")
+prep = Preprocessing(Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6), 12, 4,
+                     ("background",), (6,), "features")
+training.save_model_dir({str(tmp_path / "m")!r}, model, prep, config={{}}, history=hist)
+"""
+    res = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "training tiny" in res.stderr
+    assert "Epoch 1/3" not in out
+    assert "Unable to register" not in out
+    assert "HDF5 file" not in out
+    assert "constraints.serialize" not in out
+    assert (tmp_path / "m" / "model.h5").is_file()

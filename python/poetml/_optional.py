@@ -39,10 +39,12 @@ _TENSORFLOW_FAMILY = {"tensorflow", "qkeras", "tensorflow_model_optimization", "
 def require(module: str, purpose: str = "") -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
     if module.split(".")[0] in _TENSORFLOW_FAMILY:
-        # TensorFlow's C++ start-up chatter (CUDA/TensorRT not found, CPU instruction notes)
-        # says nothing a user of a CPU machine can act on; errors still show.  A value the
-        # user set wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # TensorFlow's C++ start-up chatter says nothing a user can act on: CUDA/TensorRT not
+        # found, CPU instruction notes, and TF 2.15's three "Unable to register cuDNN/cuFFT/
+        # cuBLAS factory" lines, which it logs at ERROR level on every import (a known,
+        # harmless double registration), so only FATAL C++ messages are kept.  Failures
+        # still raise Python exceptions.  A value the user set wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,9 @@ class TrainingConfig:
     min_lr: float = 1e-5
     seed: int = 42
     deterministic: bool = True
-    verbose: int = 2
+    #: 1: one progress bar per model (epochs, with loss and val_loss); 2: Keras' line per
+    #: epoch; 0: silent
+    verbose: int = 1
     threads: int = 0
     #: ``none``: every training event counts once in the loss (classes balanced by the
     #: dataset's ``balance``); ``cross_section``: each event's loss is multiplied by its
@@ -266,6 +269,9 @@ def fit(
         ),
         *callbacks,
     ]
+    n_epochs = epochs or config.epochs
+    if config.verbose == 1:
+        cbs.append(_epoch_bar(callback_base, n_epochs, getattr(model, "name", "model")))
     sequence = y_train is None  # a keras Sequence: it batches and shuffles itself
     if sequence and sample_weight is not None:
         raise ValueError("fit: give sample weights to the Sequence (batches(sample_weight=))")
@@ -275,15 +281,38 @@ def fit(
         validation_data=x_val
         if y_val is None
         else ((x_val, y_val) if val_sample_weight is None else (x_val, y_val, val_sample_weight)),
-        epochs=epochs or config.epochs,
+        epochs=n_epochs,
         batch_size=None if sequence else config.batch_size,
         class_weight=dict(class_weight) if class_weight else None,
         sample_weight=sample_weight,
         callbacks=cbs,
-        verbose=config.verbose,
+        verbose=0 if config.verbose == 1 else config.verbose,
         shuffle=not sequence,
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _epoch_bar(base: Any, epochs: int, name: str) -> Any:
+    """A Keras callback drawing one tqdm bar over the epochs of one model, with the last
+    loss and validation loss; closed when training ends (early stopping included)."""
+    from tqdm.auto import tqdm
+
+    class EpochBar(base):
+        def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+            self.bar = tqdm(total=epochs, desc=f"training {name}", unit="epoch", leave=True)
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+            logs = logs or {}
+            self.bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "val_loss")},
+                refresh=False,
+            )
+            self.bar.update(1)
+
+        def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+            self.bar.close()
+
+    return EpochBar()
 
 
 def is_complete(path: str | os.PathLike[str]) -> bool:
@@ -315,7 +344,13 @@ def save_model_dir(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        model.save(tmp / "model.h5", include_optimizer=False, save_format="h5")
+        with warnings.catch_warnings():
+            # HDF5 is chosen, not legacy by accident: QKeras 0.9 models cannot be read back
+            # from the .keras format (see poetml.models.loading); and QKeras quantizers are
+            # stored as constraints by design, which Keras 2.15 warns about
+            warnings.filterwarnings("ignore", message=".*saving your model as an HDF5 file")
+            warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize")
+            model.save(tmp / "model.h5", include_optimizer=False, save_format="h5")
         (tmp / "preprocessing.json").write_text(preprocessing.to_json())
         (tmp / "config.json").write_text(json.dumps(dict(config), indent=2, default=str))
         (tmp / "history.json").write_text(json.dumps(dict(history), indent=2))
