@@ -19,6 +19,7 @@ _LAZY = {
     "inspect": "reading",
     "EventBatch": "jagged",
     "Collection": "jagged",
+    "from_awkward": "jagged",
     "rasterize": "images",
     "ImageSpec": "images",
     "build_features": "features",
@@ -51,6 +52,7 @@ __all__ = [
     "Selection",
     "__version__",
     "build_features",
+    "from_awkward",
     "inspect",
     "iterate",
     "rasterize",
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError
     from .features import FeatureSpec, build_features
     from .images import ImageSpec, rasterize
-    from .jagged import Collection, EventBatch
+    from .jagged import Collection, EventBatch, from_awkward
     from .reading import inspect, iterate
     from .selection import ElectronSelection, JetSelection, MuonSelection, Selection
 

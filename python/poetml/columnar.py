@@ -1,0 +1,155 @@
+"""Images and features inside a columnar analysis: awkward arrays of events, eager (a coffea
+processor's NanoEvents, ``uproot`` arrays) or lazy (a dask-awkward collection, made
+partition by partition).
+
+.. code-block:: python
+
+    from coffea.nanoevents import NanoEventsFactory
+    from poetml import columnar
+
+    events = NanoEventsFactory.from_root({"nano.root": "Events"}, mode="dask").events()
+    images = columnar.rasterize(events)              # dask-awkward, (N, 32, 32, 4) per event
+    features, names = columnar.build_features(events)
+    images.compute().to_numpy()                      # == poetml.rasterize on the file
+
+The events become an :class:`~poetml.jagged.EventBatch` with
+:func:`poetml.jagged.from_awkward` (NanoEvents, flat NanoAOD, POET or canonical names) and
+go through the same C++ kernels as ``poetml images`` / ``poetml features``, so the results
+are the same bit for bit.  On a dask-awkward collection the kernel runs in
+``dask_awkward.map_partitions``; when dask-awkward traces the graph with typetracers, only
+the columns the kernel reads are marked as needed, so a coffea job reads just those
+branches.  dask-awkward and coffea are imported only when used (``pip install
+'poetml[coffea]'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._optional import require
+from .datasets.convert import needed_collections
+from .features import FeatureSpec, feature_names
+from .features import build_features as _build_features
+from .images import ImageSpec
+from .images import rasterize as _rasterize
+from .jagged import from_awkward, record_columns, record_layout
+
+__all__ = ["build_features", "is_dask", "rasterize"]
+
+
+def is_dask(events: Any) -> bool:
+    """True when ``events`` is a dask-awkward collection (checked without importing it)."""
+    return type(events).__module__.split(".")[0] == "dask_awkward"
+
+
+def _is_typetracer(events: Any) -> bool:
+    import awkward as ak
+
+    return bool(ak.backend(events) == "typetracer")
+
+
+def _touch(events: Any, layout: str, collections: Sequence[str]) -> None:
+    """Mark the columns the kernel reads as needed (dask-awkward column projection)."""
+    import awkward as ak
+
+    columns = record_columns(events, layout=layout, collections=collections)
+    for fields in columns.values():
+        for col in fields.values():
+            for array in (col.values, *col.extra.values()):
+                if array is not None:
+                    ak.typetracer.touch_data(array)
+
+
+def _output_like(shape: tuple[int, ...]) -> Any:
+    """A length-less typetracer of float32 rows of ``shape``: the form of a kernel output."""
+    import awkward as ak
+
+    example = ak.from_numpy(np.zeros((1, *shape), dtype=np.float32))
+    return ak.Array(example.layout.to_typetracer(forget_length=True))
+
+
+def _images_partition(events: Any, spec: ImageSpec, layout: str, n_threads: int | None) -> Any:
+    import awkward as ak
+
+    collections = needed_collections("images", spec)
+    if _is_typetracer(events):
+        _touch(events, layout, collections)
+        return _output_like(spec.shape)
+    batch = from_awkward(events, layout=layout, collections=collections)
+    return ak.from_numpy(_rasterize(batch, spec, n_threads=n_threads))
+
+
+def _features_partition(events: Any, spec: FeatureSpec, layout: str, n_threads: int | None) -> Any:
+    import awkward as ak
+
+    collections = needed_collections("features", spec)
+    if _is_typetracer(events):
+        _touch(events, layout, collections)
+        return _output_like((len(feature_names(spec)),))
+    batch = from_awkward(events, layout=layout, collections=collections)
+    return ak.from_numpy(_build_features(batch, spec, n_threads=n_threads)[0])
+
+
+def rasterize(
+    events: Any,
+    spec: ImageSpec | None = None,
+    *,
+    layout: str = "auto",
+    n_threads: int | None = None,
+) -> Any:
+    """Event images of an awkward array of events, as :func:`poetml.images.rasterize`.
+
+    ``events``: an awkward record array (NanoEvents included) -> float32 NumPy array
+    ``(N, n_eta, n_phi, C)``; a dask-awkward array -> a dask-awkward array of the same
+    images (one ``n_eta * n_phi * C * float32`` entry per event), built partition by
+    partition; ``.compute().to_numpy()`` gives the NumPy array.  ``layout``: how the
+    record names its collections (see :func:`poetml.jagged.from_awkward`).
+    """
+    spec = ImageSpec() if spec is None else spec
+    if is_dask(events):
+        dak = require("dask_awkward", "images over a dask-awkward collection")
+        layout = record_layout(events, layout)
+        return dak.map_partitions(
+            _images_partition,
+            events,
+            spec=spec,
+            layout=layout,
+            n_threads=n_threads,
+            label="poetml-rasterize",
+        )
+    batch = from_awkward(events, layout=layout, collections=needed_collections("images", spec))
+    return _rasterize(batch, spec, n_threads=n_threads)
+
+
+def build_features(
+    events: Any,
+    spec: FeatureSpec | None = None,
+    *,
+    layout: str = "auto",
+    n_threads: int | None = None,
+) -> tuple[Any, list[str]]:
+    """Feature vectors of an awkward array of events, as :func:`poetml.features.build_features`.
+
+    Returns ``(features, names)``: for an awkward record array a float32 NumPy array
+    ``(N, F)``; for a dask-awkward array a dask-awkward array of the same rows, built
+    partition by partition.  ``names`` are those of :func:`poetml.features.feature_names`.
+    """
+    spec = FeatureSpec() if spec is None else spec
+    names = feature_names(spec)
+    if is_dask(events):
+        dak = require("dask_awkward", "features over a dask-awkward collection")
+        layout = record_layout(events, layout)
+        lazy = dak.map_partitions(
+            _features_partition,
+            events,
+            spec=spec,
+            layout=layout,
+            n_threads=n_threads,
+            label="poetml-build-features",
+        )
+        return lazy, names
+    batch = from_awkward(events, layout=layout, collections=needed_collections("features", spec))
+    return _build_features(batch, spec, n_threads=n_threads)[0], names
