@@ -8,7 +8,7 @@ import pytest
 from poetml import training
 from poetml.models import ModelConfig, build
 
-pytest.importorskip("tensorflow")
+pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
 
 
 def _data():
