@@ -22,8 +22,15 @@ extensions = [
     "sphinxarg.ext",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/.ipynb_checkpoints", "tutorials/tutorial-data"]
+# .rst first: autosummary writes its generated pages with the first suffix
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "**/.ipynb_checkpoints",
+    "tutorials/tutorial-data/**",  # what the notebooks generate when they run
+]
 templates_path = ["_templates"]
 
 # MyST: ```{directive} fences, $ maths off, anchors for ## and ### headings
