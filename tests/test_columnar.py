@@ -139,7 +139,8 @@ def test_columnar_eager_equals_batch_kernels(poet_events, nanoaod_file):
 
 def test_columnar_over_dask_awkward_partitions(poet_events, nanoaod_file):
     dak = pytest.importorskip(
-        "dask_awkward", reason="dask-awkward is not installed (the coffea extra, NumPy 2 only: CI runs this in .venv-np2)"
+        "dask_awkward",
+        reason="dask-awkward is not installed (the coffea extra, NumPy 2 only: CI runs this in .venv-np2)",
     )
     events = _nano_nested(poet_events)
     lazy_events = dak.from_awkward(events, npartitions=3)
@@ -165,7 +166,10 @@ def _cli_output(tmp_path, kind, path):
 
 
 def test_coffea_processor_equals_poetml_images_and_features(shared_data, tmp_path):
-    pytest.importorskip("coffea", reason="coffea is not installed (the coffea extra, NumPy 2 only: CI runs this in .venv-np2)")
+    pytest.importorskip(
+        "coffea",
+        reason="coffea is not installed (the coffea extra, NumPy 2 only: CI runs this in .venv-np2)",
+    )
     from coffea import processor
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
