@@ -24,10 +24,7 @@ branches.  dask-awkward and coffea are imported only when used (``pip install
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from ._optional import require
 from .datasets.convert import needed_collections
@@ -35,7 +32,14 @@ from .features import FeatureSpec, feature_names
 from .features import build_features as _build_features
 from .images import ImageSpec
 from .images import rasterize as _rasterize
-from .jagged import from_awkward, record_columns, record_layout
+from .jagged import (
+    from_awkward,
+    is_typetracer,
+    record_layout,
+    rows,
+    rows_typetracer,
+    touch_columns,
+)
 
 __all__ = ["build_features", "is_dask", "rasterize"]
 
@@ -45,52 +49,22 @@ def is_dask(events: Any) -> bool:
     return type(events).__module__.split(".")[0] == "dask_awkward"
 
 
-def _is_typetracer(events: Any) -> bool:
-    import awkward as ak
-
-    return bool(ak.backend(events) == "typetracer")
-
-
-def _touch(events: Any, layout: str, collections: Sequence[str]) -> None:
-    """Mark the columns the kernel reads as needed (dask-awkward column projection)."""
-    import awkward as ak
-
-    columns = record_columns(events, layout=layout, collections=collections)
-    for fields in columns.values():
-        for col in fields.values():
-            for array in (col.values, *col.extra.values()):
-                if array is not None:
-                    ak.typetracer.touch_data(array)
-
-
-def _output_like(shape: tuple[int, ...]) -> Any:
-    """A length-less typetracer of float32 rows of ``shape``: the form of a kernel output."""
-    import awkward as ak
-
-    example = ak.from_numpy(np.zeros((1, *shape), dtype=np.float32))
-    return ak.Array(example.layout.to_typetracer(forget_length=True))
-
-
 def _images_partition(events: Any, spec: ImageSpec, layout: str, n_threads: int | None) -> Any:
-    import awkward as ak
-
     collections = needed_collections("images", spec)
-    if _is_typetracer(events):
-        _touch(events, layout, collections)
-        return _output_like(spec.shape)
+    if is_typetracer(events):  # dask-awkward tracing: say which columns, give the form
+        touch_columns(events, layout=layout, collections=collections)
+        return rows_typetracer(spec.shape)
     batch = from_awkward(events, layout=layout, collections=collections)
-    return ak.from_numpy(_rasterize(batch, spec, n_threads=n_threads))
+    return rows(_rasterize(batch, spec, n_threads=n_threads))
 
 
 def _features_partition(events: Any, spec: FeatureSpec, layout: str, n_threads: int | None) -> Any:
-    import awkward as ak
-
     collections = needed_collections("features", spec)
-    if _is_typetracer(events):
-        _touch(events, layout, collections)
-        return _output_like((len(feature_names(spec)),))
+    if is_typetracer(events):
+        touch_columns(events, layout=layout, collections=collections)
+        return rows_typetracer((len(feature_names(spec)),))
     batch = from_awkward(events, layout=layout, collections=collections)
-    return ak.from_numpy(_build_features(batch, spec, n_threads=n_threads)[0])
+    return rows(_build_features(batch, spec, n_threads=n_threads)[0])
 
 
 def rasterize(

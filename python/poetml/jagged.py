@@ -28,8 +28,12 @@ __all__ = [
     "concatenate",
     "flatten",
     "from_awkward",
+    "is_typetracer",
     "record_columns",
     "record_layout",
+    "rows",
+    "rows_typetracer",
+    "touch_columns",
     "unflatten",
 ]
 
@@ -486,3 +490,47 @@ def from_awkward(
         entry_start=entry_start,
         layout=layout,
     )
+
+
+# --------------------------------------------------------------------------------------
+# dask-awkward partitions: typetracers and per-event rows
+# --------------------------------------------------------------------------------------
+
+
+def is_typetracer(events: Any) -> bool:
+    """True when ``events`` is an awkward typetracer (no data: dask-awkward is tracing
+    which columns a partition function needs)."""
+    import awkward as ak
+
+    return bool(ak.backend(events) == "typetracer")
+
+
+def touch_columns(
+    events: Any, *, layout: str = "auto", collections: Sequence[str] | str | None = None
+) -> None:
+    """Mark the columns :func:`from_awkward` would read from a typetracer as needed, so
+    dask-awkward's column projection reads those branches and no others."""
+    import awkward as ak
+
+    columns = record_columns(events, layout=layout, collections=collections)
+    for fields in columns.values():
+        for col in fields.values():
+            for array in (col.values, *col.extra.values()):
+                if array is not None:
+                    ak.typetracer.touch_data(array)
+
+
+def rows(values: np.ndarray) -> Any:
+    """A NumPy array ``(N, ...)`` as an awkward array of N fixed-shape rows (no copy)."""
+    import awkward as ak
+
+    return ak.from_numpy(values)
+
+
+def rows_typetracer(shape: Sequence[int], dtype: Any = COLUMN_DTYPE) -> Any:
+    """A length-less typetracer of what :func:`rows` gives for rows of ``shape``: the
+    form a dask-awkward partition function returns while it is traced."""
+    import awkward as ak
+
+    example = ak.from_numpy(np.zeros((1, *shape), dtype=dtype))
+    return ak.Array(example.layout.to_typetracer(forget_length=True))
