@@ -145,6 +145,8 @@ def test_columnar_over_dask_awkward_partitions(poet_events, nanoaod_file):
     events = _nano_nested(poet_events)
     lazy_events = dak.from_awkward(events, npartitions=3)
     assert columnar.is_dask(lazy_events)
+    with pytest.raises(TypeError, match=r"dask-awkward collection; use poetml\.columnar"):
+        from_awkward(lazy_events)
     batch = reading.read(nanoaod_file)
     images = columnar.rasterize(lazy_events)
     assert columnar.is_dask(images)

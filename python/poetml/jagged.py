@@ -437,6 +437,12 @@ def from_awkward(
     """
     import awkward as ak
 
+    if type(events).__module__.split(".")[0] == "dask_awkward":
+        raise TypeError(
+            "from_awkward needs an eager awkward array, got a dask-awkward collection; use "
+            "poetml.columnar.rasterize / build_features on it (partition by partition), or "
+            "from_awkward(events.compute())"
+        )
     layout = record_layout(events, layout)
     columns = record_columns(events, layout=layout, collections=collections, fields=fields)
     n_events = len(events)
