@@ -40,6 +40,7 @@ myst_heading_anchors = 3
 # Tutorial notebooks are rendered with the outputs stored in them, never executed here:
 # .ci/run executes them once, as tests (pytest --nbmake docs/tutorials).
 nb_execution_mode = "off"
+nb_merge_streams = True  # one block per cell for what it printed
 
 # autosummary imports every submodule to list it; importing poetml.__main__ would run the CLI
 sys.modules.setdefault("poetml.__main__", types.ModuleType("poetml.__main__"))
