@@ -125,15 +125,34 @@ def test_record_columns_does_not_convert(poet_events):
     assert set(cols["met"]) == {"pt", "phi"}
 
 
+def test_kernel_fields_follow_the_spec():
+    assert columnar.kernel_fields("images", poetml.ImageSpec()) == {
+        "muon": ("pt", "eta", "phi", "tight_id", "iso"),
+        "electron": ("pt", "eta", "phi", "tight_id"),
+        "jet": ("pt", "eta", "phi"),
+        "met": ("pt", "phi"),
+    }
+    spec = poetml.FeatureSpec(
+        slots=(("muon", 2), ("jet", 2)), event_quantities=("m_mumu", "n_bjet")
+    )
+    fields = columnar.kernel_fields("features", spec)
+    assert fields["muon"] == ("pt", "eta", "phi", "mass", "charge", "tight_id", "iso")
+    assert fields["jet"] == ("pt", "eta", "phi", "btag")
+
+
 def test_columnar_eager_equals_batch_kernels(poet_events, nanoaod_file):
     events = _nano_nested(poet_events)
     batch = reading.read(nanoaod_file)
     spec = poetml.ImageSpec(n_eta=16, n_phi=16, mode="gaussian")
     np.testing.assert_array_equal(columnar.rasterize(events, spec), poetml.rasterize(batch, spec))
-    features, names = columnar.build_features(events)
-    want, want_names = poetml.build_features(batch)
-    assert names == want_names
-    np.testing.assert_array_equal(features, want)
+    for fspec in (
+        poetml.FeatureSpec(),
+        poetml.FeatureSpec(event_quantities=("ht", "n_bjet", "m_mumu", "m_jj", "n_muon")),
+    ):
+        features, names = columnar.build_features(events, fspec)
+        want, want_names = poetml.build_features(batch, fspec)
+        assert names == want_names
+        np.testing.assert_array_equal(features, want)
     assert not columnar.is_dask(events)
 
 
@@ -150,10 +169,12 @@ def test_columnar_over_dask_awkward_partitions(poet_events, nanoaod_file):
     batch = reading.read(nanoaod_file)
     images = columnar.rasterize(lazy_events)
     assert columnar.is_dask(images)
-    # only what the kernel reads is marked as needed: no jet flavour, no raw pT
+    # only what the kernel reads is marked as needed: kinematics and the selection's inputs
     needed = set().union(*dak.report_necessary_columns(images).values())
-    assert {"Muon.pt", "Jet.eta", "MET.phi"} <= needed
-    assert not {"Jet.hadronFlavour", "Jet.rawFactor", "Muon.dxy"} & needed
+    assert {"Muon.pt", "Jet.eta", "MET.phi", "Muon.tightId", "Muon.pfRelIso04_all"} <= needed
+    assert not {"Jet.hadronFlavour", "Jet.btagCSVV2", "Muon.mass", "Muon.charge"} & needed
+    glyphs = columnar.rasterize(lazy_events, poetml.ImageSpec(mode="glyph"))
+    assert "Muon.charge" in set().union(*dak.report_necessary_columns(glyphs).values())
     np.testing.assert_array_equal(ak.to_numpy(images.compute()), poetml.rasterize(batch))
     features, names = columnar.build_features(lazy_events)
     np.testing.assert_array_equal(ak.to_numpy(features.compute()), poetml.build_features(batch)[0])

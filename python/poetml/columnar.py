@@ -40,8 +40,9 @@ from .jagged import (
     rows_typetracer,
     touch_columns,
 )
+from .schema import CANONICAL_FIELDS
 
-__all__ = ["build_features", "is_dask", "rasterize"]
+__all__ = ["build_features", "is_dask", "kernel_fields", "rasterize"]
 
 
 def is_dask(events: Any) -> bool:
@@ -49,21 +50,61 @@ def is_dask(events: Any) -> bool:
     return type(events).__module__.split(".")[0] == "dask_awkward"
 
 
+def _selection_fields(selection: Any, collection: str) -> set[str]:
+    """Fields the object selection of ``collection`` cuts on (when the events have them)."""
+    sel = getattr(selection, collection, None)
+    out = set()
+    if getattr(sel, "tight_id", False):
+        out.add("tight_id")
+    if getattr(sel, "max_iso", None) is not None:
+        out.add("iso")
+    return out
+
+
+def kernel_fields(kind: str, spec: ImageSpec | FeatureSpec) -> dict[str, tuple[str, ...]]:
+    """``{collection: fields}`` the kernel of ``kind`` (``images`` / ``features``) reads for
+    ``spec``: kinematics, what the selection cuts on, and what the glyph mode, the feature
+    fields and the event quantities use.  Only these are taken from the events (and read,
+    on a dask-awkward collection)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for coll in needed_collections(kind, spec):
+        if coll == "met":
+            wanted = {"pt", "phi"}
+            if isinstance(spec, FeatureSpec):
+                wanted |= set(spec.fields) & set(CANONICAL_FIELDS["met"])
+        else:
+            wanted = {"pt", "eta", "phi"} | _selection_fields(spec.selection, coll)
+            if isinstance(spec, ImageSpec):
+                if spec.mode == "glyph":
+                    wanted.add("charge")
+            else:
+                wanted |= set(spec.fields) & set(CANONICAL_FIELDS[coll])
+                quantities = set(spec.event_quantities)
+                if coll == "jet" and "n_bjet" in quantities:
+                    wanted.add("btag")
+                if coll == "muon" and "m_mumu" in quantities:
+                    wanted |= {"charge", "mass"}
+                if coll == "jet" and "m_jj" in quantities:
+                    wanted.add("mass")
+        out[coll] = tuple(f for f in CANONICAL_FIELDS[coll] if f in wanted)
+    return out
+
+
 def _images_partition(events: Any, spec: ImageSpec, layout: str, n_threads: int | None) -> Any:
-    collections = needed_collections("images", spec)
+    fields = kernel_fields("images", spec)
     if is_typetracer(events):  # dask-awkward tracing: say which columns, give the form
-        touch_columns(events, layout=layout, collections=collections)
+        touch_columns(events, layout=layout, collections=list(fields), if_present=fields)
         return rows_typetracer(spec.shape)
-    batch = from_awkward(events, layout=layout, collections=collections)
+    batch = from_awkward(events, layout=layout, collections=list(fields), if_present=fields)
     return rows(_rasterize(batch, spec, n_threads=n_threads))
 
 
 def _features_partition(events: Any, spec: FeatureSpec, layout: str, n_threads: int | None) -> Any:
-    collections = needed_collections("features", spec)
+    fields = kernel_fields("features", spec)
     if is_typetracer(events):
-        touch_columns(events, layout=layout, collections=collections)
+        touch_columns(events, layout=layout, collections=list(fields), if_present=fields)
         return rows_typetracer((len(feature_names(spec)),))
-    batch = from_awkward(events, layout=layout, collections=collections)
+    batch = from_awkward(events, layout=layout, collections=list(fields), if_present=fields)
     return rows(_build_features(batch, spec, n_threads=n_threads)[0])
 
 
@@ -94,7 +135,8 @@ def rasterize(
             n_threads=n_threads,
             label="poetml-rasterize",
         )
-    batch = from_awkward(events, layout=layout, collections=needed_collections("images", spec))
+    fields = kernel_fields("images", spec)
+    batch = from_awkward(events, layout=layout, collections=list(fields), if_present=fields)
     return _rasterize(batch, spec, n_threads=n_threads)
 
 
@@ -125,5 +167,6 @@ def build_features(
             label="poetml-build-features",
         )
         return lazy, names
-    batch = from_awkward(events, layout=layout, collections=needed_collections("features", spec))
+    fields = kernel_fields("features", spec)
+    batch = from_awkward(events, layout=layout, collections=list(fields), if_present=fields)
     return _build_features(batch, spec, n_threads=n_threads)[0], names

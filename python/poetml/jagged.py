@@ -334,6 +334,7 @@ def record_columns(
     layout: str = "auto",
     collections: Sequence[str] | str | None = None,
     fields: Mapping[str, Sequence[str]] | None = None,
+    if_present: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, RecordColumn]]:
     """The canonical columns of a record of events, not yet converted:
     ``{collection: {field: RecordColumn}}`` (MET under ``met``).
@@ -380,7 +381,7 @@ def record_columns(
     for coll in wanted:
         if place(coll, "pt") is None:
             raise missing(coll, "pt")
-        chosen = explicit.get(coll, schema.DEFAULT_READ_FIELDS[coll])
+        chosen = explicit.get(coll, (if_present or {}).get(coll, schema.DEFAULT_READ_FIELDS[coll]))
         columns: dict[str, RecordColumn] = {}
         for fld in dict.fromkeys((*schema.REQUIRED_FIELDS[coll], *chosen)):
             where = place(coll, fld)
@@ -415,6 +416,7 @@ def from_awkward(
     layout: str = "auto",
     collections: Sequence[str] | str | None = None,
     fields: Mapping[str, Sequence[str]] | None = None,
+    if_present: Mapping[str, Sequence[str]] | None = None,
     source: str = "",
     entry_start: int = 0,
 ) -> EventBatch:
@@ -432,7 +434,9 @@ def from_awkward(
     ``collections`` and ``fields`` choose what is taken, as in
     :func:`poetml.reading.iterate` (default: every canonical collection the record has,
     with :data:`~poetml.schema.DEFAULT_READ_FIELDS` where present).  A requested
-    collection or field the record lacks is a ValueError listing what it has.  ``source``
+    collection or field the record lacks is a ValueError listing what it has.
+    ``if_present`` replaces the default fields of the collections it names: taken where
+    the record has them, left out (or supplied) otherwise, as the defaults are.  ``source``
     and ``entry_start`` label the batch (``event_index``).
     """
     import awkward as ak
@@ -444,7 +448,9 @@ def from_awkward(
             "from_awkward(events.compute())"
         )
     layout = record_layout(events, layout)
-    columns = record_columns(events, layout=layout, collections=collections, fields=fields)
+    columns = record_columns(
+        events, layout=layout, collections=collections, fields=fields, if_present=if_present
+    )
     n_events = len(events)
     collections_out: dict[str, Collection] = {}
     met: dict[str, np.ndarray] = {}
@@ -512,13 +518,17 @@ def is_typetracer(events: Any) -> bool:
 
 
 def touch_columns(
-    events: Any, *, layout: str = "auto", collections: Sequence[str] | str | None = None
+    events: Any,
+    *,
+    layout: str = "auto",
+    collections: Sequence[str] | str | None = None,
+    if_present: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Mark the columns :func:`from_awkward` would read from a typetracer as needed, so
     dask-awkward's column projection reads those branches and no others."""
     import awkward as ak
 
-    columns = record_columns(events, layout=layout, collections=collections)
+    columns = record_columns(events, layout=layout, collections=collections, if_present=if_present)
     for fields in columns.values():
         for col in fields.values():
             for array in (col.values, *col.extra.values()):
