@@ -4,6 +4,8 @@
     nox -l                                  # list the sessions
     nox -s tests                            # the test suite, as .ci/run runs it
     nox -s tests -- -m slow -k training     # extra arguments go to pytest
+    nox -s tests_numpy2                     # the core on NumPy 2, no TensorFlow, with coffea
+    nox -s notebooks                        # execute the tutorial notebooks (docs/tutorials)
     nox -s lint                             # pre-commit hooks on every file (ruff, mypy ...)
     nox -s lint -- ruff                     # one hook (arguments go to pre-commit run)
     nox -s bench                            # every bench/bench_*.py with its defaults
@@ -42,6 +44,29 @@ def tests(session: nox.Session) -> None:
     session.env["POETML_WERROR"] = os.environ.get("POETML_WERROR", "ON")
     session.install(".[all,test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_numpy2(session: nox.Session) -> None:
+    """The core on NumPy 2 without TensorFlow, as .ci/run's second environment: poetml with
+    the generate, batch and coffea extras and ``numpy>=2``; the whole default suite runs,
+    the tests that need TensorFlow, scikit-learn or hls4ml skip with their reason."""
+    session.env["POETML_WERROR"] = os.environ.get("POETML_WERROR", "ON")
+    session.install(".[generate,batch,coffea,test]", "numpy>=2")
+    session.run(
+        "python",
+        "-c",
+        "import numpy, sys; sys.exit(int(numpy.__version__.split('.')[0]) < 2)",
+    )
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """Execute the tutorial notebooks as .ci/run does; ``-- --overwrite`` stores the new
+    outputs in them (what the documentation shows)."""
+    session.install(".[all,test]")
+    session.run("pytest", "--nbmake", "docs/tutorials", *session.posargs)
 
 
 @nox.session

@@ -14,7 +14,7 @@ release = importlib.metadata.version("poetml")
 version = ".".join(release.split(".")[:2])
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # MyST Markdown (it loads myst_parser) and the tutorial notebooks
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
@@ -22,13 +22,25 @@ extensions = [
     "sphinxarg.ext",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# .rst first: autosummary writes its generated pages with the first suffix
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "**/.ipynb_checkpoints",
+    "tutorials/tutorial-data/**",  # what the notebooks generate when they run
+]
 templates_path = ["_templates"]
 
 # MyST: ```{directive} fences, $ maths off, anchors for ## and ### headings
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
+
+# Tutorial notebooks are rendered with the outputs stored in them, never executed here:
+# .ci/run executes them once, as tests (pytest --nbmake docs/tutorials).
+nb_execution_mode = "off"
+nb_merge_streams = True  # one block per cell for what it printed
 
 # autosummary imports every submodule to list it; importing poetml.__main__ would run the CLI
 sys.modules.setdefault("poetml.__main__", types.ModuleType("poetml.__main__"))

@@ -250,7 +250,7 @@ def _fake_run(
     tmp_path: Path, *, quantized: bool, processes: list[dict], default_dir: Path | None = None
 ) -> Path:
     """RUN/models/<variant> as poetml run writes it: config.json and a tiny model."""
-    pytest.importorskip("qkeras")
+    pytest.importorskip("qkeras", reason="QKeras is not installed (the learn extra)")
     from poetml.config import to_mapping
     from poetml.datasets.labelled import DatasetConfig
     from poetml.features import FeatureSpec

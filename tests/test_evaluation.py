@@ -15,7 +15,9 @@ import pytest
 from poetml import evaluation as ev
 from poetml.jagged import Collection, EventBatch
 
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
+sklearn_metrics = pytest.importorskip(
+    "sklearn.metrics", reason="scikit-learn is not installed (the learn extra)"
+)
 
 NAMES = ["DY", "W+jets", "ttbar"]
 
@@ -366,7 +368,9 @@ def _blobs(rng, n=300):
 
 
 def test_pca_matches_sklearn():
-    decomposition = pytest.importorskip("sklearn.decomposition")
+    decomposition = pytest.importorskip(
+        "sklearn.decomposition", reason="scikit-learn is not installed (the learn extra)"
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (500, 5)) @ rng.normal(0, 1, (5, 5))
     fit = ev.pca(x, 3)
@@ -391,7 +395,9 @@ def test_kmeans_separates_blobs():
     assert all(row[-1] == 1.0 for row in table[1:])
     assert sorted(np.bincount(km.labels).tolist()) == [300, 300, 300]
     np.testing.assert_array_equal(km.predict(x), km.labels)
-    cluster = pytest.importorskip("sklearn.cluster")
+    cluster = pytest.importorskip(
+        "sklearn.cluster", reason="scikit-learn is not installed (the learn extra)"
+    )
     sk = cluster.KMeans(3, n_init=4, random_state=0).fit(x)
     assert km.inertia == pytest.approx(sk.inertia_, rel=1e-6)
     # the same seed gives the same clustering

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("hls4ml")
-pytest.importorskip("qkeras")
+pytest.importorskip("hls4ml", reason="hls4ml is not installed (the firmware extra)")
+pytest.importorskip("qkeras", reason="QKeras is not installed (the learn extra)")
 
 from poetml.config import from_mapping, parse
 from poetml.exceptions import ConfigError

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-pytest.importorskip("hls4ml")
+pytest.importorskip("hls4ml", reason="hls4ml is not installed (the firmware extra)")
 
 from conftest import write_poet_random
 

@@ -9,7 +9,18 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "qkeras", "hls4ml", "pythia8", "pythia8mc", "fastjet", "dask", "distributed")
+HEAVY = (
+    "tensorflow",
+    "qkeras",
+    "hls4ml",
+    "pythia8",
+    "pythia8mc",
+    "fastjet",
+    "dask",
+    "distributed",
+    "dask_awkward",
+    "coffea",
+)
 
 
 @pytest.mark.parametrize(
@@ -18,6 +29,7 @@ HEAVY = ("tensorflow", "qkeras", "hls4ml", "pythia8", "pythia8mc", "fastjet", "d
         "import poetml",
         "import poetml.cli; poetml.cli.build_parser()",
         "import poetml.reading, poetml.jagged, poetml.datasets, poetml.schema",
+        "import poetml.columnar",
     ],
 )
 def test_import_does_not_load_heavy_dependencies(statement):

@@ -17,8 +17,8 @@ from poetml.cli import main
 from poetml.datasets.scalers import Preprocessing, Scaler
 from poetml.exceptions import ConfigError, PoetmlError, ReadError, UntrustedModelError
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("qkeras")
+pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
+pytest.importorskip("qkeras", reason="QKeras is not installed (the learn extra)")
 
 PREP = Preprocessing(
     Scaler("features", tuple("abcdef"), (1.0,) * 6, (False,) * 6),

@@ -9,8 +9,8 @@ import pytest
 
 from poetml.models import ModelConfig, PruningConfig, QuantizationConfig, build
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("qkeras")
+pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
+pytest.importorskip("qkeras", reason="QKeras is not installed (the learn extra)")
 
 
 def _cnn_cfg(**kw):

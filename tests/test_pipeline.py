@@ -49,6 +49,7 @@ def _cnn_cfg(ntuples: dict[str, Path], out: Path, **over) -> config.RunConfig:
 
 
 def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
     import uproot
 
     out = tmp_path / "out"
@@ -126,6 +127,7 @@ def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
 def test_seeded_training_repeats_exactly(ntuples, tmp_path):
     """Same config, same seed: the same weights, whether a variant is trained after another
     one in the same process or on its own (a resumed run)."""
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
     from poetml.training import load_model_dir
 
     cfg = _cnn_cfg(ntuples, tmp_path / "a")
@@ -217,6 +219,7 @@ def test_single_class_is_an_error_before_training(ntuples, tmp_path):
 
 
 def test_nan_inputs_and_mismatched_outputs(ntuples, tmp_path):
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed (the learn extra)")
     cfg = _cnn_cfg(ntuples, tmp_path)
     prep = pipeline.prepare_data(cfg, tmp_path)
     data = prep.data

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("mplhep")
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (the learn extra)")
+pytest.importorskip("mplhep", reason="mplhep is not installed (the learn extra)")
 
 from matplotlib import image as mpimg
 
@@ -54,6 +54,7 @@ def _check_png(path, min_w=300, min_h=300):
 
 
 def test_roc_curves_models_overlaid(tmp_path, data):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     p = plots.plot_roc_curves(data["y"], data["probs"], NAMES, tmp_path / "roc.png")
     _check_png(p)
     _check_png(
@@ -66,6 +67,7 @@ def test_roc_curves_models_overlaid(tmp_path, data):
 
 
 def test_confusion_matrices(tmp_path, data):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     cms = {m: ev.confusion_matrix(data["y"], p.argmax(axis=1), 3) for m, p in data["probs"].items()}
     img = _check_png(
         plots.plot_confusion_matrix(cms, NAMES, tmp_path / "cm_norm.png", normalize=True)
@@ -107,6 +109,7 @@ def test_mean_and_example_images(tmp_path, data):
 
 
 def test_anomaly_roc_efficiency_rate_and_scores(tmp_path, data):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     _check_png(
         plots.plot_anomaly_roc(
             data["bkg"], data["sig"], tmp_path / "aroc.png", working_fpr=[1e-4, 2.5e-5]
@@ -129,6 +132,7 @@ def test_anomaly_roc_efficiency_rate_and_scores(tmp_path, data):
 
 
 def test_latent_space(tmp_path, data):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     rng = data["rng"]
     lat = np.r_[rng.normal(0, 1, (200, 6)), rng.normal(4, 1, (200, 6))]
     lab = np.repeat([0, 1], 200)

@@ -33,6 +33,7 @@ def test_floor_of_fpr_times_n_is_not_fooled_by_rounding():
 def test_evaluation_and_firmware_select_the_same_events_at_3khz():
     """The case of issue 12: 3 kHz at 40 MHz on 200 000 background events.  Both keep
     floor(7.5e-5 x 200 000) = 15 background events (one kept 15 and the other 14 before)."""
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     trigger = pytest.importorskip("poetml.firmware.trigger")
     rng = np.random.default_rng(12)
     bkg = rng.normal(0.0, 1.0, BKG_EVENTS)

@@ -31,6 +31,7 @@ def _png(path):
 
 @pytest.fixture(scope="module")
 def results():
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 500)
     out = {}
@@ -140,6 +141,7 @@ def test_format_value():
 
 
 def test_evaluate_classifier_and_anomaly_end_to_end(tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     import json
 
     from poetml.report import evaluate_anomaly, evaluate_classifier

@@ -19,6 +19,7 @@ _LAZY = {
     "inspect": "reading",
     "EventBatch": "jagged",
     "Collection": "jagged",
+    "from_awkward": "jagged",
     "rasterize": "images",
     "rasterize_sparse": "images",
     "densify": "images",
@@ -56,6 +57,7 @@ __all__ = [
     "__version__",
     "build_features",
     "densify",
+    "from_awkward",
     "inspect",
     "iterate",
     "rasterize",
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
     from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError
     from .features import FeatureSpec, build_features
     from .images import ImageSpec, SparseImages, densify, rasterize, rasterize_sparse
-    from .jagged import Collection, EventBatch
+    from .jagged import Collection, EventBatch, from_awkward
     from .reading import inspect, iterate
     from .selection import ElectronSelection, JetSelection, MuonSelection, Selection
 

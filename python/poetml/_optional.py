@@ -30,6 +30,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "dask": ("dask[distributed]", "batch"),
     "distributed": ("dask[distributed]", "batch"),
     "fsspec_xrootd": ("fsspec-xrootd", "xrootd"),
+    "dask_awkward": ("dask-awkward", "coffea"),
+    "coffea": ("coffea", "coffea"),
 }
 
 

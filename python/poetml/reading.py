@@ -58,11 +58,7 @@ _POET_MARKERS = frozenset(
     b for name, pc in schema.POET_COLLECTIONS.items() for b in pc.branch_names
 )
 #: fields synthesized when a layout stores no branch for them: (collection, field) -> value
-_CONSTANTS: dict[tuple[str, str], float] = {
-    **{(c, "mass"): m for c, m in schema.MASSES.items()},
-    ("jet", "charge"): 0.0,
-    ("photon", "charge"): 0.0,
-}
+_CONSTANTS = schema.SUPPLIED_FIELDS
 
 
 @dataclass(frozen=True)

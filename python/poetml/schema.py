@@ -23,7 +23,7 @@ writes the same list.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +42,19 @@ __all__ = [
     "POET_FIELD_FALLBACKS",
     "POET_MERGED_TREE",
     "POET_TREE",
+    "RECORD_LAYOUTS",
     "REQUIRED_FIELDS",
+    "SUPPLIED_FIELDS",
     "WEIGHT_BRANCH_NAME",
     "Branch",
     "NanoCollection",
     "NanoField",
     "PoetCollection",
+    "RecordField",
+    "detect_record_layout",
+    "nano_record_path",
     "poet_collection",
+    "record_fields",
 ]
 
 #: File layouts poetml reads.
@@ -159,6 +165,14 @@ DEFAULT_READ_FIELDS: dict[str, tuple[str, ...]] = {
 
 #: Constant masses [GeV] used when a layout stores no mass branch.
 MASSES: dict[str, float] = {"muon": 0.1056584, "electron": 0.000511, "photon": 0.0}
+
+#: Object fields supplied when a layout stores no branch for them: (collection, field) ->
+#: value (the masses above; jets and photons carry no charge).
+SUPPLIED_FIELDS: dict[tuple[str, str], float] = {
+    **{(c, "mass"): m for c, m in MASSES.items()},
+    ("jet", "charge"): 0.0,
+    ("photon", "charge"): 0.0,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -463,6 +477,79 @@ NANOAOD: dict[str, NanoCollection] = {
         },
     ),
 }
+
+# --------------------------------------------------------------------------------------
+# awkward records of events (coffea NanoEvents, uproot ``tree.arrays()`` ...)
+# --------------------------------------------------------------------------------------
+
+#: How canonical fields are named inside an awkward record of events:
+#: ``nanoaod`` as coffea's NanoEvents (``events.Muon.pt``) or flat NanoAOD branches
+#: (``events.Muon_pt``); ``poet`` flat POET branches (``events.muon_pt``, ``events.met_pt``);
+#: ``canonical`` poetml's own names (``events.muon.pt``, ``events.met.pt``).
+RECORD_LAYOUTS = ("nanoaod", "poet", "canonical")
+
+
+def nano_record_path(branch: str) -> tuple[str, ...]:
+    """Path of a NanoAOD branch inside a NanoEvents record: ``Muon_pt`` -> ``("Muon", "pt")``."""
+    collection, _, name = branch.partition("_")
+    return (collection, name) if name else (branch,)
+
+
+@dataclass(frozen=True)
+class RecordField:
+    """Where one canonical field sits in an awkward record of events.
+
+    ``path`` is the chain of record fields to follow; ``convert``, when given, turns the
+    values into the canonical ones, with the arrays at ``extra`` (paths) passed as keyword
+    arguments named by ``extra_names``.
+    """
+
+    path: tuple[str, ...]
+    convert: Callable[..., object] | None = None
+    extra: tuple[tuple[str, ...], ...] = ()
+    extra_names: tuple[str, ...] = ()
+
+
+def record_fields(layout: str, collection: str, field: str) -> list[RecordField]:
+    """Candidate places of canonical ``collection.field`` in a record of ``layout``, the
+    preferred first (NanoAOD: the NanoEvents path, then the flat branch name)."""
+    if layout not in RECORD_LAYOUTS:
+        raise ValueError(f"unknown record layout {layout!r}; valid: {', '.join(RECORD_LAYOUTS)}")
+    if layout == "canonical":
+        return [RecordField((collection, field))]
+    if layout == "poet":
+        pc = POET_COLLECTIONS.get(collection)
+        branch = pc.branch_for(field) if pc is not None else None
+        return [] if branch is None else [RecordField((branch,))]
+    nc = NANOAOD.get(collection)
+    nf = nc.fields.get(field) if nc is not None else None
+    if nf is None:
+        return []
+    return [
+        RecordField(
+            nano_record_path(nf.branch),
+            nf.convert,
+            tuple(nano_record_path(e) for e in nf.extra),
+            nf.extra,
+        ),
+        RecordField((nf.branch,), nf.convert, tuple((e,) for e in nf.extra), nf.extra),
+    ]
+
+
+def detect_record_layout(names: Iterable[str]) -> str | None:
+    """The record layout whose names the top-level fields ``names`` use, or None."""
+    names = set(names)
+    nano = {nano_record_path(nc.fields["pt"].branch)[0] for nc in NANOAOD.values()}
+    nano |= {nc.fields["pt"].branch for nc in NANOAOD.values()}
+    if names & nano:
+        return "nanoaod"
+    poet = {b for pc in POET_COLLECTIONS.values() for b in pc.branch_names}
+    if names & poet:
+        return "poet"
+    if names & set(COLLECTIONS):
+        return "canonical"
+    return None
+
 
 #: dtype of every canonical column handed to the C++ core.
 COLUMN_DTYPE = np.dtype(np.float32)
