@@ -3,5 +3,6 @@
 #pragma once
 
 #include "poetml/core.hpp"
+#include "poetml/emulate.hpp"
 #include "poetml/features.hpp"
 #include "poetml/rasterize.hpp"
