@@ -57,5 +57,6 @@ py::array_t<float> output_f32(const std::vector<py::ssize_t>& shape, py::object 
 void bind_columns(py::module_& m);
 void bind_images(py::module_& m);
 void bind_features(py::module_& m);
+void bind_emulate(py::module_& m);
 
 }  // namespace poetml_py

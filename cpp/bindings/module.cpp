@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
     poetml_py::bind_columns(m);
     poetml_py::bind_images(m);
     poetml_py::bind_features(m);
+    poetml_py::bind_emulate(m);
 }

@@ -376,11 +376,21 @@ inline void Network::prepare() {
                 for (auto b : l.bias) ab.push_back(cast(b, l.bias_frac, l.accum));
                 // products are exact in the accumulator's units and the accumulator wraps:
                 // the sum can run modulo 2^32 or 2^64 (a ring) and wrap once at the end
-                const int sh = l.accum.frac() - pfrac;
+                // weights that are all multiples of 2^k (k trailing zero bits) give products
+                // on a grid k bits coarser: exact in an accumulator with fewer fraction bits
+                int k = 62;
+                for (auto w : l.weights) {
+                    if (w == 0) continue;
+                    int z = 0;
+                    while (z < 62 && ((w >> z) & 1) == 0) ++z;
+                    k = std::min(k, z);
+                }
+                if (k == 62) k = 0;  // all zero
+                const int sh = l.accum.frac() - (pfrac - k);
                 if (l.accum.overflow == Overflow::wrap && sh >= 0 && sh < 62) {
                     fast[li] = l.accum.width <= 32 ? 1 : 2;
                     for (auto w : l.weights) {
-                        const std::uint64_t u = static_cast<std::uint64_t>(w) << sh;
+                        const std::uint64_t u = static_cast<std::uint64_t>(w >> k) << sh;
                         if (fast[li] == 1) fast_weights32[li].push_back(static_cast<std::uint32_t>(u));
                         else fast_weights64[li].push_back(u);
                     }
