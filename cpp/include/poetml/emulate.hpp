@@ -24,6 +24,14 @@
 
 #include "poetml/core.hpp"
 
+// hot helpers are forced inline; on x86 the dense loops also get an AVX2 build chosen at run time
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define POETML_EMU_X86_DISPATCH 1
+#define POETML_EMU_INLINE inline __attribute__((always_inline))
+#else
+#define POETML_EMU_INLINE inline
+#endif
+
 namespace poetml {
 namespace emu {
 
@@ -95,7 +103,7 @@ inline void validate(const Format& f, const std::string& what) {
 namespace detail {
 
 /// Sign-extends the low `width` bits of `v` (width 1..63).
-inline std::int64_t low_bits(std::uint64_t v, int width, bool is_signed) {
+POETML_EMU_INLINE std::int64_t low_bits(std::uint64_t v, int width, bool is_signed) {
     const std::uint64_t mask = (std::uint64_t{1} << width) - 1;
     v &= mask;
     if (is_signed && (v >> (width - 1)) & 1) v |= ~mask;
@@ -106,15 +114,53 @@ inline std::int64_t low_bits(std::uint64_t v, int width, bool is_signed) {
 
 }  // namespace detail
 
-/// Converts raw value `v` with `frac_from` fraction bits (any int64: an exact intermediate
-/// result) into a raw value of `to`, as ap_fixed's converting constructor does: drop fraction
-/// bits with `to.quantization`, then bring the rounded value into range with `to.overflow`.
-inline std::int64_t cast(std::int64_t v, int frac_from, const Format& to) {
+namespace detail {
+
+/// Whether dropping fraction bits adds one LSB to the floor `floor_v`: `qb` is the first
+/// dropped bit, `r` whether any later dropped bit is set, `neg` the source's sign.
+POETML_EMU_INLINE bool round_up(Quantization q, std::int64_t floor_v, bool qb, bool r, bool neg) {
+    switch (q) {
+        case Quantization::trn: return false;
+        case Quantization::rnd: return qb;
+        case Quantization::rnd_conv: return qb && ((floor_v & 1) || r);
+        case Quantization::trn_zero: return neg && (qb || r);
+        case Quantization::rnd_zero: return qb && (neg || r);
+        case Quantization::rnd_min_inf: return qb && r;
+        case Quantization::rnd_inf: return qb && (!neg || r);
+    }
+    return false;
+}
+
+/// Brings the rounded value `q` into the range of `to` (when !fits, the value is beyond
+/// +-2^62 with sign `neg` and `wrapped` holds its low 64 bits).
+POETML_EMU_INLINE std::int64_t overflow(std::int64_t q, bool fits, std::uint64_t wrapped, bool neg, const Format& to,
+                                           Overflow om) {
+    const std::int64_t hi = to.raw_max();
+    // AP_SAT_SYM (signed): the most negative value is out of range too (-max is the floor;
+    // ap_fixed<1, I> keeps its only negative value)
+    const std::int64_t lo =
+        (om == Overflow::sat_sym && to.is_signed && to.width > 1) ? -hi : to.raw_min();
+    const bool over = fits ? q > hi : !neg;
+    const bool under = fits ? q < lo : neg;
+    if (!over && !under) return q;
+    switch (om) {
+        case Overflow::wrap: return low_bits(fits ? static_cast<std::uint64_t>(q) : wrapped, to.width, to.is_signed);
+        case Overflow::sat: return over ? hi : lo;
+        case Overflow::sat_zero: return 0;
+        case Overflow::sat_sym: return over ? hi : lo;
+    }
+    return q;
+}
+
+}  // namespace detail
+
+namespace detail {
+
+// cast() with the modes as separate arguments, so loops over one type can fix them at
+// compile time (cast_n)
+POETML_EMU_INLINE std::int64_t cast_modes(std::int64_t v, int frac_from, const Format& to, Quantization qm, Overflow om) {
     const int s = frac_from - to.frac();
     const bool neg = v < 0;
-    std::int64_t q;           // the rounded value on the target grid, when it fits in int64
-    bool fits = true;         // false: |value| >= 2^62 in target units (then `wrapped` holds its low bits)
-    std::uint64_t wrapped = 0;
     if (s > 0) {
         std::int64_t floor_v;
         bool qb, r;
@@ -129,58 +175,91 @@ inline std::int64_t cast(std::int64_t v, int frac_from, const Format& to) {
             qb = (u >> (s - 1)) & 1;
             r = s > 1 && (u & ((std::uint64_t{1} << (s - 1)) - 1)) != 0;
         }
-        bool inc = false;
-        switch (to.quantization) {
-            case Quantization::trn: inc = false; break;
-            case Quantization::rnd: inc = qb; break;
-            case Quantization::rnd_conv: inc = qb && ((floor_v & 1) || r); break;
-            case Quantization::trn_zero: inc = neg && (qb || r); break;
-            case Quantization::rnd_zero: inc = qb && (neg || r); break;
-            case Quantization::rnd_min_inf: inc = qb && r; break;
-            case Quantization::rnd_inf: inc = qb && (!neg || r); break;
-        }
-        q = floor_v + (inc ? 1 : 0);  // |floor_v| <= 2^62: no overflow
-    } else {
-        const int l = -s;
-        wrapped = l >= 64 ? 0 : static_cast<std::uint64_t>(v) << l;
-        if (v == 0) {
-            q = 0;
-        } else if (l >= 62) {
-            fits = false;
-            q = 0;
-        } else {
-            const std::int64_t lim = std::int64_t{1} << (62 - l);
-            fits = v < lim && v >= -lim;
-            q = fits ? v * (std::int64_t{1} << l) : 0;
-        }
+        // |floor_v| <= 2^62: adding one cannot overflow
+        const std::int64_t q = floor_v + (round_up(qm, floor_v, qb, r, neg) ? 1 : 0);
+        return overflow(q, true, 0, neg, to, om);
     }
-    if (fits) wrapped = static_cast<std::uint64_t>(q);
-    const std::int64_t hi = to.raw_max();
-    // AP_SAT_SYM (signed): the most negative value is out of range too (-max is the floor;
-    // ap_fixed<1, I> keeps its only negative value)
-    const std::int64_t lo =
-        (to.overflow == Overflow::sat_sym && to.is_signed && to.width > 1) ? -hi : to.raw_min();
-    const bool over = fits ? q > hi : !neg;
-    const bool under = fits ? q < lo : neg;
-    if (!over && !under) return q;
+    const int l = -s;
+    if (v == 0) return 0;
+    const std::uint64_t wrapped = l >= 64 ? 0 : static_cast<std::uint64_t>(v) << l;
+    if (l >= 62) return overflow(0, false, wrapped, neg, to, om);
+    const std::int64_t lim = std::int64_t{1} << (62 - l);
+    const bool fits = v < lim && v >= -lim;
+    return overflow(fits ? v * (std::int64_t{1} << l) : 0, fits, wrapped, neg, to, om);
+}
+
+template <Quantization Q, Overflow O, bool Relu>
+void cast_loop(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y) {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = (Relu && x[i] <= 0) ? 0 : cast_modes(x[i], frac_from, to, Q, O);
+}
+
+template <Quantization Q, bool Relu>
+void cast_loop_o(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y) {
     switch (to.overflow) {
-        case Overflow::wrap: return detail::low_bits(wrapped, to.width, to.is_signed);
-        case Overflow::sat: return over ? hi : lo;
-        case Overflow::sat_zero: return 0;
-        case Overflow::sat_sym: return over ? hi : lo;
+        case Overflow::wrap: return cast_loop<Q, Overflow::wrap, Relu>(x, n, frac_from, to, y);
+        case Overflow::sat: return cast_loop<Q, Overflow::sat, Relu>(x, n, frac_from, to, y);
+        case Overflow::sat_zero: return cast_loop<Q, Overflow::sat_zero, Relu>(x, n, frac_from, to, y);
+        case Overflow::sat_sym: return cast_loop<Q, Overflow::sat_sym, Relu>(x, n, frac_from, to, y);
     }
-    return q;
+}
+
+template <bool Relu>
+void cast_loop_q(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y) {
+    switch (to.quantization) {
+        case Quantization::trn: return cast_loop_o<Quantization::trn, Relu>(x, n, frac_from, to, y);
+        case Quantization::rnd: return cast_loop_o<Quantization::rnd, Relu>(x, n, frac_from, to, y);
+        case Quantization::rnd_conv: return cast_loop_o<Quantization::rnd_conv, Relu>(x, n, frac_from, to, y);
+        case Quantization::trn_zero: return cast_loop_o<Quantization::trn_zero, Relu>(x, n, frac_from, to, y);
+        case Quantization::rnd_zero: return cast_loop_o<Quantization::rnd_zero, Relu>(x, n, frac_from, to, y);
+        case Quantization::rnd_min_inf: return cast_loop_o<Quantization::rnd_min_inf, Relu>(x, n, frac_from, to, y);
+        case Quantization::rnd_inf: return cast_loop_o<Quantization::rnd_inf, Relu>(x, n, frac_from, to, y);
+    }
+}
+
+}  // namespace detail
+
+/// Converts raw value `v` with `frac_from` fraction bits (any int64: an exact intermediate
+/// result) into a raw value of `to`, as ap_fixed's converting constructor does: drop fraction
+/// bits with `to.quantization`, then bring the rounded value into range with `to.overflow`.
+inline std::int64_t cast(std::int64_t v, int frac_from, const Format& to) {
+    return detail::cast_modes(v, frac_from, to, to.quantization, to.overflow);
+}
+
+/// cast() of `n` values `x` into `y` (which may be `x`); with `relu`, values <= 0 give 0.
+inline void cast_n(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y,
+                   bool relu = false) {
+    if (relu) detail::cast_loop_q<true>(x, n, frac_from, to, y);
+    else detail::cast_loop_q<false>(x, n, frac_from, to, y);
 }
 
 /// Converts a double into a raw value of `to` exactly as ap_fixed's constructor from double
-/// does (the double's exact binary value, then cast()).  `x` must be finite.
-inline std::int64_t from_double(double x, const Format& to) {
+/// does (the double's exact binary value, then cast()).  `x` must be finite.  `scale` must be
+/// 2^to.frac() (see scale_of()).
+inline std::int64_t from_double(double x, const Format& to, double scale) {
     if (x == 0.0) return 0;
+    const double y = x * scale;  // exact unless it leaves the normal range (checked below)
+    const double ay = std::fabs(y);
+    if (ay < 4611686018427387904.0 && ay >= 0x1p-960) {  // 2^62; far from subnormals
+        const double fl = std::floor(y);
+        const double rem = y - fl;  // exact: fraction bits of y, in [0, 1)
+        const auto floor_v = static_cast<std::int64_t>(fl);
+        const bool qb = rem >= 0.5;
+        const bool r = qb ? rem > 0.5 : rem > 0.0;
+        const bool neg = x < 0;
+        const std::int64_t q = floor_v + (detail::round_up(to.quantization, floor_v, qb, r, neg) ? 1 : 0);
+        return detail::overflow(q, true, 0, neg, to, to.overflow);
+    }
     int e = 0;
     const double m = std::frexp(x, &e);  // x = m 2^e, 0.5 <= |m| < 1
     const auto mant = static_cast<std::int64_t>(std::ldexp(m, 53));  // exact, |mant| < 2^53
     return cast(mant, 53 - e, to);
 }
+
+/// 2^frac as a double (frac within +-512, as validate() requires).
+inline double scale_of(int frac) { return std::ldexp(1.0, frac); }
+
+/// Converts a double into a raw value of `to` as ap_fixed's constructor from double does.
+inline std::int64_t from_double(double x, const Format& to) { return from_double(x, to, scale_of(to.frac())); }
 
 /// The value of raw `v` with `frac` fraction bits as a double (exact when |v| < 2^53).
 inline double to_double(std::int64_t v, int frac) { return std::ldexp(static_cast<double>(v), -frac); }
@@ -263,12 +342,23 @@ struct Network {
     /// precomputes the fast paths.  std::invalid_argument naming the layer otherwise.
     void prepare();
 
-    /// Per dense/conv layer: accumulate modulo 2^32 (1) or 2^64 (2), or step by step (0).
+    /// Per dense/conv layer: accumulate modulo 2^32 (1; 3: with 16-bit inputs and weights),
+    /// modulo 2^64 (2; 4: over the non-zero weights only), or step by step (0).
     std::vector<int> fast;
     /// Per dense/conv layer: weights shifted into accumulator units, modulo 2^32 (fast path 1).
     std::vector<std::vector<std::uint32_t>> fast_weights32;
     /// Per dense/conv layer: weights shifted into accumulator units, modulo 2^64 (fast path 2).
     std::vector<std::vector<std::uint64_t>> fast_weights64;
+    /// Per dense/conv layer: weights shifted into accumulator units, as int16 (fast path 3).
+    std::vector<std::vector<std::int16_t>> fast_weights16;
+    /// Sparse weights (compressed rows over inputs) of fast path 4.
+    struct Sparse {
+        std::vector<std::int64_t> row;   ///< n_in + 1 offsets into col/val
+        std::vector<std::int64_t> col;   ///< output index of each non-zero weight
+        std::vector<std::uint64_t> val;  ///< shifted weight, modulo 2^64
+    };
+    /// Per dense/conv layer: its sparse weights (fast path 4).
+    std::vector<Sparse> sparse;
     /// Per dense/conv layer: biases cast into the accumulator type.
     std::vector<std::vector<std::int64_t>> acc_bias;
     bool prepared = false;
@@ -321,6 +411,8 @@ inline void Network::prepare() {
     fast.assign(layers.size(), 0);
     fast_weights32.assign(layers.size(), {});
     fast_weights64.assign(layers.size(), {});
+    fast_weights16.assign(layers.size(), {});
+    sparse.assign(layers.size(), {});
     acc_bias.assign(layers.size(), {});
     for (std::size_t li = 0; li < layers.size(); ++li) {
         const Layer& l = layers[li];
@@ -389,10 +481,38 @@ inline void Network::prepare() {
                 const int sh = l.accum.frac() - (pfrac - k);
                 if (l.accum.overflow == Overflow::wrap && sh >= 0 && sh < 62) {
                     fast[li] = l.accum.width <= 32 ? 1 : 2;
+                    // 16-bit inputs and shifted weights: exact 32-bit products (pmaddwd-friendly)
+                    bool narrow = fast[li] == 1 && in.format.width <= (in.format.is_signed ? 16 : 15) && sh < 16;
+                    for (auto w : l.weights) {
+                        const std::int64_t ws = (w >> k) * (std::int64_t{1} << sh);
+                        narrow = narrow && ws >= -32768 && ws <= 32767;
+                    }
+                    if (narrow) fast[li] = 3;
+                    // mostly zero weights (masks, pruned layers): only the non-zero products
+                    std::size_t nnz = 0;
+                    for (auto w : l.weights) nnz += w != 0;
+                    if (nnz * 8 < l.weights.size()) fast[li] = 4;
+                    fast_weights16[li].clear();
                     for (auto w : l.weights) {
                         const std::uint64_t u = static_cast<std::uint64_t>(w >> k) << sh;
-                        if (fast[li] == 1) fast_weights32[li].push_back(static_cast<std::uint32_t>(u));
+                        if (fast[li] == 3) fast_weights16[li].push_back(static_cast<std::int16_t>((w >> k) * (std::int64_t{1} << sh)));
+                        else if (fast[li] == 1) fast_weights32[li].push_back(static_cast<std::uint32_t>(u));
                         else fast_weights64[li].push_back(u);
+                    }
+                    if (fast[li] == 4) {  // rows: per input, the (output, weight) pairs
+                        const auto& fw = fast_weights64[li];
+                        auto& sp = sparse[li];
+                        sp.row.assign(1, 0);
+                        for (std::int64_t i = 0; i < k_in; ++i) {
+                            for (std::int64_t j = 0; j < k_out; ++j) {
+                                const std::uint64_t w = fw[static_cast<std::size_t>(i * k_out + j)];
+                                if (w) {
+                                    sp.col.push_back(j);
+                                    sp.val.push_back(w);
+                                }
+                            }
+                            sp.row.push_back(static_cast<std::int64_t>(sp.col.size()));
+                        }
                     }
                 } else {
                     // step by step: product (exact) cast to accum, then each sum cast to accum
@@ -475,22 +595,51 @@ inline void Network::prepare() {
 
 namespace detail {
 
+
+// acc[j] += x[i] * w[i][j] modulo 2^bits(U); P: the type the product is formed in (the
+// 16-bit path multiplies int16 values exactly in int32).
+template <class U, class P, class WT>
+POETML_EMU_INLINE void ring_accumulate(const std::int64_t* x, std::int64_t n_in, const WT* w, std::int64_t n_out,
+                                       U* acc) {
+    for (std::int64_t i = 0; i < n_in; ++i) {
+        const P xi = static_cast<P>(x[i]);
+        if (xi == 0) continue;  // adds 0 modulo 2^k either way
+        const WT* wr = w + i * n_out;
+        for (std::int64_t j = 0; j < n_out; ++j) acc[j] += static_cast<U>(xi * static_cast<P>(wr[j]));
+    }
+}
+
+#ifdef POETML_EMU_X86_DISPATCH
+// The same loop compiled for AVX2 (8 lanes of 32 bits), chosen at run time when the CPU has it.
+template <class U, class P, class WT>
+__attribute__((target("avx2"))) void ring_accumulate_avx2(const std::int64_t* x, std::int64_t n_in, const WT* w,
+                                                          std::int64_t n_out, U* acc) {
+    ring_accumulate<U, P, WT>(x, n_in, w, n_out, acc);
+}
+
+inline bool cpu_has_avx2() {
+    static const bool yes = __builtin_cpu_supports("avx2");  // set once, read-only afterwards
+    return yes;
+}
+#endif
+
 // Dense kernel, fast path: sum modulo 2^32 (U = uint32) or 2^64 (U = uint64), then wrap to
 // the accumulator width and cast to the output.  x: n_in raw inputs, w: n_in x n_out shifted
 // weights, acc: n_out scratch.
-template <class U>
-inline void dense_ring(const std::int64_t* x, std::int64_t n_in, const U* w, const std::int64_t* b0,
+template <class U, class P, class WT>
+inline void dense_ring(const std::int64_t* x, std::int64_t n_in, const WT* w, const std::int64_t* b0,
                        std::int64_t n_out, U* acc, const Format& accum, const Format& out_f, std::int64_t* y) {
     for (std::int64_t j = 0; j < n_out; ++j) acc[j] = static_cast<U>(b0[j]);
-    for (std::int64_t i = 0; i < n_in; ++i) {
-        const U xi = static_cast<U>(x[i]);
-        if (xi == 0) continue;  // adds 0 modulo 2^k either way
-        const U* wr = w + i * n_out;
-        for (std::int64_t j = 0; j < n_out; ++j) acc[j] += xi * wr[j];
-    }
-    const int f = accum.frac();
-    for (std::int64_t j = 0; j < n_out; ++j)
-        y[j] = cast(low_bits(static_cast<std::uint64_t>(acc[j]), accum.width, accum.is_signed), f, out_f);
+#ifdef POETML_EMU_X86_DISPATCH
+    if (cpu_has_avx2())
+        ring_accumulate_avx2<U, P, WT>(x, n_in, w, n_out, acc);
+    else
+        ring_accumulate<U, P, WT>(x, n_in, w, n_out, acc);
+#else
+    ring_accumulate<U, P, WT>(x, n_in, w, n_out, acc);
+#endif
+    for (std::int64_t j = 0; j < n_out; ++j) y[j] = low_bits(static_cast<std::uint64_t>(acc[j]), accum.width, accum.is_signed);
+    cast_n(y, n_out, accum.frac(), out_f, y);
 }
 
 // Dense kernel, general path: every product cast to accum, every partial sum cast to accum,
@@ -520,12 +669,32 @@ inline void run_dense(const Network& net, std::size_t li, const std::int64_t* x,
     const std::int64_t* b0 = net.acc_bias[li].data();
     switch (net.fast[li]) {
         case 1:
-            dense_ring<std::uint32_t>(x, n_in, net.fast_weights32[li].data(), b0, n_out, s.acc32.data(), l.accum, out_f, y);
+            dense_ring<std::uint32_t, std::uint32_t>(x, n_in, net.fast_weights32[li].data(), b0, n_out, s.acc32.data(),
+                                                     l.accum, out_f, y);
             break;
         case 2:
-            dense_ring<std::uint64_t>(x, n_in, net.fast_weights64[li].data(), b0, n_out, s.accu64.data(), l.accum, out_f,
-                                      y);
+            dense_ring<std::uint64_t, std::uint64_t>(x, n_in, net.fast_weights64[li].data(), b0, n_out, s.accu64.data(),
+                                                     l.accum, out_f, y);
             break;
+        case 3:
+            dense_ring<std::uint32_t, std::int32_t>(x, n_in, net.fast_weights16[li].data(), b0, n_out, s.acc32.data(),
+                                                    l.accum, out_f, y);
+            break;
+        case 4: {
+            const auto& sp = net.sparse[li];
+            std::uint64_t* acc = s.accu64.data();
+            for (std::int64_t j = 0; j < n_out; ++j) acc[j] = static_cast<std::uint64_t>(b0[j]);
+            for (std::int64_t i = 0; i < n_in; ++i) {
+                const std::uint64_t xi = static_cast<std::uint64_t>(x[i]);
+                if (xi == 0) continue;
+                for (std::int64_t k = sp.row[static_cast<std::size_t>(i)]; k < sp.row[static_cast<std::size_t>(i) + 1]; ++k)
+                    acc[sp.col[static_cast<std::size_t>(k)]] += xi * sp.val[static_cast<std::size_t>(k)];
+            }
+            const int f = l.accum.frac();
+            for (std::int64_t j = 0; j < n_out; ++j)
+                y[j] = cast(low_bits(acc[j], l.accum.width, l.accum.is_signed), f, out_f);
+            break;
+        }
         default:
             dense_steps(x, n_in, l.weights.data(), in_f.frac() + l.weight_frac, b0, n_out, s.acc64.data(), l.accum,
                         out_f, y);
@@ -566,10 +735,10 @@ inline void run_event(const Network& net, Scratch& s) {
                 break;
             }
             case Op::relu:
-                for (std::int64_t i = 0; i < n_out; ++i) y[i] = x[i] > 0 ? cast(x[i], ffi, fo) : 0;
+                cast_n(x, n_out, ffi, fo, y, true);
                 break;
             case Op::linear:
-                for (std::int64_t i = 0; i < n_out; ++i) y[i] = cast(x[i], ffi, fo);
+                cast_n(x, n_out, ffi, fo, y);
                 break;
             case Op::max_pool2d: {
                 const std::int64_t W = tin.shape[1], C = tin.shape[2];
@@ -625,13 +794,17 @@ inline void run_event(const Network& net, Scratch& s) {
                 const std::int64_t n2 = t2.size();
                 const int f2 = t2.format.frac();
                 if (l.op == Op::multiply) {
-                    for (std::int64_t i = 0; i < n_out; ++i) y[i] = cast(x[i % n_in] * x2[i % n2], ffi + f2, fo);
+                    if (n_in == n_out && n2 == n_out)
+                        for (std::int64_t i = 0; i < n_out; ++i) y[i] = x[i] * x2[i];
+                    else
+                        for (std::int64_t i = 0; i < n_out; ++i) y[i] = x[i % n_in] * x2[i % n2];
+                    cast_n(y, n_out, ffi + f2, fo, y);
                 } else {
                     const int f = std::max(ffi, f2);
                     const std::int64_t m1 = std::int64_t{1} << (f - ffi), m2 = std::int64_t{1} << (f - f2);
                     const std::int64_t sign = l.op == Op::add ? 1 : -1;
-                    for (std::int64_t i = 0; i < n_out; ++i)
-                        y[i] = cast(x[i % n_in] * m1 + sign * (x2[i % n2] * m2), f, fo);
+                    for (std::int64_t i = 0; i < n_out; ++i) y[i] = x[i % n_in] * m1 + sign * (x2[i % n2] * m2);
+                    cast_n(y, n_out, f, fo, y);
                 }
                 break;
             }
@@ -665,7 +838,8 @@ inline void emulate(Network& net, const double* x, std::int64_t n_events, double
     const Tensor& tin = net.tensors[static_cast<std::size_t>(net.input)];
     const Tensor& tout = net.tensors[static_cast<std::size_t>(net.output)];
     const std::int64_t n_in = tin.size(), n_out = tout.size();
-    const int fo = tout.format.frac();
+    const double out_scale = scale_of(-tout.format.frac());
+    const double in_scale = scale_of(tin.format.frac());
     const Network& cnet = net;
     parallel_for(n_events, resolve_threads(n_threads), [&](std::int64_t begin, std::int64_t end, std::int64_t) {
         detail::Scratch s;
@@ -684,10 +858,10 @@ inline void emulate(Network& net, const double* x, std::int64_t n_events, double
         const std::int64_t* xout = s.t[static_cast<std::size_t>(cnet.output)].data();
         for (std::int64_t e = begin; e < end; ++e) {
             const double* xe = x + e * n_in;
-            for (std::int64_t i = 0; i < n_in; ++i) xin[i] = from_double(xe[i], tin.format);
+            for (std::int64_t i = 0; i < n_in; ++i) xin[i] = from_double(xe[i], tin.format, in_scale);
             detail::run_event(cnet, s);
             for (std::int64_t j = 0; j < n_out; ++j) {
-                y[e * n_out + j] = to_double(xout[j], fo);
+                y[e * n_out + j] = static_cast<double>(xout[j]) * out_scale;  // exact: |raw| < 2^53
                 if (raw) raw[e * n_out + j] = xout[j];
             }
         }

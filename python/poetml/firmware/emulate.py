@@ -85,6 +85,8 @@ def format_of(precision: Any, what: str) -> Format:
     ``IntegerPrecisionType``); anything else is an :class:`UnsupportedLayerError`."""
     cls = type(precision).__name__
     width = getattr(precision, "width", None)
+    if width is None:
+        raise UnsupportedLayerError(f"{what}: precision {precision} ({cls}) has no width")
     signed = bool(getattr(precision, "signed", True))
     if cls.endswith("FixedPrecisionType") or hasattr(precision, "rounding_mode"):
         if not hasattr(precision, "integer"):
@@ -95,7 +97,9 @@ def format_of(precision: Any, what: str) -> Format:
         if q not in QUANTIZATION:
             raise UnsupportedLayerError(f"{what}: rounding mode {q} of {precision} is not emulated")
         if o not in OVERFLOW:
-            raise UnsupportedLayerError(f"{what}: saturation mode {o} of {precision} is not emulated")
+            raise UnsupportedLayerError(
+                f"{what}: saturation mode {o} of {precision} is not emulated"
+            )
         if nbits:
             raise UnsupportedLayerError(
                 f"{what}: {precision} has {nbits} saturation bits (AP_WRAP with N > 0), not emulated"
@@ -221,13 +225,19 @@ def export_network(hls_model: Any) -> EmulatorExport:
                             f"layer {layer.name!r}: padded Conv2D ({attr}) is not emulated (io_stream "
                             "pads with a ZeroPadding2D layer, which is)"
                         )
-                if int(layer.get_attr("dilation_height", 1) or 1) != 1 or int(
-                    layer.get_attr("dilation_width", 1) or 1
-                ) != 1:
-                    raise UnsupportedLayerError(f"layer {layer.name!r}: dilated Conv2D is not emulated")
+                if (
+                    int(layer.get_attr("dilation_height", 1) or 1) != 1
+                    or int(layer.get_attr("dilation_width", 1) or 1) != 1
+                ):
+                    raise UnsupportedLayerError(
+                        f"layer {layer.name!r}: dilated Conv2D is not emulated"
+                    )
                 entry.update(
                     kernel=[int(layer.get_attr("filt_height")), int(layer.get_attr("filt_width"))],
-                    stride=[int(layer.get_attr("stride_height")), int(layer.get_attr("stride_width"))],
+                    stride=[
+                        int(layer.get_attr("stride_height")),
+                        int(layer.get_attr("stride_width")),
+                    ],
                 )
         elif base in ("Activation", "ReLU", "ParametrizedActivation"):
             act = str(layer.get_attr("activation", "")).lower()
@@ -349,6 +359,6 @@ def emulate(
             f"{flat.shape[1]} (input shape {x.shape})"
         )
     try:
-        return _core.emulate(net, flat, n_threads=n_threads, raw=raw)  # type: ignore[no-any-return]
+        return _core.emulate(net, flat, n_threads=n_threads, raw=raw)
     except ValueError as exc:
         raise FirmwareError(f"emulation failed: {exc}") from exc
