@@ -486,3 +486,32 @@ def test_emulate_checks_the_input_width():
 def test_import_stays_light():
     code = "import sys, poetml.firmware.emulate; assert 'tensorflow' not in sys.modules; assert 'hls4ml' not in sys.modules"
     subprocess.run([os.sys.executable, "-c", code], check=True)
+
+
+@hls4ml_needed
+def test_cpp_header_program_equals_python(modes_project, tmp_path):
+    """The exported network as a C++ header: a small program compiled against the C++ core
+    scores events exactly as the Python path (and so as the C simulation)."""
+    from poetml.firmware.emulate import cpp_header, emulate, export_network
+
+    export = export_network(modes_project)
+    (tmp_path / "network.hpp").write_text(cpp_header(export, "modes_net"))
+    (tmp_path / "main.cpp").write_text(
+        '#include "network.hpp"\n#include <cstdio>\n#include <vector>\n'
+        "int main() {\n  auto net = modes_net::network();\n"
+        "  std::vector<double> x; double v;\n"
+        '  while (std::scanf("%la", &v) == 1) x.push_back(v);\n'
+        "  const long n = static_cast<long>(x.size()) / modes_net::kInputs;\n"
+        "  std::vector<double> y(n * modes_net::kOutputs);\n"
+        "  poetml::emu::emulate(net, x.data(), n, y.data(), nullptr, 2);\n"
+        '  for (double o : y) std::printf("%a\\n", o);\n}\n'
+    )
+    include = Path(__file__).parents[1] / "cpp" / "include"
+    exe = tmp_path / "score"
+    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{include}",
+                    str(tmp_path / "main.cpp"), "-o", str(exe), "-pthread"], check=True)  # fmt: skip
+    x = np.random.default_rng(8).normal(0, 3, (500, 10))
+    out = subprocess.run([str(exe)], input="\n".join(float(v).hex() for v in x.ravel()),
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    y = np.array([float.fromhex(t) for t in out]).reshape(len(x), -1)
+    assert np.array_equal(y, emulate(export, x))

@@ -190,6 +190,38 @@ POETML_EMU_INLINE std::int64_t cast_modes(std::int64_t v, int frac_from, const F
 
 template <Quantization Q, Overflow O, bool Relu>
 void cast_loop(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y) {
+    const int s = frac_from - to.frac();
+    const std::int64_t hi = to.raw_max();
+    const std::int64_t lo = (O == Overflow::sat_sym && to.is_signed && to.width > 1) ? -hi : to.raw_min();
+    if (s > 0 && s < 63) {  // the common case, without the general cast's branches
+        const std::int64_t rmask = (std::int64_t{1} << (s - 1)) - 1;
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::int64_t v = x[i];
+            const std::int64_t floor_v = v >> s;
+            const bool qb = (v >> (s - 1)) & 1;
+            const bool r = (v & rmask) != 0;
+            std::int64_t q = floor_v + (round_up(Q, floor_v, qb, r, v < 0) ? 1 : 0);
+            if (q > hi || q < lo) q = overflow(q, true, 0, v < 0, to, O);
+            y[i] = (Relu && v <= 0) ? 0 : q;
+        }
+        return;
+    }
+    if (s <= 0 && s > -62) {
+        const int l = -s;
+        const std::int64_t lim = std::int64_t{1} << (62 - l);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::int64_t v = x[i];
+            std::int64_t q;
+            if (v < lim && v >= -lim) {
+                q = v * (std::int64_t{1} << l);
+                if (q > hi || q < lo) q = overflow(q, true, 0, v < 0, to, O);
+            } else {
+                q = cast_modes(v, frac_from, to, Q, O);
+            }
+            y[i] = (Relu && v <= 0) ? 0 : q;
+        }
+        return;
+    }
     for (std::int64_t i = 0; i < n; ++i) y[i] = (Relu && x[i] <= 0) ? 0 : cast_modes(x[i], frac_from, to, Q, O);
 }
 
@@ -359,6 +391,8 @@ struct Network {
     };
     /// Per dense/conv layer: its sparse weights (fast path 4).
     std::vector<Sparse> sparse;
+    /// Per conv2d layer on a 32-bit ring (paths 1 and 3): shifted weights modulo 2^32, [tap][filter].
+    std::vector<std::vector<std::uint32_t>> conv_weights32;
     /// Per dense/conv layer: biases cast into the accumulator type.
     std::vector<std::vector<std::int64_t>> acc_bias;
     bool prepared = false;
@@ -413,6 +447,7 @@ inline void Network::prepare() {
     fast_weights64.assign(layers.size(), {});
     fast_weights16.assign(layers.size(), {});
     sparse.assign(layers.size(), {});
+    conv_weights32.assign(layers.size(), {});
     acc_bias.assign(layers.size(), {});
     for (std::size_t li = 0; li < layers.size(); ++li) {
         const Layer& l = layers[li];
@@ -498,6 +533,11 @@ inline void Network::prepare() {
                         if (fast[li] == 3) fast_weights16[li].push_back(static_cast<std::int16_t>((w >> k) * (std::int64_t{1} << sh)));
                         else if (fast[li] == 1) fast_weights32[li].push_back(static_cast<std::uint32_t>(u));
                         else fast_weights64[li].push_back(u);
+                    }
+                    if (l.op == Op::conv2d && (fast[li] == 1 || fast[li] == 3) && l.stride[1] == 1) {
+                        for (auto w : l.weights)
+                            conv_weights32[li].push_back(
+                                static_cast<std::uint32_t>(static_cast<std::uint64_t>(w >> k) << sh));
                     }
                     if (fast[li] == 4) {  // rows: per input, the (output, weight) pairs
                         const auto& fw = fast_weights64[li];
@@ -639,8 +679,40 @@ inline void dense_ring(const std::int64_t* x, std::int64_t n_in, const WT* w, co
     ring_accumulate<U, P, WT>(x, n_in, w, n_out, acc);
 #endif
     for (std::int64_t j = 0; j < n_out; ++j) y[j] = low_bits(static_cast<std::uint64_t>(acc[j]), accum.width, accum.is_signed);
+    // the output type holds every accumulator value on the same grid (hls4ml's bit-exact
+    // precisions make them equal): the cast is the identity
+    if (out_f.frac() == accum.frac() && out_f.raw_max() >= accum.raw_max() && out_f.raw_min() <= accum.raw_min())
+        return;
     cast_n(y, n_out, accum.frac(), out_f, y);
 }
+
+// One output row of a stride-1 convolution on a 32-bit ring: acc[f][ow] += x[c][row + a][ow + b] x
+// w[a][b][c][f] over every tap; xp: the input planar (channel, row, column), modulo 2^32.
+POETML_EMU_INLINE void conv_row(const std::uint32_t* xp, std::int64_t H, std::int64_t W, std::int64_t C,
+                                std::int64_t row, int kh, int kw, const std::uint32_t* w, std::int64_t F,
+                                std::int64_t OW, std::uint32_t* acc) {
+    for (int a = 0; a < kh; ++a)
+        for (int b = 0; b < kw; ++b)
+            for (std::int64_t c = 0; c < C; ++c) {
+                const std::uint32_t* xr = xp + (c * H + row + a) * W + b;
+                const std::uint32_t* wt = w + ((std::int64_t{a} * kw + b) * C + c) * F;
+                for (std::int64_t f = 0; f < F; ++f) {
+                    const std::uint32_t wf = wt[f];
+                    if (wf == 0) continue;
+                    std::uint32_t* ar = acc + f * OW;
+                    for (std::int64_t o = 0; o < OW; ++o) ar[o] += xr[o] * wf;
+                }
+            }
+}
+
+#ifdef POETML_EMU_X86_DISPATCH
+__attribute__((target("avx2"))) inline void conv_row_avx2(const std::uint32_t* xp, std::int64_t H, std::int64_t W,
+                                                          std::int64_t C, std::int64_t row, int kh, int kw,
+                                                          const std::uint32_t* w, std::int64_t F, std::int64_t OW,
+                                                          std::uint32_t* acc) {
+    conv_row(xp, H, W, C, row, kh, kw, w, F, OW, acc);
+}
+#endif
 
 // Dense kernel, general path: every product cast to accum, every partial sum cast to accum,
 // in hls4ml's order (inputs ascending).
@@ -659,7 +731,7 @@ inline void dense_steps(const std::int64_t* x, std::int64_t n_in, const std::int
 struct Scratch {
     std::vector<std::vector<std::int64_t>> t;  // one buffer per tensor
     std::vector<std::int64_t> window, acc64;
-    std::vector<std::uint32_t> acc32;
+    std::vector<std::uint32_t> acc32, planar, conv_acc;
     std::vector<std::uint64_t> accu64;
 };
 
@@ -718,6 +790,39 @@ inline void run_event(const Network& net, Scratch& s) {
                 run_dense(net, li, x, n_in, n_out, fi, fo, s, y);
                 break;
             case Op::conv2d: {
+                if (!net.conv_weights32[li].empty()) {  // planar rows on a 32-bit ring, vectorised over columns
+                    const std::int64_t H = tin.shape[0], W = tin.shape[1], C = tin.shape[2];
+                    const std::int64_t OH = tout.shape[0], OW = tout.shape[1], F = tout.shape[2];
+                    std::uint32_t* xp = s.planar.data();
+                    for (std::int64_t h = 0; h < H; ++h)
+                        for (std::int64_t w = 0; w < W; ++w)
+                            for (std::int64_t c = 0; c < C; ++c)
+                                xp[(c * H + h) * W + w] = static_cast<std::uint32_t>(x[(h * W + w) * C + c]);
+                    const std::int64_t* b0 = net.acc_bias[li].data();
+                    const std::uint32_t* wt = net.conv_weights32[li].data();
+                    std::uint32_t* acc = s.conv_acc.data();
+                    const bool identity = fo.frac() == l.accum.frac() && fo.raw_max() >= l.accum.raw_max() &&
+                                          fo.raw_min() <= l.accum.raw_min();
+                    for (std::int64_t oh = 0; oh < OH; ++oh) {
+                        for (std::int64_t f = 0; f < F; ++f)
+                            std::fill(acc + f * OW, acc + (f + 1) * OW, static_cast<std::uint32_t>(b0[f]));
+                        const std::int64_t row = oh * l.stride[0];
+#ifdef POETML_EMU_X86_DISPATCH
+                        if (cpu_has_avx2())
+                            conv_row_avx2(xp, H, W, C, row, l.kernel[0], l.kernel[1], wt, F, OW, acc);
+                        else
+                            conv_row(xp, H, W, C, row, l.kernel[0], l.kernel[1], wt, F, OW, acc);
+#else
+                        conv_row(xp, H, W, C, row, l.kernel[0], l.kernel[1], wt, F, OW, acc);
+#endif
+                        std::int64_t* yr = y + oh * OW * F;
+                        for (std::int64_t ow = 0; ow < OW; ++ow)
+                            for (std::int64_t f = 0; f < F; ++f)
+                                yr[ow * F + f] = low_bits(acc[f * OW + ow], l.accum.width, l.accum.is_signed);
+                        if (!identity) cast_n(yr, OW * F, l.accum.frac(), fo, yr);
+                    }
+                    break;
+                }
                 const std::int64_t W = tin.shape[1], C = tin.shape[2];
                 const std::int64_t OH = tout.shape[0], OW = tout.shape[1], F = tout.shape[2];
                 const int kh = l.kernel[0], kw = l.kernel[1];
@@ -853,6 +958,8 @@ inline void emulate(Network& net, const double* x, std::int64_t n_events, double
         s.window.assign(win + 1, 0);
         s.acc64.assign(acc + 1, 0);
         s.acc32.assign(acc + 1, 0);
+        s.planar.assign(acc + 1, 0);
+        s.conv_acc.assign(acc + 1, 0);
         s.accu64.assign(acc + 1, 0);
         std::int64_t* xin = s.t[static_cast<std::size_t>(cnet.input)].data();
         const std::int64_t* xout = s.t[static_cast<std::size_t>(cnet.output)].data();

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..exceptions import FirmwareError, UnsupportedLayerError
 
-__all__ = ["EmulatorExport", "Format", "emulate", "export_network", "format_of"]
+__all__ = ["EmulatorExport", "Format", "cpp_header", "emulate", "export_network", "format_of"]
 
 #: hls4ml rounding-mode names -> emulator names
 QUANTIZATION = {
@@ -362,3 +362,74 @@ def emulate(
         return _core.emulate(net, flat, n_threads=n_threads, raw=raw)
     except ValueError as exc:
         raise FirmwareError(f"emulation failed: {exc}") from exc
+
+
+_CPP_Q = {q: q for q in QUANTIZATION.values()}
+_CPP_O = {o: o for o in OVERFLOW.values()}
+
+
+def _cpp_format(f: Format) -> str:
+    w, i, signed, q, o = f
+    return (
+        f"poetml::emu::Format{{{w}, {i}, {'true' if signed else 'false'}, "
+        f"poetml::emu::Quantization::{_CPP_Q[q]}, poetml::emu::Overflow::{_CPP_O[o]}}}"
+    )
+
+
+def _cpp_ints(values: Any) -> str:
+    return "{" + ", ".join(str(int(v)) for v in np.ravel(values)) + "}"
+
+
+def cpp_header(export: EmulatorExport, namespace: str = "poetml_network") -> str:
+    """A C++17 header defining ``<namespace>::network()``: the exported network (integer
+    weights, formats) as a :cpp:`poetml::emu::Network` for ``poetml/emulate.hpp``, so C++
+    programs (ROOT macros, CMSSW modules) score events exactly as the firmware does."""
+    if not namespace.isidentifier():
+        raise FirmwareError(f"namespace {namespace!r} is not a C++ identifier")
+    lines = [
+        f"// Bit-exact emulator of the hls4ml network {export.name!r}, written by",
+        "// poetml.firmware.emulate.cpp_header: integer weights and fixed-point formats as the",
+        "// C simulation holds them.  Needs poetml's C++ core: -std=c++17 -I<poetml>/cpp/include.",
+        "#pragma once",
+        "",
+        '#include "poetml/emulate.hpp"',
+        "",
+        f"namespace {namespace} {{",
+        "",
+        f"/// Values per event the network reads ({export.n_inputs}) and writes ({export.n_outputs}).",
+        f"constexpr long kInputs = {export.n_inputs};",
+        f"constexpr long kOutputs = {export.n_outputs};",
+        "",
+        "/// The network, checked (prepare()) and ready for poetml::emu::emulate().",
+        "inline poetml::emu::Network network() {",
+        "    poetml::emu::Network net;",
+    ]
+    for name, shape, fmt in export.tensors:
+        lines.append(
+            f'    net.tensors.push_back({{"{name}", {_cpp_ints(shape)}, {_cpp_format(fmt)}}});'
+        )
+    for layer in export.layers:
+        lines += ["    {", "        poetml::emu::Layer l;", f'        l.name = "{layer["name"]}";']
+        lines.append(f'        l.op = poetml::emu::op_from_string("{layer["op"]}");')
+        lines.append(f"        l.inputs = {_cpp_ints(layer['inputs'])};")
+        lines.append(f"        l.output = {int(layer['output'])};")
+        for key in ("weights", "bias", "kernel", "stride", "pad"):
+            if key in layer and layer[key] is not None:
+                lines.append(f"        l.{key} = {_cpp_ints(layer[key])};")
+        for key in ("weight_frac", "weight_width", "bias_frac"):
+            if key in layer:
+                lines.append(f"        l.{key} = {int(layer[key])};")
+        if "accum" in layer:
+            lines.append(f"        l.accum = {_cpp_format(layer['accum'])};")
+        lines += ["        net.layers.push_back(std::move(l));", "    }"]
+    lines += [
+        f"    net.input = {export.input};",
+        f"    net.output = {export.output};",
+        "    net.prepare();",
+        "    return net;",
+        "}",
+        "",
+        f"}}  // namespace {namespace}",
+        "",
+    ]
+    return "\n".join(lines)
