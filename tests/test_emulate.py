@@ -515,3 +515,37 @@ def test_cpp_header_program_equals_python(modes_project, tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     y = np.array([float.fromhex(t) for t in out]).reshape(len(x), -1)
     assert np.array_equal(y, emulate(export, x))
+
+
+@hls4ml_needed
+@pytest.mark.slow
+def test_firmware_report_shows_emulator_agreement(tmp_path, monkeypatch):
+    """``build_firmware`` scores every event with the emulator, C-simulates a referee sample
+    (made smaller than the events here), and reports and prints their agreement."""
+    _require_hls4ml()
+    from test_firmware import FEATURES, _qkeras_dense_ae, _slots
+
+    from poetml.firmware import FirmwareConfig, build
+    from poetml.firmware.summary import result_summary
+
+    monkeypatch.setattr(build, "CSIM_REFEREE_EVENTS", 1000)
+    model = _qkeras_dense_ae(seed=22)
+    _random_biases(model, 22)
+    rng = np.random.default_rng(4)
+    bkg = _slots(rng.normal(0, 2, (3000, 19)), rng).astype(np.float32)
+    sig = _slots(rng.normal(0.5, 3, (600, 19)), rng).astype(np.float32)
+    res = build.build_firmware(model, tmp_path / "fw", FirmwareConfig(rate_khz=400.0),
+                               background=bkg, signals={"BSM": sig}, feature_names=FEATURES,
+                               progress=False)  # fmt: skip
+    emu = res.report["emulator"]
+    assert emu["available"]
+    assert emu["agrees"]
+    assert emu["n_events"] == 3600
+    assert 1000 <= emu["n_referee_events"] < 3600
+    assert emu["exact_fraction"] == 1.0
+    assert res.report["trigger_csim"]["fire_matches"]
+    assert res.report["trigger_csim"]["score_matches"]
+    assert res.passed
+    assert "Bit-exact C++ emulator: scored all 3600 events" in res.markdown
+    lines = [text for text, _ in result_summary(res).lines]
+    assert any(t.startswith("emulator vs C simulation on ") and "PASS" in t for t in lines)

@@ -35,6 +35,16 @@
 namespace poetml {
 namespace emu {
 
+#ifdef POETML_EMU_X86_DISPATCH
+namespace detail {
+/// Whether this CPU runs AVX2 (the dense, convolution and cast loops have AVX2 builds).
+inline bool cpu_has_avx2() {
+    static const bool yes = __builtin_cpu_supports("avx2");  // set once, read-only afterwards
+    return yes;
+}
+}  // namespace detail
+#endif
+
 /// ap_fixed quantization (rounding) modes, applied when fraction bits are dropped.
 enum class Quantization {
     trn,          ///< AP_TRN: toward minus infinity (floor)
@@ -188,23 +198,51 @@ POETML_EMU_INLINE std::int64_t cast_modes(std::int64_t v, int frac_from, const F
     return overflow(fits ? v * (std::int64_t{1} << l) : 0, fits, wrapped, neg, to, om);
 }
 
+// cast_loop for 0 < s < 63 dropped fraction bits: every rounded value fits in int64, and the
+// overflow mode is a clamp, a select or a sign extension, so the loop has no branches.
+template <Quantization Q, Overflow O, bool Relu>
+POETML_EMU_INLINE void cast_shift(const std::int64_t* x, std::int64_t n, int s, std::int64_t lo, std::int64_t hi,
+                                  int width, bool is_signed, std::int64_t* y) {
+    const std::int64_t rmask = (std::int64_t{1} << (s - 1)) - 1;
+    const std::uint64_t wmask = (std::uint64_t{1} << width) - 1;
+    const std::uint64_t sbit = is_signed ? std::uint64_t{1} << (width - 1) : 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t v = x[i];
+        const std::int64_t floor_v = v >> s;
+        const bool qb = (v >> (s - 1)) & 1;
+        const bool r = (v & rmask) != 0;
+        std::int64_t q = floor_v + static_cast<std::int64_t>(round_up(Q, floor_v, qb, r, v < 0));
+        if constexpr (O == Overflow::sat || O == Overflow::sat_sym) {
+            q = q > hi ? hi : q;
+            q = q < lo ? lo : q;
+        } else if constexpr (O == Overflow::sat_zero) {
+            q = (q > hi || q < lo) ? 0 : q;
+        } else {  // wrap: low `width` bits, sign-extended
+            const std::uint64_t u = static_cast<std::uint64_t>(q) & wmask;
+            q = static_cast<std::int64_t>(u ^ sbit) - static_cast<std::int64_t>(sbit);
+        }
+        y[i] = (Relu && v <= 0) ? 0 : q;
+    }
+}
+
+#ifdef POETML_EMU_X86_DISPATCH
+template <Quantization Q, Overflow O, bool Relu>
+__attribute__((target("avx2"))) void cast_shift_avx2(const std::int64_t* x, std::int64_t n, int s, std::int64_t lo,
+                                                     std::int64_t hi, int width, bool is_signed, std::int64_t* y) {
+    cast_shift<Q, O, Relu>(x, n, s, lo, hi, width, is_signed, y);
+}
+#endif
+
 template <Quantization Q, Overflow O, bool Relu>
 void cast_loop(const std::int64_t* x, std::int64_t n, int frac_from, const Format& to, std::int64_t* y) {
     const int s = frac_from - to.frac();
     const std::int64_t hi = to.raw_max();
     const std::int64_t lo = (O == Overflow::sat_sym && to.is_signed && to.width > 1) ? -hi : to.raw_min();
-    if (s > 0 && s < 63) {  // the common case, without the general cast's branches
-        const std::int64_t rmask = (std::int64_t{1} << (s - 1)) - 1;
-        for (std::int64_t i = 0; i < n; ++i) {
-            const std::int64_t v = x[i];
-            const std::int64_t floor_v = v >> s;
-            const bool qb = (v >> (s - 1)) & 1;
-            const bool r = (v & rmask) != 0;
-            std::int64_t q = floor_v + (round_up(Q, floor_v, qb, r, v < 0) ? 1 : 0);
-            if (q > hi || q < lo) q = overflow(q, true, 0, v < 0, to, O);
-            y[i] = (Relu && v <= 0) ? 0 : q;
-        }
-        return;
+    if (s > 0 && s < 63) {  // the common case, branch-free (vectorisable)
+#ifdef POETML_EMU_X86_DISPATCH
+        if (cpu_has_avx2()) return cast_shift_avx2<Q, O, Relu>(x, n, s, lo, hi, to.width, to.is_signed, y);
+#endif
+        return cast_shift<Q, O, Relu>(x, n, s, lo, hi, to.width, to.is_signed, y);
     }
     if (s <= 0 && s > -62) {
         const int l = -s;
@@ -657,10 +695,6 @@ __attribute__((target("avx2"))) void ring_accumulate_avx2(const std::int64_t* x,
     ring_accumulate<U, P, WT>(x, n_in, w, n_out, acc);
 }
 
-inline bool cpu_has_avx2() {
-    static const bool yes = __builtin_cpu_supports("avx2");  // set once, read-only afterwards
-    return yes;
-}
 #endif
 
 // Dense kernel, fast path: sum modulo 2^32 (U = uint32) or 2^64 (U = uint64), then wrap to
@@ -762,9 +796,8 @@ inline void run_dense(const Network& net, std::size_t li, const std::int64_t* x,
                 for (std::int64_t k = sp.row[static_cast<std::size_t>(i)]; k < sp.row[static_cast<std::size_t>(i) + 1]; ++k)
                     acc[sp.col[static_cast<std::size_t>(k)]] += xi * sp.val[static_cast<std::size_t>(k)];
             }
-            const int f = l.accum.frac();
-            for (std::int64_t j = 0; j < n_out; ++j)
-                y[j] = cast(low_bits(acc[j], l.accum.width, l.accum.is_signed), f, out_f);
+            for (std::int64_t j = 0; j < n_out; ++j) y[j] = low_bits(acc[j], l.accum.width, l.accum.is_signed);
+            cast_n(y, n_out, l.accum.frac(), out_f, y);
             break;
         }
         default:
