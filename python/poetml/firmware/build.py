@@ -449,13 +449,14 @@ def _emulate_events(
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The bit-exact emulator's outputs for ``x`` and what the report says of it; ``None``
     (and the reason) when the network has a layer the emulator does not reproduce."""
-    from ..exceptions import UnsupportedLayerError
     from .emulate import emulate, export_network
 
     try:
         export = export_network(hls_model)
-    except UnsupportedLayerError as exc:
-        return None, {"available": False, "reason": str(exc)}
+    except (FirmwareError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        # UnsupportedLayerError (a FirmwareError) names what the emulator cannot reproduce;
+        # anything else is reported too, and the C simulation then scores every event
+        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
     t0 = time.perf_counter()
     y = np.asarray(emulate(export, x, n_threads=workers))
     seconds = time.perf_counter() - t0

@@ -382,7 +382,7 @@ def _cpp_ints(values: Any) -> str:
 
 def cpp_header(export: EmulatorExport, namespace: str = "poetml_network") -> str:
     """A C++17 header defining ``<namespace>::network()``: the exported network (integer
-    weights, formats) as a :cpp:`poetml::emu::Network` for ``poetml/emulate.hpp``, so C++
+    weights, formats) as a ``poetml::emu::Network`` for ``poetml/emulate.hpp``, so C++
     programs (ROOT macros, CMSSW modules) score events exactly as the firmware does."""
     if not namespace.isidentifier():
         raise FirmwareError(f"namespace {namespace!r} is not a C++ identifier")
