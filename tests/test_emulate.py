@@ -549,3 +549,27 @@ def test_firmware_report_shows_emulator_agreement(tmp_path, monkeypatch):
     assert "Bit-exact C++ emulator: scored all 3600 events" in res.markdown
     lines = [text for text, _ in result_summary(res).lines]
     assert any(t.startswith("emulator vs C simulation on ") and "PASS" in t for t in lines)
+
+
+@hls4ml_needed
+def test_latent_score_io_stream_with_clone_equals_csim(tmp_path):
+    """The encoder-only latent score (||q(z)||^2) in io_stream, where hls4ml fans the latent
+    stream out with a Clone layer for the square."""
+    _require_hls4ml()
+    from test_firmware import _qkeras_dense_ae
+
+    from poetml.firmware import FirmwareConfig
+    from poetml.firmware.convert import convert
+    from poetml.firmware.emulate import emulate
+    from poetml.firmware.score_model import make_score_model
+
+    model = _qkeras_dense_ae(seed=23)
+    _random_biases(model, 23)
+    x = np.random.default_rng(9).normal(0, 2, (1500, 19)).astype(np.float32)
+    cfg = FirmwareConfig(score="latent", io_type="io_stream")
+    score = make_score_model(model, cfg, calibration=x)
+    hls_model = convert(score.model, tmp_path / "hls", cfg)
+    assert any(type(layer).__name__.endswith("Clone") for layer in hls_model.get_layers())
+    y_c = np.asarray(hls_model.predict(x), np.float64).reshape(len(x), -1)
+    assert np.array_equal(emulate(hls_model, x), y_c)
+    assert len(np.unique(y_c)) > 100

@@ -185,6 +185,15 @@ def export_network(hls_model: Any) -> EmulatorExport:
             add_tensor(layer.get_output_variable(), layer)
             continue
         ins = [tensor_of(n, layer) for n in layer.inputs]
+        if kind.endswith("Clone"):  # io_stream fan-out: each output is a copy of the input
+            for name in layer.outputs:
+                var = layer.get_output_variable(name)
+                if _tensor_format(var, layer) != tensors[ins[0]][2]:
+                    raise UnsupportedLayerError(
+                        f"layer {layer.name!r} (Clone) changes the precision of its copies"
+                    )
+                index[name] = ins[0]
+            continue
         out_var = layer.get_output_variable()
         entry: dict[str, Any] = {"name": layer.name, "inputs": ins}
         in_fmt = tensors[ins[0]][2]
@@ -314,8 +323,8 @@ def export_network(hls_model: Any) -> EmulatorExport:
             raise UnsupportedLayerError(
                 f"layer {layer.name!r} ({cls}, {kind}) is not emulated; the emulator runs Dense, "
                 "Conv2D, ReLU and linear activations, MaxPooling2D, BatchNormalization, "
-                "UpSampling2D, ZeroPadding2D, Reshape/Flatten, Add/Subtract/Multiply and "
-                "Concatenate"
+                "UpSampling2D, ZeroPadding2D, Reshape/Flatten, Add/Subtract/Multiply, "
+                "Concatenate and io_stream Clone"
             )
         entry["output"] = add_tensor(out_var, layer)
         layers.append(entry)
