@@ -547,6 +547,9 @@ def test_firmware_report_shows_emulator_agreement(tmp_path, monkeypatch):
     assert res.report["trigger_csim"]["score_matches"]
     assert res.passed
     assert "Bit-exact C++ emulator: scored all 3600 events" in res.markdown
+    header = Path(emu["header"])
+    assert header == tmp_path / "fw" / "emulator.hpp"
+    assert "inline poetml::emu::Network network()" in header.read_text()
     lines = [text for text, _ in result_summary(res).lines]
     assert any(t.startswith("emulator vs C simulation on ") and "PASS" in t for t in lines)
 

@@ -265,7 +265,7 @@ def build_firmware(
     # The bit-exact emulator (when it can run this network) scores every event; the C
     # simulation, the referee, scores a validation sample (all events up to
     # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
-    y_e, emulator = _emulate_events(hls_model, x_all, workers)
+    y_e, emulator = _emulate_events(hls_model, x_all, workers, out_dir, config.project_name)
     ref_idx = _referee_sample(len(x_all), y_e is not None)
     with cs.CSim(lib, workers=workers) as sim:
         t0 = time.perf_counter()
@@ -445,11 +445,13 @@ def _referee_sample(n: int, emulated: bool) -> np.ndarray:
 
 
 def _emulate_events(
-    hls_model: Any, x: np.ndarray, workers: int
+    hls_model: Any, x: np.ndarray, workers: int, out_dir: Path, namespace: str
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The bit-exact emulator's outputs for ``x`` and what the report says of it; ``None``
-    (and the reason) when the network has a layer the emulator does not reproduce."""
-    from .emulate import emulate, export_network
+    (and the reason) when the network has a layer the emulator does not reproduce.  Also
+    writes ``out_dir/emulator.hpp``, the network for C++ programs (see
+    :func:`poetml.firmware.emulate.cpp_header`)."""
+    from .emulate import cpp_header, emulate, export_network
 
     try:
         export = export_network(hls_model)
@@ -460,8 +462,11 @@ def _emulate_events(
     t0 = time.perf_counter()
     y = np.asarray(emulate(export, x, n_threads=workers))
     seconds = time.perf_counter() - t0
+    header = out_dir / "emulator.hpp"
+    write_text(header, cpp_header(export, namespace))
     return y, {
         "available": True,
+        "header": str(header),
         "n_events": len(x),
         "seconds": seconds,
         "threads": workers,
