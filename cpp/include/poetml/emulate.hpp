@@ -556,9 +556,11 @@ inline void Network::prepare() {
                     fast[li] = l.accum.width <= 32 ? 1 : 2;
                     // 16-bit inputs and shifted weights: exact 32-bit products (pmaddwd-friendly)
                     bool narrow = fast[li] == 1 && in.format.width <= (in.format.is_signed ? 16 : 15) && sh < 16;
-                    for (auto w : l.weights) {
-                        const std::int64_t ws = (w >> k) * (std::int64_t{1} << sh);
-                        narrow = narrow && ws >= -32768 && ws <= 32767;
+                    if (narrow) {
+                        for (auto w : l.weights) {
+                            const std::int64_t wk = w >> k;  // wk x 2^sh within int16, checked without overflow
+                            narrow = narrow && wk >= (std::int64_t{-32768} >> sh) && wk <= (std::int64_t{32767} >> sh);
+                        }
                     }
                     if (narrow) fast[li] = 3;
                     // mostly zero weights (masks, pruned layers): only the non-zero products
