@@ -58,5 +58,6 @@ void bind_columns(py::module_& m);
 void bind_images(py::module_& m);
 void bind_features(py::module_& m);
 void bind_cleaning(py::module_& m);
+void bind_emulate(py::module_& m);
 
 }  // namespace poetml_py

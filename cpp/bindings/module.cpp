@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
     poetml_py::bind_images(m);
     poetml_py::bind_features(m);
     poetml_py::bind_cleaning(m);
+    poetml_py::bind_emulate(m);
 }

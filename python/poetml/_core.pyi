@@ -2,7 +2,7 @@
 cpp/include/poetml/*.hpp for the exact definitions of the kernels)."""
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -130,3 +130,44 @@ def clean_jets(
     *,
     n_threads: int = 0,
 ) -> npt.NDArray[np.float32]: ...
+
+# ---- bit-exact firmware emulator (cpp/include/poetml/emulate.hpp, bind_emulate.cpp)
+
+_F64: TypeAlias = npt.NDArray[np.float64]
+#: (width, integer, signed, quantization, overflow)
+_Format: TypeAlias = tuple[int, int, bool, str, str]
+
+class EmuNetwork:
+    """A network for the bit-exact emulator, checked on construction (ValueError naming the
+    layer for anything it cannot emulate)."""
+
+    def __init__(
+        self,
+        tensors: Sequence[tuple[str, Sequence[int], _Format]],
+        layers: Sequence[dict[str, Any]],
+        input: int,
+        output: int,
+    ) -> None: ...
+    @property
+    def n_inputs(self) -> int: ...
+    @property
+    def n_outputs(self) -> int: ...
+    @property
+    def output_frac(self) -> int: ...
+    @property
+    def layer_names(self) -> list[str]: ...
+
+@overload
+def emulate(
+    network: EmuNetwork, x: _F64, *, n_threads: int = 0, raw: Literal[False] = False
+) -> _F64: ...
+@overload
+def emulate(
+    network: EmuNetwork, x: _F64, *, n_threads: int = 0, raw: Literal[True]
+) -> tuple[_F64, _I64]: ...
+@overload
+def emulate(
+    network: EmuNetwork, x: _F64, *, n_threads: int = 0, raw: bool = False
+) -> _F64 | tuple[_F64, _I64]: ...
+def emu_cast(raw: _I64, frac_from: int, to: _Format) -> _I64: ...
+def emu_from_double(x: _F64, to: _Format) -> _I64: ...

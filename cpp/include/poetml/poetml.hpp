@@ -4,5 +4,6 @@
 
 #include "poetml/cleaning.hpp"
 #include "poetml/core.hpp"
+#include "poetml/emulate.hpp"
 #include "poetml/features.hpp"
 #include "poetml/rasterize.hpp"

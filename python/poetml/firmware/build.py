@@ -262,10 +262,32 @@ def build_firmware(
     x_all = np.concatenate(arrays) if len(arrays) > 1 else background
     bounds = np.cumsum([0, *map(len, arrays)])
     workers = config.workers or cs.default_workers()
+    # The bit-exact emulator (when it can run this network) scores every event; the C
+    # simulation, the referee, scores a validation sample (all events up to
+    # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
+    y_e, emulator = _emulate_events(hls_model, x_all, workers, out_dir, config.project_name)
+    ref_idx = _referee_sample(len(x_all), y_e is not None)
     with cs.CSim(lib, workers=workers) as sim:
         t0 = time.perf_counter()
-        y_c = sim.predict(x_all, progress=progress)
+        y_ref = sim.predict(x_all[ref_idx], progress=progress)
         t_csim = time.perf_counter() - t0
+    if y_e is not None:
+        ag_e = agreement(y_ref, y_e[ref_idx], lsb)
+        emulator.update(
+            n_referee_events=len(ref_idx),
+            exact_fraction=ag_e["exact_fraction"],
+            exact_event_fraction=ag_e["exact_event_fraction"],
+            max_diff_lsb=ag_e["max_diff_lsb"],
+            csim_events_per_s=len(ref_idx) / t_csim if t_csim > 0 else float("inf"),
+        )
+        emulator["agrees"] = ag_e["exact_fraction"] == 1.0
+    if y_e is not None and emulator["agrees"]:
+        y_c = y_e
+    elif len(ref_idx) == len(x_all):
+        y_c = y_ref
+    else:  # the emulator disagrees: the C simulation scores everything
+        with cs.CSim(lib, workers=workers) as sim:
+            y_c = sim.predict(x_all, progress=progress)
     y_q = np.asarray(score.model.predict(x_all, batch_size=8192, verbose=0), np.float64).reshape(
         len(x_all), -1
     )
@@ -307,6 +329,8 @@ def build_firmware(
             "eff_shift": eff_c - eff_q,
         }
     passed = within_tolerance(ag, config.min_exact_fraction, config.tolerance_lsb)
+    if emulator.get("available") and not emulator.get("agrees"):
+        passed = False
     trace_rows = None
     text = None
     if ag["first_disagreeing_event"] is not None:
@@ -330,12 +354,13 @@ def build_firmware(
     trig_lib = cs.build_csim_library(project_dir, sig, with_trigger=True)
     timings["trigger_compile_s"] = time.perf_counter() - t0
     with cs.CSim(trig_lib, workers=workers) as sim:
-        fire, t_score = sim.trigger(x_all, progress=progress)
+        fire, t_score = sim.trigger(x_all[ref_idx], progress=progress)
+    bkg_ref = ref_idx < bounds[1]
     trigger_csim = {
-        "n_events": len(x_all),
-        "fire_matches": bool(np.array_equal(fire, score.fires(y_c, thr.value))),
-        "score_matches": bool(np.array_equal(t_score, y_c[:, score.score_index])),
-        "background_fire_fraction": float(fire[: bounds[1]].mean()),
+        "n_events": len(ref_idx),
+        "fire_matches": bool(np.array_equal(fire, score.fires(y_c[ref_idx], thr.value))),
+        "score_matches": bool(np.array_equal(t_score, y_c[ref_idx, score.score_index])),
+        "background_fire_fraction": float(fire[bkg_ref].mean()) if bkg_ref.any() else 0.0,
     }
     if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
         passed = False
@@ -371,11 +396,12 @@ def build_firmware(
             "trace": trace_rows,
             "trace_text": text,
         },
+        "emulator": emulator,
         "csim_speed": {
-            "n_events": len(x_all),
+            "n_events": len(ref_idx),
             "seconds": t_csim,
             "workers": workers,
-            "events_per_s": len(x_all) / t_csim if t_csim > 0 else float("inf"),
+            "events_per_s": len(ref_idx) / t_csim if t_csim > 0 else float("inf"),
         },
         "cost_estimate": estimate_cost(hls_model),
         "timings": timings,
@@ -404,6 +430,48 @@ def build_firmware(
             why = f"trigger_decision() C simulation does not reproduce the network score/threshold; {why}"
         raise FirmwareValidationError(f"{why}; report in {out_dir / 'firmware.json'}\n{text or ''}")
     return FirmwareResult(out_dir, project_dir, report, md, passed)
+
+
+#: events the C simulation (the referee) scores when the emulator scores the rest
+CSIM_REFEREE_EVENTS = 50_000
+
+
+def _referee_sample(n: int, emulated: bool) -> np.ndarray:
+    """Indices of the events the C simulation scores: all of them without the emulator, else
+    at most :data:`CSIM_REFEREE_EVENTS`, evenly spread (background and every signal)."""
+    if not emulated or n <= CSIM_REFEREE_EVENTS:
+        return np.arange(n)
+    return np.arange(0, n, -(-n // CSIM_REFEREE_EVENTS))
+
+
+def _emulate_events(
+    hls_model: Any, x: np.ndarray, workers: int, out_dir: Path, namespace: str
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The bit-exact emulator's outputs for ``x`` and what the report says of it; ``None``
+    (and the reason) when the network has a layer the emulator does not reproduce.  Also
+    writes ``out_dir/emulator.hpp``, the network for C++ programs (see
+    :func:`poetml.firmware.emulate.cpp_header`)."""
+    from .emulate import cpp_header, emulate, export_network
+
+    try:
+        export = export_network(hls_model)
+    except (FirmwareError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        # UnsupportedLayerError (a FirmwareError) names what the emulator cannot reproduce;
+        # anything else is reported too, and the C simulation then scores every event
+        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+    t0 = time.perf_counter()
+    y = np.asarray(emulate(export, x, n_threads=workers))
+    seconds = time.perf_counter() - t0
+    header = out_dir / "emulator.hpp"
+    write_text(header, cpp_header(export, namespace))
+    return y, {
+        "available": True,
+        "header": str(header),
+        "n_events": len(x),
+        "seconds": seconds,
+        "threads": workers,
+        "events_per_s": len(x) / seconds if seconds > 0 else float("inf"),
+    }
 
 
 def _require_quantized(model: Any, path: Path) -> None:

@@ -48,6 +48,16 @@ def result_summary(result: FirmwareResult) -> Summary:
         f"threshold for {t['target_rate_khz']:g} kHz: {trigger_rule(r, t['value'])} "
         f"({t['rate_khz']:.3g} +- {t['rate_khz_err']:.2g} kHz on {t['n_background']} events)"
     )
+    emu = r.get("emulator")
+    if emu and emu.get("available"):
+        out(
+            f"emulator vs C simulation on {emu['n_referee_events']} events: exact "
+            f"{emu['exact_fraction']:.6f} -> {'PASS' if emu['agrees'] else 'FAIL'}; emulator "
+            f"scored {emu['n_events']} events at {emu['events_per_s']:.0f} events/s "
+            f"(C simulation {emu['csim_events_per_s']:.0f} events/s)"
+        )
+    elif emu:
+        out(f"emulator: not used ({emu['reason']})")
     if t.get("warning"):
         err(f"warning: {t['warning']}")
     for name, s in r["validation"]["signals"].items():

@@ -167,6 +167,29 @@ def trigger_rule(report: dict[str, Any], value: float) -> str:
     return report.get("trigger_rule", "score > threshold").replace("threshold", f"{value:.10g}", 1)
 
 
+def emulator_lines(report: dict[str, Any]) -> list[str]:
+    """The report's paragraph on the bit-exact C++ emulator (Markdown lines; none when the
+    report predates it)."""
+    emu = report.get("emulator")
+    if not emu:
+        return []
+    if not emu.get("available"):
+        return [(f"Bit-exact emulator: not used ({emu.get('reason')}); the C simulation scored "
+                "every event."), ""]  # fmt: skip
+    status = "PASS" if emu.get("agrees") else "FAIL"
+    return [
+        (
+            f"Bit-exact C++ emulator: scored all {emu['n_events']} events "
+            f"({emu['events_per_s']:.0f} events/s on {emu['threads']} threads) for the threshold "
+            f"and the figures above; against the C simulation (the referee) on "
+            f"{emu['n_referee_events']} events: exact outputs {emu['exact_fraction']:.6f}, exact "
+            f"events {emu['exact_event_fraction']:.6f}, max diff {emu['max_diff_lsb']:g} LSB "
+            f"-> {status} (C simulation: {emu['csim_events_per_s']:.0f} events/s)."
+        ),
+        "",
+    ]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The validation report (as written to ``firmware.json``) as a Markdown section."""
     v = report["validation"]
@@ -230,6 +253,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
     if v.get("trace"):
         lines += ["First disagreeing event, layer by layer:", "", "```", v["trace_text"], "```", ""]
+    lines += emulator_lines(report)
     sp = report.get("csim_speed")
     if sp:
         lines += [
