@@ -472,3 +472,57 @@ def test_firmware_config_section():
         from_mapping(FirmwareConfig, {"backend": "Quartus"})
     with pytest.raises(ConfigError, match="not below the collision rate"):
         from_mapping(FirmwareConfig, {"rate_khz": 50000})
+
+
+def test_ratio_threshold_on_a_weighted_stream():
+    """The sum / count score on weighted background: the threshold keeps the weighted rate
+    of ``num > t x den`` at or below the target, on the 2^-24 grid, and reports it."""
+    from poetml import rates
+    from poetml.firmware.trigger import ratio_threshold
+
+    rng = np.random.default_rng(4)
+    den = rng.integers(1, 20, 5000).astype(np.float64)
+    num = np.round(rng.exponential(2.0, 5000) * den * 256) / 256
+    w = np.where(rng.random(5000) < 0.1, 50.0, 0.5)  # a rare heavy process
+    beam = rates.Beam()
+    target = 0.02 * w.sum() * beam.khz_per_pb
+    t = ratio_threshold(num, den, target, weights_pb=w, beam=beam)
+    fires = num > t.value * den
+    assert t.value * 2.0**24 == round(t.value * 2.0**24)
+    assert t.rate_khz == pytest.approx(w[fires].sum() * beam.khz_per_pb)
+    assert t.rate_khz <= target * (1 + 1e-9)
+    assert t.n_pass == int(fires.sum())
+    assert t.rate_khz_err == pytest.approx(np.sqrt((w[fires] ** 2).sum()) * beam.khz_per_pb)
+    # the unrounded threshold is the evaluation's (one threshold function)
+    ratio = num / den
+    assert t.value >= rates.threshold_for_rate_weighted(ratio, w, target, beam)
+
+
+def test_build_firmware_sets_the_threshold_on_the_weighted_stream(tmp_path):
+    """``poetml firmware`` on weighted background: the threshold in trigger.h is the one the
+    weighted working point gives, its rate (from the weights) at or below the target."""
+    from poetml import rates
+    from poetml.firmware import FirmwareConfig
+    from poetml.firmware.build import build_firmware
+
+    rng = np.random.default_rng(0)
+    bkg = _slots(rng.normal(0, 2, (3000, 19)), rng).astype(np.float32)
+    w = np.where(rng.random(3000) < 0.2, 40.0, 1.0)
+    beam = rates.Beam(luminosity=1e33)
+    target = 0.01 * w.sum() * beam.khz_per_pb
+    res = build_firmware(
+        _qkeras_dense_ae(),
+        tmp_path / "fw",
+        FirmwareConfig(rate_khz=target),
+        background=bkg,
+        feature_names=FEATURES,
+        progress=False,
+        background_weights=w,
+        beam=beam,
+    )
+    t = res.report["threshold"]
+    assert t["rate_khz"] <= target * (1 + 1e-9)
+    assert t["rate_khz"] > 0.5 * target  # the stream resolves it: a tight working point
+    assert t["n_pass"] > 10
+    header = (tmp_path / "fw" / "hls" / "firmware" / "trigger.h").read_text()
+    assert f"kTriggerThreshold = {float(t['value'])!r};" in header

@@ -196,8 +196,15 @@ def build_firmware(
     feature_names: tuple[str, ...] | list[str] | None = None,
     progress: bool = True,
     raise_on_mismatch: bool = True,
+    background_weights: np.ndarray | None = None,
+    beam: Any = None,
 ) -> FirmwareResult:
     """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
+
+    ``background_weights`` (pb per background event) with ``beam``
+    (:class:`poetml.rates.Beam`): the background is a weighted stream and the threshold is
+    set for ``config.rate_khz`` at that luminosity, by the function the evaluation's
+    weighted working points use (:func:`poetml.rates.threshold_for_rate_weighted`).
 
     ``background`` also sizes the quantizers of an autoencoder's score; ``feature_names``
     (the model's input features) let its reconstruction score skip absent objects.
@@ -232,8 +239,18 @@ def build_firmware(
     project_dir = out_dir / "hls"
     timings: dict[str, float] = {}
     background = np.asarray(background, np.float32)
+    if background_weights is not None:
+        background_weights = np.asarray(background_weights, np.float64)
+        if background_weights.shape != (len(background),):
+            raise FirmwareError(
+                f"{len(background_weights)} background weights for {len(background)} events"
+            )
     if config.events:
         background = background[: config.events]
+        if background_weights is not None:
+            # the first events stand for the whole stream
+            head = background_weights[: config.events]
+            background_weights = head * (background_weights.sum() / head.sum())
         signals = {k: np.asarray(v, np.float32)[: config.events] for k, v in signals.items()}
 
     t0 = time.perf_counter()
@@ -300,11 +317,12 @@ def build_firmware(
         return score.scores(rows(y, i))
 
     def working_point(y: np.ndarray) -> Any:
+        kw = {"weights_pb": background_weights, "beam": beam}
         if score.denominator_index is None:
-            return threshold_for_rate(part(y, 0), config.rate_khz, config.collision_rate_mhz)
+            return threshold_for_rate(part(y, 0), config.rate_khz, config.collision_rate_mhz, **kw)
         b = rows(y, 0)
         return ratio_threshold(b[:, score.score_index], b[:, score.denominator_index],
-                               config.rate_khz, config.collision_rate_mhz)  # fmt: skip
+                               config.rate_khz, config.collision_rate_mhz, **kw)  # fmt: skip
 
     def efficiency(y: np.ndarray, i: int, threshold: float) -> float:
         fires = score.fires(rows(y, i), threshold)

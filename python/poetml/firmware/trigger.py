@@ -152,7 +152,13 @@ def _weighted_threshold(
 
 
 def ratio_threshold(
-    num: np.ndarray, den: np.ndarray, rate_khz: float, collision_rate_mhz: float = 40.0
+    num: np.ndarray,
+    den: np.ndarray,
+    rate_khz: float,
+    collision_rate_mhz: float = 40.0,
+    *,
+    weights_pb: np.ndarray | None = None,
+    beam: rates.Beam | None = None,
 ) -> Threshold:
     """The working point of a ratio score ``num / den`` (0 where ``den`` is 0), which the
     firmware tests without a division as ``num > t x den``.
@@ -160,15 +166,34 @@ def ratio_threshold(
     ``t`` is the threshold :func:`threshold_for_rate` gives for the ratios, rounded up to
     the grid of :data:`RATIO_FRAC_BITS` fraction bits so it is an exact fixed-point constant
     (rounding up never raises the rate); the counts are those of ``num > t x den``, exact in
-    float64 for fixed-point ``num`` and ``den``.
+    float64 for fixed-point ``num`` and ``den``.  ``weights_pb``/``beam``: a weighted
+    background stream, as in :func:`threshold_for_rate` (the rate of ``num > t x den``
+    from the weights).
     """
     num = np.asarray(num, np.float64).ravel()
     den = np.asarray(den, np.float64).ravel()
     if np.any(den < 0):
         raise FirmwareError("a ratio score needs a non-negative denominator")
     ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    base = threshold_for_rate(ratio, rate_khz, collision_rate_mhz)
+    base = threshold_for_rate(ratio, rate_khz, collision_rate_mhz, weights_pb=weights_pb, beam=beam)
     value = math.ceil(base.value * 2.0**RATIO_FRAC_BITS) / 2.0**RATIO_FRAC_BITS
+    if weights_pb is not None:
+        beam = beam or rates.Beam()
+        w = rates.check_weights(weights_pb, len(num), "background weights")
+        fires = num > value * den
+        total = float(w.sum())
+        r = rates.rate_above(fires.astype(np.float64), w, 0.5, beam)
+        return Threshold(
+            value=value,
+            target_rate_khz=base.target_rate_khz,
+            target_fpr=base.target_fpr,
+            fpr=float(w[fires].sum()) / total if total > 0 else math.nan,
+            rate_khz=r.rate_khz,
+            rate_khz_err=r.rate_khz_err,
+            n_pass=r.n_events,
+            n_background=len(num),
+            warning=base.warning,
+        )
     n_pass = int(np.count_nonzero(num > value * den))
     collision_khz = collision_rate_mhz * 1e3
     return Threshold(

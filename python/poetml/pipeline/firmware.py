@@ -48,6 +48,19 @@ def events_from_prepared(prep: Any, cfg: FirmwareConfig) -> tuple[Any, dict[str,
     return prep.x_test[y != idx], {str(names[idx]): prep.x_test[y == idx]}
 
 
+def background_weights_from_prepared(prep: Any, cfg: FirmwareConfig) -> Any:
+    """The weights [pb] of :func:`events_from_prepared`'s background events when the run's
+    dataset is weighted (the test split rescaled per process), else None."""
+    import numpy as np
+
+    if not getattr(prep, "weighted", False) or prep.w_test is None:
+        return None
+    if prep.autoencoder:
+        return prep.w_test
+    idx = cfg.trigger_class % len(prep.class_names)
+    return prep.w_test[np.asarray(prep.y_test) != idx]
+
+
 def prepared_for_model_dir(
     model_dir: Any, out_dir: Any, *, generate: bool = False, progress: bool = False
 ) -> Any:
@@ -196,6 +209,7 @@ def firmware_stage(ctx: Any) -> None:
     )
     background, signals = events_from_prepared(prep, cfg)
     progress = getattr(ctx.config.run, "progress", True)
+    ecfg = ctx.config.evaluation
     result = build_firmware(
         md.model,
         ctx.outdir / "firmware",
@@ -205,6 +219,9 @@ def firmware_stage(ctx: Any) -> None:
         feature_names=md.preprocessing.feature_names,
         progress=progress,
         raise_on_mismatch=False,
+        # the report's weighted working points and the firmware threshold: one stream
+        background_weights=background_weights_from_prepared(prep, cfg) if ecfg.weighted else None,
+        beam=ecfg.beam(),
     )
     ctx.sections.append(report_section(result))
     a = result.report["validation"]["agreement"]
@@ -263,6 +280,8 @@ def build_from_model_dir(
     model, d = fwbuild.load_quantized_model_dir(model_dir, trust_model=trust_model)
     prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
     bkg, sigs = events_from_prepared(prep, config)
+    from ..evaluation.config import EvaluationConfig
+
     return fwbuild.build_firmware(
         model,
         out_dir,
@@ -271,4 +290,6 @@ def build_from_model_dir(
         signals=sigs,
         feature_names=prep.preprocessing.feature_names,
         progress=progress,
+        background_weights=background_weights_from_prepared(prep, config),
+        beam=EvaluationConfig().beam(),
     )
