@@ -216,6 +216,8 @@ def test_image_sums_equal_selected_in_acceptance_pt(data, spec: ImageSpec) -> No
             keep = (pt >= sel.min_pt) & (np.abs(eta.astype(np.float64)) <= sel.max_abs_eta)
             if getattr(sel, "tight_id", False):
                 keep &= coll["tight_id"] > 0.5
+            if getattr(sel, "jet_id", False) and "tight_id" in coll.fields:
+                keep &= coll["tight_id"] > 0.5  # the jet ID, where the batch has it
             if getattr(sel, "max_iso", None) is not None:
                 keep &= coll["iso"].astype(np.float64) <= sel.max_iso
         u = (eta.astype(np.float64) - spec.eta_min) * (spec.n_eta / (spec.eta_max - spec.eta_min))

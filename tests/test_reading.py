@@ -556,3 +556,35 @@ def test_constant_id_branch_warns_once_naming_file_and_branch(shared_data):
         batches = list(reading.iterate(nano, 1000))
     assert sum(b.n_events for b in batches) == 200
     assert sum("Muon_tightId" in str(w.message) for w in rec) == 1
+
+
+def test_nanoaod_jet_id_is_the_tight_bit_and_cuts_jets(shared_data):
+    """``Jet_jetId`` bit 2 (tight) is the jets' ``tight_id``; the default selection applies it
+    where it exists (POET has no jet-ID branch)."""
+    nano = shared_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"
+    if not nano.exists():
+        pytest.skip(f"real CMS file {nano} not found (the repo is cloned beside shared/)")
+    import warnings
+
+    import poetml
+    from poetml.features import FeatureSpec
+    from poetml.selection import JetSelection, Selection
+
+    with uproot.open(nano) as f:
+        jid = ak.to_numpy(ak.flatten(f["Events"]["Jet_jetId"].array()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = reading.read(nano)
+        np.testing.assert_array_equal(b["jet"]["tight_id"], ((jid & 2) != 0).astype(np.float32))
+        assert int((b["jet"]["tight_id"] == 0).sum()) == 49
+        spec = FeatureSpec(slots=(), event_quantities=("n_jet",))
+        with_id = poetml.build_features(b, spec)[0].sum()
+        without = poetml.build_features(
+            b,
+            FeatureSpec(
+                slots=(),
+                event_quantities=("n_jet",),
+                selection=Selection(jet=JetSelection(jet_id=False)),
+            ),
+        )[0].sum()
+    assert with_id < without

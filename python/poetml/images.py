@@ -176,7 +176,11 @@ def resolve_cuts(selection: Selection, name: str, collection: Collection | None)
                 stacklevel=3,
             )
             max_iso = None
-    elif not isinstance(sel, JetSelection | ObjectSelection):
+    elif isinstance(sel, JetSelection):
+        # the jet ID where the file has one (NanoAOD); POET has no jet-ID branch: no warning
+        fields = collection.fields if collection is not None else {}
+        tight = bool(sel.jet_id) and "tight_id" in fields
+    elif not isinstance(sel, ObjectSelection):
         raise TypeError(f"selection.{name} is a {type(sel).__name__}, not a selection")
     return CutParams(float(sel.min_pt), float(sel.max_abs_eta), tight, max_iso)
 

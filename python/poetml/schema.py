@@ -123,6 +123,7 @@ CANONICAL_FIELDS: dict[str, dict[str, str]] = {
         "btag": "b-tag discriminant (CSVv2)",
         "raw_pt": "uncorrected transverse momentum [GeV] (POET jet_pt)",
         "hflav": "hadron flavour (5 b, 4 c, 0 light), simulation only",
+        "tight_id": "passes the tight jet ID (1 / 0; NanoAOD Jet_jetId bit 2; POET writes none)",
     },
     "photon": {
         "pt": "transverse momentum [GeV]",
@@ -157,7 +158,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 DEFAULT_READ_FIELDS: dict[str, tuple[str, ...]] = {
     "muon": ("pt", "eta", "phi", "mass", "charge", "tight_id", "iso"),
     "electron": ("pt", "eta", "phi", "mass", "charge", "tight_id", "iso"),
-    "jet": ("pt", "eta", "phi", "mass", "btag"),
+    "jet": ("pt", "eta", "phi", "mass", "btag", "tight_id"),
     "photon": ("pt", "eta", "phi"),
     "tau": ("pt", "eta", "phi", "charge"),
     "met": ("pt", "phi"),
@@ -392,6 +393,11 @@ def _cut_based(level: int) -> Callable[[object], object]:
     return convert
 
 
+def _jet_tight(jet_id):
+    """(Jet_jetId & 2) != 0"""
+    return (np.asarray(jet_id).astype(np.int64) & 2) != 0
+
+
 def _raw_pt(pt, Jet_rawFactor):
     return pt * (1.0 - Jet_rawFactor)
 
@@ -443,6 +449,7 @@ NANOAOD: dict[str, NanoCollection] = {
             "btag": NanoField("Jet_btagCSVV2"),
             "raw_pt": NanoField("Jet_pt", _raw_pt, ("Jet_rawFactor",)),
             "hflav": NanoField("Jet_hadronFlavour"),
+            "tight_id": NanoField("Jet_jetId", _jet_tight),
         },
     ),
     "photon": NanoCollection(

@@ -65,6 +65,9 @@ class JetSelection:
     #: lepton-jet cleaning: a jet within Delta R < lepton_dr of a *selected* muon or
     #: electron is dropped (particle-flow jets contain the leptons: NanoAOD, POET); None: off
     lepton_dr: float | None = 0.4
+    #: the tight jet ID, applied where the file has it (NanoAOD ``Jet_jetId``); POET writes
+    #: no jet-ID branch, so there it is silently not applied
+    jet_id: bool = True
 
     def __post_init__(self) -> None:
         _check(self)
@@ -100,5 +103,5 @@ class Selection:
         return cls(
             muon=MuonSelection(min_pt=0.0, max_abs_eta=1.0e9, tight_id=False, max_iso=None),
             electron=ElectronSelection(min_pt=0.0, max_abs_eta=1.0e9, tight_id=False, max_iso=None),
-            jet=JetSelection(min_pt=0.0, max_abs_eta=1.0e9, lepton_dr=None),
+            jet=JetSelection(min_pt=0.0, max_abs_eta=1.0e9, lepton_dr=None, jet_id=False),
         )
