@@ -182,10 +182,12 @@ def test_columnar_over_dask_awkward_partitions(poet_events, nanoaod_file):
 
 
 def _cli_output(tmp_path, kind, path):
+    from poetml.datasets.hdf5 import load
+
     out = tmp_path / f"{kind}.h5"
     assert main([kind, str(path), "-o", str(out), "--no-progress"]) == 0
-    with h5py.File(out, "r") as f:
-        return f[kind][...], f["event_index"][...]
+    ds = load(out)  # either image layout (the CLI writes sparse images by default)
+    return ds.data, ds.event_index
 
 
 def test_coffea_processor_equals_poetml_images_and_features(shared_data, tmp_path):

@@ -125,6 +125,7 @@ def test_beam_defaults_are_run3_conditions():
 def test_firmware_threshold_is_the_evaluation_working_point_on_a_weighted_stream():
     """One threshold: the firmware's trigger threshold for a rate on weighted background
     equals the evaluation's weighted working point, and reproduces its rate."""
+    pytest.importorskip("sklearn", reason="the weighted AUC needs scikit-learn (learn extra)")
     from poetml.evaluation import weighted_rate_metrics
     from poetml.firmware.trigger import threshold_for_rate
 

@@ -191,6 +191,8 @@ def test_evaluate_anomaly_on_a_weighted_background_stream(tmp_path):
     """Weights [pb] on the background: the report gives each rate with its uncertainty and
     effective count, the rate-against-threshold plot, and the threshold of the weighted
     stream (background A: 1e6 pb below every event of B: 50 pb)."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (learn extra)")
+    pytest.importorskip("sklearn", reason="ROC curves need scikit-learn (learn extra)")
     from poetml.rates import Beam
     from poetml.report import evaluate_anomaly, write_report
 
