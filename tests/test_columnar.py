@@ -128,7 +128,7 @@ def test_kernel_fields_follow_the_spec():
     assert columnar.kernel_fields("images", poetml.ImageSpec()) == {
         "muon": ("pt", "eta", "phi", "tight_id", "iso"),
         "electron": ("pt", "eta", "phi", "tight_id"),
-        "jet": ("pt", "eta", "phi"),
+        "jet": ("pt", "eta", "phi", "tight_id"),  # the jet ID, where the events have it
         "met": ("pt", "phi"),
     }
     spec = poetml.FeatureSpec(
@@ -136,7 +136,9 @@ def test_kernel_fields_follow_the_spec():
     )
     fields = columnar.kernel_fields("features", spec)
     assert fields["muon"] == ("pt", "eta", "phi", "mass", "charge", "tight_id", "iso")
-    assert fields["jet"] == ("pt", "eta", "phi", "btag")
+    assert fields["jet"] == ("pt", "eta", "phi", "btag", "tight_id")
+    # no electron slot, but lepton-jet cleaning needs the selected electrons
+    assert fields["electron"] == ("pt", "eta", "phi", "tight_id")
 
 
 def test_columnar_eager_equals_batch_kernels(poet_events, nanoaod_file):

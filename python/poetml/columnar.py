@@ -54,8 +54,8 @@ def _selection_fields(selection: Any, collection: str) -> set[str]:
     """Fields the object selection of ``collection`` cuts on (when the events have them)."""
     sel = getattr(selection, collection, None)
     out = set()
-    if getattr(sel, "tight_id", False):
-        out.add("tight_id")
+    if getattr(sel, "tight_id", False) or getattr(sel, "jet_id", False):
+        out.add("tight_id")  # the jets' tight_id is their jet ID
     if getattr(sel, "max_iso", None) is not None:
         out.add("iso")
     return out
@@ -87,6 +87,12 @@ def kernel_fields(kind: str, spec: ImageSpec | FeatureSpec) -> dict[str, tuple[s
                 if coll == "jet" and "m_jj" in quantities:
                     wanted.add("mass")
         out[coll] = tuple(f for f in CANONICAL_FIELDS[coll] if f in wanted)
+    if "jet" in out and getattr(spec.selection.jet, "lepton_dr", None) is not None:
+        # lepton-jet cleaning needs the selected leptons, channels / slots or not
+        for lep in ("muon", "electron"):
+            have = set(out.get(lep, ()))
+            need = {"pt", "eta", "phi"} | _selection_fields(spec.selection, lep)
+            out[lep] = tuple(f for f in CANONICAL_FIELDS[lep] if f in have | need)
     return out
 
 
