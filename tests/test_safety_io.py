@@ -283,9 +283,12 @@ def test_sigterm_cleans_up_as_sigint_does(big_file, tmp_path):
     out = tmp_path / "x.h5"
     proc = subprocess.Popen(
         [*POETML, "images", str(big_file), "-o", str(out), "--no-progress",
-         "--step-size", "200", "--compression", "none", "--threads", "1"],
+         "--step-size", "100", "--compression", "none", "--threads", "1",
+         "--image-layout", "dense"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    # dense, uncompressed, small steps: the slowest conversion, so the signal arrives while
+    # it runs (the sparse default can finish between the temporary file and the signal)
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
         assert proc.poll() is None, "finished before it could be terminated"
