@@ -142,17 +142,23 @@ def binomial_interval(
         raise ValueError(f"binomial_interval needs 0 <= k <= n, got k={k}, n={n}")
     if not 0.0 < cl < 1.0:
         raise ValueError(f"cl must be in (0, 1), got {cl}")
+    return _interval(float(k), float(n), cl, method)
+
+
+def _interval(k: float, n: float, cl: float, method: str) -> tuple[float, float]:
+    """:func:`binomial_interval` for real-valued counts (effective counts of weighted
+    events); ``0 <= k <= n``, ``n > 0``."""
     alpha = 1.0 - cl
+    p = k / n
     if method == "clopper-pearson":
         from ._optional import require
 
         stats = require("scipy.stats", "Clopper-Pearson intervals")
-        lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-        hi = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-        return lo, hi
+        lo = 0.0 if k <= 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+        hi = 1.0 if k >= n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+        return min(lo, p), max(hi, p)
     if method == "wilson":
         z = math.sqrt(2.0) * _erfinv(cl)
-        p = k / n
         denom = 1 + z * z / n
         centre = (p + z * z / (2 * n)) / denom
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
@@ -489,30 +495,8 @@ def weighted_efficiency(
     sel = s > threshold
     eff = float(w[sel].sum()) / tot
     n_eff = tot * tot / float((w**2).sum())
-    lo, hi = _real_binomial_interval(eff * n_eff, n_eff, cl, method)
+    lo, hi = _interval(eff * n_eff, n_eff, cl, method)
     return {"efficiency": eff, "interval": [lo, hi], "n_effective": n_eff}
-
-
-def _real_binomial_interval(k: float, n: float, cl: float, method: str) -> tuple[float, float]:
-    """:func:`binomial_interval` for real-valued (effective) counts."""
-    if abs(k - round(k)) < 1e-9 and abs(n - round(n)) < 1e-9:
-        return binomial_interval(round(k), round(n), cl, method)
-    alpha = 1.0 - cl
-    p = k / n
-    if method == "clopper-pearson":
-        from ._optional import require
-
-        stats = require("scipy.stats", "Clopper-Pearson intervals")
-        lo = 0.0 if k <= 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-        hi = 1.0 if k >= n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-        return min(lo, p), max(hi, p)
-    if method == "wilson":
-        z = math.sqrt(2.0) * _erfinv(cl)
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        return max(0.0, centre - half), min(1.0, centre + half)
-    raise ValueError(f"unknown interval method {method!r}; choose 'clopper-pearson' or 'wilson'")
 
 
 def efficiency_at_rate(

@@ -42,6 +42,7 @@ import numpy as np
 
 from .._atomic import OutputLock, temp_path, write_error
 from ..exceptions import ReadError
+from . import _h5io
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -346,8 +347,7 @@ class ShardWriter:
             if self._direct:
                 self._finish_direct()
             self._file.attrs["n_events"] = self.n_events
-            self._file.close()
-            os.replace(self.tmp_path, self.path)
+            _h5io.finish(self._file, self.tmp_path, self.path)
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
@@ -364,21 +364,7 @@ class ShardWriter:
         try:
             if getattr(self, "_pool", None) is not None:
                 self._shutdown_pool()
-            f = getattr(self, "_file", None)
-            if f is not None and f.id.valid:
-                # the file is discarded: point HDF5's descriptor at /dev/null first, so the
-                # close writes nothing to disk.  On a full disk (or past a file-size limit)
-                # the flush would fail, and HDF5 left with a file it cannot close crashes
-                # the interpreter (SIGSEGV) later.  HDF5 then fails to extend /dev/null to
-                # its end of allocation: that error, on a file being deleted, is ignored.
-                with contextlib.suppress(Exception):
-                    null = os.open(os.devnull, os.O_RDWR)
-                    try:
-                        os.dup2(null, f.id.get_vfd_handle())
-                    finally:
-                        os.close(null)
-                with contextlib.suppress(Exception):
-                    f.close()
+            _h5io.discard(getattr(self, "_file", None))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp_path)

@@ -39,6 +39,7 @@ import numpy as np
 from .._atomic import OutputLock, temp_path, write_error
 from ..exceptions import ReadError
 from ..images import SparseImages
+from . import _h5io
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -157,15 +158,6 @@ class _PixelColumn:
         for _, future in self.pending:
             future.cancel()
         self.pending.clear()
-
-
-def _hdf5_os_error(exc: BaseException) -> OSError | None:
-    """The OS error inside an HDF5 write failure (``... errno = 27, error message = 'File
-    too large' ...``), or None."""
-    import re
-
-    m = re.search(r"errno = (\d+)", str(exc))
-    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
 
 
 class SparseShardWriter:
@@ -363,21 +355,10 @@ class SparseShardWriter:
             self._value.finish()
             self._shutdown_pool()
             self._file.attrs["n_events"] = self.n_events
-            # flush while the file is still open: a full disk (or a file-size limit) fails
-            # here, where abort() can still detach HDF5 from the file; failing inside close
-            # would leave HDF5 a file it cannot close, and crash the interpreter later
-            self._file.flush()
-            self._file.close()
-            os.replace(self.tmp_path, self.path)
+            _h5io.finish(self._file, self.tmp_path, self.path)
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
-        except RuntimeError as exc:  # HDF5 reports a failed write as RuntimeError
-            self.abort()
-            err = _hdf5_os_error(exc)
-            if err is None:
-                raise
-            raise write_error(self.path, err) from exc
         except BaseException:
             self.abort()
             raise
@@ -391,18 +372,7 @@ class SparseShardWriter:
         try:
             if getattr(self, "_pool", None) is not None:
                 self._shutdown_pool()
-            f = getattr(self, "_file", None)
-            if f is not None and f.id.valid:
-                # as ShardWriter.abort: HDF5's descriptor to /dev/null first, so closing
-                # a file being discarded writes nothing (and cannot fail on a full disk)
-                with contextlib.suppress(Exception):
-                    null = os.open(os.devnull, os.O_RDWR)
-                    try:
-                        os.dup2(null, f.id.get_vfd_handle())
-                    finally:
-                        os.close(null)
-                with contextlib.suppress(Exception):
-                    f.close()
+            _h5io.discard(getattr(self, "_file", None))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp_path)

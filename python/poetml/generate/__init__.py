@@ -195,16 +195,22 @@ def forced_fractions(pythia, ids: Sequence[int]) -> dict[int, float]:
     return out
 
 
-def _event_factors(batch, forced: dict[int, float]) -> np.ndarray:
-    """Per event: Pythia's nominal event weight x the product of ``forced[id]`` over every
-    decaying particle with such an id (the last copy in the record: its first daughter has
-    another id)."""
+def _nominal_weights(batch) -> np.ndarray:
+    """Pythia's nominal weight of each event (1 without a bias)."""
     import awkward as ak
 
-    w = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=-1)).astype(np.float64)
+    return ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=-1)).astype(np.float64)
+
+
+def _forced_factors(batch, forced: dict[int, float]) -> np.ndarray:
+    """Per event: the product of ``forced[id]`` over every decaying particle with such an id
+    (the last copy in the record: its first daughter has another id)."""
+    import awkward as ak
+
+    ids = batch["prt"]["id"]
+    w = np.ones(len(ids))
     if not forced:
         return w
-    ids = batch["prt"]["id"]
     d1 = batch["prt"]["daughter1"]
     counts = ak.num(ids)
     flat_id = ak.to_numpy(ak.flatten(ids))
@@ -243,9 +249,9 @@ def _run_chunk(job: _Job) -> _ChunkResult:
     info = pythia.infoPython()
     sigma_pb = float(info.sigmaGen()) * 1e9
     sigma_err_pb = float(info.sigmaErr()) * 1e9
-    rel = _event_factors(batch, forced)
-    nominal = _event_factors(batch, {})
-    rel = rel / nominal.mean()  # Pythia's weights normalised to mean 1 over the chunk
+    nominal = _nominal_weights(batch)
+    # Pythia's weights normalised to mean 1 over the chunk, times the forced BRs
+    rel = nominal / nominal.mean() * _forced_factors(batch, forced)
     rng = np.random.default_rng(dseed)
     parts = flatten_batch(batch)
     if job.pileup > 0:
