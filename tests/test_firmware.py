@@ -526,3 +526,10 @@ def test_build_firmware_sets_the_threshold_on_the_weighted_stream(tmp_path):
     assert t["n_pass"] > 10
     header = (tmp_path / "fw" / "hls" / "firmware" / "trigger.h").read_text()
     assert f"kTriggerThreshold = {float(t['value'])!r};" in header
+    # the C simulation's trigger_decision on the whole background gives that rate
+    trig = res.report["trigger_csim"]
+    assert trig["rate_sample"] == "all"
+    assert trig["weighted"]
+    assert trig["rate_khz"] == pytest.approx(t["rate_khz"], rel=1e-12)
+    assert trig["rate_khz_err"] == pytest.approx(t["rate_khz_err"], rel=1e-12)
+    assert "Rate of the C simulation's trigger decision on the whole background" in res.markdown

@@ -7,6 +7,8 @@ reads a trained model directory and its test events for the CLI and ``poetml run
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,50 @@ __all__ = [
 
 EVENT_FILES = ("firmware_events.npz", "test_events.npz", "test.npz")
 META_FILES = ("model.json", "metadata.json", "meta.json")
+
+
+class _Steps:
+    """One progress bar over the steps of :func:`build_firmware` (on stderr).  hls4ml's write
+    and g++ report no progress of their own, so the bar counts steps, names the one running
+    and shows the time spent; the C simulations draw their own event bars beneath it."""
+
+    def __init__(self, names: tuple[str, ...], enabled: bool):
+        self.bar: Any = None
+        self.started = False
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=len(names), unit="step", file=sys.stderr, leave=False,
+                bar_format="firmware: step {n_fmt}/{total_fmt} done [{elapsed}] {desc}",
+            )  # fmt: skip
+
+    def start(self, name: str) -> None:
+        """Mark the step running so far done and show ``name`` as running."""
+        if self.bar is not None:
+            self.bar.set_description_str(name, refresh=False)
+            self.bar.update(1 if self.started else 0)
+            self.bar.refresh()  # hls4ml and g++ run for seconds before the next update
+        self.started = True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            if self.started:
+                self.bar.update(1)
+            self.bar.close()
+
+
+#: the steps :func:`build_firmware` shows in its progress bar, in order
+FIRMWARE_STEPS = (
+    "score model and hls4ml write",
+    "compile C simulation (g++)",
+    "bit-exact emulator",
+    "C simulation",
+    "threshold and agreement",
+    "compile trigger (g++)",
+    "trigger C simulation",
+    "report",
+)
 
 
 @dataclass(frozen=True)
@@ -216,8 +262,35 @@ def build_firmware(
     cost estimate; vendor synthesis if ``config.synth``.  Writes ``firmware.json`` and
     ``firmware.md``; raises :class:`~poetml.firmware.validate.FirmwareValidationError` (after
     writing them) when the agreement is worse than the configured tolerance.  When synthesis
-    cannot run, ``report["synthesis"]`` says why (status ``not run: ...``).
+    cannot run, ``report["synthesis"]`` says why (status ``not run: ...``).  With ``progress``
+    one bar on stderr names the step running (hls4ml's write, the g++ builds, the C
+    simulations with their own event bars).
     """
+    steps = _Steps(FIRMWARE_STEPS, progress)
+    try:
+        return _build_firmware(
+            model, out_dir, config, background=background, signals=signals,
+            feature_names=feature_names, progress=progress, raise_on_mismatch=raise_on_mismatch,
+            background_weights=background_weights, beam=beam, steps=steps,
+        )  # fmt: skip
+    finally:
+        steps.close()
+
+
+def _build_firmware(
+    model: Any,
+    out_dir: str | Path,
+    config: FirmwareConfig | None,
+    *,
+    background: np.ndarray,
+    signals: dict[str, np.ndarray] | None,
+    feature_names: tuple[str, ...] | list[str] | None,
+    progress: bool,
+    raise_on_mismatch: bool,
+    background_weights: np.ndarray | None,
+    beam: Any,
+    steps: _Steps,
+) -> FirmwareResult:
     from . import csim as cs
     from .cost import estimate_cost
     from .trigger import ratio_threshold, threshold_for_rate, write_trigger
@@ -253,6 +326,7 @@ def build_firmware(
             background_weights = head * (background_weights.sum() / head.sum())
         signals = {k: np.asarray(v, np.float32)[: config.events] for k, v in signals.items()}
 
+    steps.start(FIRMWARE_STEPS[0])
     t0 = time.perf_counter()
     score = make_score_model(model, config, calibration=background, feature_names=feature_names)
     hls_model = convert(score.model, project_dir, config, compile=False)
@@ -269,6 +343,7 @@ def build_firmware(
         int(out_var.size()),
     )
 
+    steps.start(FIRMWARE_STEPS[1])
     t0 = time.perf_counter()
     lib = cs.build_csim_library(project_dir, sig)
     timings["batched_lib_compile_s"] = time.perf_counter() - t0
@@ -282,8 +357,10 @@ def build_firmware(
     # The bit-exact emulator (when it can run this network) scores every event; the C
     # simulation, the referee, scores a validation sample (all events up to
     # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
+    steps.start(FIRMWARE_STEPS[2])
     y_e, emulator = _emulate_events(hls_model, x_all, workers, out_dir, config.project_name)
     ref_idx = _referee_sample(len(x_all), y_e is not None)
+    steps.start(FIRMWARE_STEPS[3])
     with cs.CSim(lib, workers=workers) as sim:
         t0 = time.perf_counter()
         y_ref = sim.predict(x_all[ref_idx], progress=progress)
@@ -328,6 +405,7 @@ def build_firmware(
         fires = score.fires(rows(y, i), threshold)
         return float(fires.mean()) if len(fires) else float("nan")
 
+    steps.start(FIRMWARE_STEPS[4])
     thr = working_point(y_c)
     thr_q = working_point(y_q)
     ag = agreement(y_q, y_c, lsb)
@@ -368,9 +446,11 @@ def build_firmware(
         clock_period=config.clock_period,
         denominator_index=score.denominator_index,
     )
+    steps.start(FIRMWARE_STEPS[5])
     t0 = time.perf_counter()
     trig_lib = cs.build_csim_library(project_dir, sig, with_trigger=True)
     timings["trigger_compile_s"] = time.perf_counter() - t0
+    steps.start(FIRMWARE_STEPS[6])
     with cs.CSim(trig_lib, workers=workers) as sim:
         fire, t_score = sim.trigger(x_all[ref_idx], progress=progress)
     bkg_ref = ref_idx < bounds[1]
@@ -379,10 +459,14 @@ def build_firmware(
         "fire_matches": bool(np.array_equal(fire, score.fires(y_c[ref_idx], thr.value))),
         "score_matches": bool(np.array_equal(t_score, y_c[ref_idx, score.score_index])),
         "background_fire_fraction": float(fire[bkg_ref].mean()) if bkg_ref.any() else 0.0,
+        **_csim_trigger_rate(
+            fire[bkg_ref], ref_idx[bkg_ref], len(background), background_weights, beam, config
+        ),
     }
     if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
         passed = False
 
+    steps.start(FIRMWARE_STEPS[7])
     report: dict[str, Any] = {
         "hls4ml_version": hls4ml.__version__,
         "project_dir": str(project_dir),
@@ -448,6 +532,40 @@ def build_firmware(
             why = f"trigger_decision() C simulation does not reproduce the network score/threshold; {why}"
         raise FirmwareValidationError(f"{why}; report in {out_dir / 'firmware.json'}\n{text or ''}")
     return FirmwareResult(out_dir, project_dir, report, md, passed)
+
+
+def _csim_trigger_rate(
+    fire: np.ndarray,
+    idx: np.ndarray,
+    n_background: int,
+    weights_pb: np.ndarray | None,
+    beam: Any,
+    config: FirmwareConfig,
+) -> dict[str, Any]:
+    """The trigger rate that the C simulation's ``trigger_decision`` gives on the background
+    events it ran (``idx``, their fire bits ``fire``): weighted by cross section at ``beam``
+    when there are weights, else fired fraction x the collision rate.  When the C simulation
+    ran a sample of the background, the sample's weights are scaled to the whole stream's
+    sum (unweighted: its fraction stands for the stream), so the figure estimates the
+    threshold's rate with the sample's statistics."""
+    from .. import rates
+
+    fire = np.asarray(fire, bool)
+    out: dict[str, Any] = {
+        "rate_sample": "all" if len(idx) == n_background else "referee",
+        "n_background_events": len(idx),
+    }
+    if weights_pb is not None:
+        w = weights_pb[idx]
+        scale = float(weights_pb.sum() / w.sum()) if w.sum() > 0 else math.nan
+        r = rates.rate_above(fire.astype(np.float64), w * scale, 0.5, beam or rates.Beam())
+        out.update(rate_khz=r.rate_khz, rate_khz_err=r.rate_khz_err, weighted=True)
+    else:
+        k, n = int(fire.sum()), max(len(fire), 1)
+        khz = config.collision_rate_mhz * 1e3
+        out.update(rate_khz=k / n * khz, rate_khz_err=math.sqrt(max(k, 1)) / n * khz,
+                   weighted=False)  # fmt: skip
+    return out
 
 
 #: events the C simulation (the referee) scores when the emulator scores the rest

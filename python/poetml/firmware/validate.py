@@ -251,6 +251,22 @@ def to_markdown(report: dict[str, Any]) -> str:
             ),
             "",
         ]
+        thr = report.get("threshold") or {}
+        if "rate_khz" in trig and "rate_khz" in thr:
+            on = (
+                "the whole background"
+                if trig.get("rate_sample") == "all"
+                else f"a sample of {trig.get('n_background_events', '?')} background events"
+            )
+            lines += [
+                (
+                    f"Rate of the C simulation's trigger decision on {on}"
+                    f"{' (cross-section weighted)' if trig.get('weighted') else ''}: "
+                    f"{trig['rate_khz']:.4g} +- {trig['rate_khz_err']:.2g} kHz; the threshold's "
+                    f"rate on the stream: {thr['rate_khz']:.4g} +- {thr['rate_khz_err']:.2g} kHz."
+                ),
+                "",
+            ]
     if v.get("trace"):
         lines += ["First disagreeing event, layer by layer:", "", "```", v["trace_text"], "```", ""]
     lines += emulator_lines(report)
