@@ -335,6 +335,32 @@ def test_dense_score_model_emulation_equals_csim(dense_score):
     assert np.array_equal(y_hls, y_c[:100])
 
 
+@hls4ml_needed
+def test_saved_export_scores_as_the_network(dense_score, cnn_project, tmp_path):
+    """emulator.npz (what `poetml score --firmware` reads) holds the whole network: read back,
+    it scores bit for bit as the ModelGraph's export, with its meta; loading runs no code."""
+    from poetml.exceptions import FirmwareError
+    from poetml.firmware.emulate import emulate, export_network, load_export, save_export
+
+    rng = np.random.default_rng(9)
+    images = (rng.exponential(3.0, (200, 8, 8, 2)) * (rng.random((200, 8, 8, 2)) < 0.4)).astype(
+        np.float32
+    )
+    for hls_model, x in ((dense_score[0], dense_score[1]), (cnn_project, images)):
+        export = export_network(hls_model)
+        path = save_export(export, tmp_path / "emulator.npz", {"threshold": 0.25, "k": [1, 2]})
+        back, meta = load_export(path)
+        assert meta == {"threshold": 0.25, "k": [1, 2]}
+        assert np.array_equal(emulate(back, x), emulate(export, x))
+        assert not list(tmp_path.glob(".*tmp*"))  # the temporary name is gone
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(FirmwareError, match=r"other\.npz: not a poetml emulator export"):
+        load_export(tmp_path / "other.npz")
+    (tmp_path / "obj.npz").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(FirmwareError, match=r"obj\.npz"):
+        load_export(tmp_path / "obj.npz")
+
+
 @pytest.fixture(scope="module")
 def cnn_project(tmp_path_factory):
     """A tiny quantized CNN (Conv2D 'same', ReLU, MaxPool, Flatten, Dense; io_stream)."""

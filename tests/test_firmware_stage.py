@@ -95,3 +95,83 @@ def test_conv_autoencoder_run_ends_with_validated_firmware(tmp_path):
     assert report["score_kind"] == "latent"
     assert report["trigger_csim"]["fire_matches"]
     assert report["trigger_csim"]["score_matches"]
+
+
+def test_score_with_firmware_writes_the_trigger_decision_of_the_c_simulation(tmp_path):
+    """``poetml score MODEL --firmware FWDIR``: the friend tree's trigger bit is, event by
+    event, what the C simulation of ``trigger_decision()`` (trigger.h) gives on the same
+    inputs, and its score is the fixed-point value the trigger compares; a firmware of
+    another model is refused."""
+    import numpy as np
+    import uproot
+
+    from poetml.cli import main
+    from poetml.firmware import csim as cs
+    from poetml.firmware.emulate import load_export
+    from poetml.training import load_model_dir
+
+    out = tmp_path / "ae"
+    procs = _processes(tmp_path, 300, 100)
+    cfg = config.parse({
+        "dataset": {"kind": "features", "processes": procs},
+        "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
+        "training": {"epochs": 1, "batch_size": 64, "patience": 1, "verbose": 0, "seed": 4},
+        "firmware": {"rate_khz": 4000.0},
+        "run": {"output": str(out), "variants": ["float", "quantized"], "progress": False,
+                "stages": ["data", "train", "firmware"]},
+    })  # fmt: skip
+    pipeline.run(cfg)
+    fwdir, model_dir = out / "firmware", out / "models" / "quantized"
+    report = json.loads((fwdir / "firmware.json").read_text())
+    assert report["emulator"]["export"] == str(fwdir / "emulator.npz")
+    files = [procs[0]["files"][0], procs[2]["files"][0]]
+    rc = main(["score", str(model_dir), *files, "-o", str(tmp_path / "fw_scores.root"),
+               "--firmware", str(fwdir), "--quiet"])  # fmt: skip
+    assert rc == 0
+    with uproot.open(tmp_path / "fw_scores.root") as f:
+        t = f["scores"].arrays(library="np")
+    assert set(t) == {"entry", "file_index", "firmware_score", "trigger"}
+    assert len(t["trigger"]) == 400
+
+    # the referee: hls4ml's C simulation of trigger_decision on the same inputs
+    from poetml import features as feat
+    from poetml._mapping import from_mapping
+    from poetml.features import FeatureSpec
+    from poetml.reading import read
+
+    md = load_model_dir(model_dir, with_model=False)
+    spec = from_mapping(FeatureSpec, md.config["spec"])
+    xs = np.concatenate([
+        md.preprocessing.apply(feat.build_features(read(p), spec)[0], p) for p in files
+    ]).astype(np.float32)  # fmt: skip
+    export, meta = load_export(fwdir / "emulator.npz")
+    project_dir = fwdir / "hls"
+    sig = cs.top_signature(project_dir, report["config"]["project_name"], export.n_inputs,
+                           export.n_outputs)  # fmt: skip
+    lib = cs.build_csim_library(project_dir, sig, with_trigger=True)
+    with cs.CSim(lib, workers=1) as sim:
+        fire, t_score = sim.trigger(xs, progress=False)
+    assert np.array_equal(t["trigger"], fire.astype(bool))
+    assert 0 < t["trigger"].sum() < len(fire)  # the threshold cuts into these events
+    from poetml.firmware.emulate import emulate
+    from poetml.firmware.trigger import trigger_scores
+
+    y = emulate(export, xs)
+    assert np.array_equal(y[:, meta["score_index"]], t_score)  # what trigger.h compares
+    assert np.array_equal(
+        t["firmware_score"], trigger_scores(y, meta["score_index"], meta["denominator_index"])
+    )
+
+    # a firmware made from another model directory is refused, naming both
+    other = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(model_dir, other)
+    (other / "preprocessing.json").write_text(
+        (other / "preprocessing.json").read_text().replace("}", " }", 1)
+    )
+    from poetml.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"emulator\.npz was made from the model directory"):
+        pipeline.score(other, files[:1], tmp_path / "x.root", firmware=fwdir, progress=False)
+    assert not (tmp_path / "x.root").exists()

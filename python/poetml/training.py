@@ -49,6 +49,7 @@ __all__ = [
     "fit",
     "is_complete",
     "load_model_dir",
+    "model_dir_fingerprint",
     "save_model_dir",
 ]
 
@@ -391,13 +392,38 @@ def _read_json(path: Path) -> Any:
         raise ReadError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
 
 
-def load_model_dir(path: str | os.PathLike[str], *, trust_model: bool = False) -> ModelDir:
+def model_dir_fingerprint(path: str | os.PathLike[str]) -> dict[str, str]:
+    """What identifies a model directory's deployable network: SHA-256 of its
+    ``preprocessing.json`` and of its model file (firmware records it, and
+    ``poetml score --firmware`` checks it, so scores never pair a network with another
+    model's preprocessing).  A missing file is a :class:`~poetml.exceptions.ReadError`."""
+    import hashlib
+
+    from .exceptions import ReadError
+
+    p = Path(path)
+    model_file = next((p / f for f in MODEL_FILES if (p / f).is_file()), None)
+    out = {"path": str(p)}
+    for key, f in (
+        ("preprocessing_sha256", p / "preprocessing.json"),
+        ("model_sha256", model_file),
+    ):
+        if f is None or not f.is_file():
+            raise ReadError(f"{p}: not a poetml model directory (no {key.split('_')[0]} file)")
+        out[key] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def load_model_dir(
+    path: str | os.PathLike[str], *, trust_model: bool = False, with_model: bool = True
+) -> ModelDir:
     """Load a directory written by :func:`save_model_dir`.
 
     The model file is checked before it is deserialised and refused when it holds code (a
     ``Lambda`` layer, an unknown custom object): see :func:`poetml.models.load_model`.
     ``trust_model=True`` skips the check and runs the code stored in the file.  A missing,
-    truncated or malformed file is a :class:`~poetml.exceptions.ReadError` naming it."""
+    truncated or malformed file is a :class:`~poetml.exceptions.ReadError` naming it.
+    ``with_model=False`` reads only the JSON files (``model`` is None; no TensorFlow)."""
     from .exceptions import ReadError
     from .models import load_model
 
@@ -423,7 +449,7 @@ def load_model_dir(path: str | os.PathLike[str], *, trust_model: bool = False) -
     model_file = next(p / f for f in MODEL_FILES if (p / f).is_file())
     return ModelDir(
         p,
-        load_model(model_file, trust_model=trust_model),
+        load_model(model_file, trust_model=trust_model) if with_model else None,
         preprocessing,
         jsons["config.json"],
         jsons["history.json"],

@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tree", default="scores", help="tree name (default scores)")
     p.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--firmware",
+        metavar="FWDIR",
+        help="output directory of 'poetml firmware' for MODEL: write the firmware's scores, bit "
+        "for bit, from the bit-exact emulator (branches firmware_score and trigger, the "
+        "trigger.h bit at the firmware's threshold) instead of the Keras model's",
+    )
     add_trust_model(p)
     p.set_defaults(func=_score)
 
@@ -164,6 +171,7 @@ def _score(args: argparse.Namespace) -> int:
         step_size=args.step_size,
         progress=not args.quiet,
         trust_model=args.trust_model,
+        firmware=args.firmware,
     )
     print(f"poetml score: wrote tree {args.tree!r} to {path}")
     return 0

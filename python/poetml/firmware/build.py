@@ -244,8 +244,13 @@ def build_firmware(
     raise_on_mismatch: bool = True,
     background_weights: np.ndarray | None = None,
     beam: Any = None,
+    model_dir: str | Path | None = None,
 ) -> FirmwareResult:
     """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
+
+    ``model_dir``: the poetml model directory ``model`` was read from; its fingerprint
+    (:func:`poetml.training.model_dir_fingerprint`) goes into the report and into
+    ``emulator.npz``, which ``poetml score --firmware`` reads.
 
     ``background_weights`` (pb per background event) with ``beam``
     (:class:`poetml.rates.Beam`): the background is a weighted stream and the threshold is
@@ -271,7 +276,7 @@ def build_firmware(
         return _build_firmware(
             model, out_dir, config, background=background, signals=signals,
             feature_names=feature_names, progress=progress, raise_on_mismatch=raise_on_mismatch,
-            background_weights=background_weights, beam=beam, steps=steps,
+            background_weights=background_weights, beam=beam, steps=steps, model_dir=model_dir,
         )  # fmt: skip
     finally:
         steps.close()
@@ -290,6 +295,7 @@ def _build_firmware(
     background_weights: np.ndarray | None,
     beam: Any,
     steps: _Steps,
+    model_dir: str | Path | None,
 ) -> FirmwareResult:
     from . import csim as cs
     from .cost import estimate_cost
@@ -519,6 +525,14 @@ def _build_firmware(
             }
         except FirmwareError as exc:  # the project stays complete; the caller decides
             report["synthesis"] = {"status": f"not run: {exc}", "error": str(exc)}
+    if model_dir is not None:
+        from ..training import model_dir_fingerprint
+
+        report["model_dir"] = model_dir_fingerprint(model_dir)
+    if emulator.get("available"):
+        emulator["export"] = str(
+            _save_emulator(hls_model, out_dir / "emulator.npz", report, thr.value)
+        )
     md = to_markdown(report)
     write_json(out_dir / "firmware.json", report)
     write_text(out_dir / "firmware.md", md + "\n")
@@ -610,6 +624,25 @@ def _emulate_events(
     }
 
 
+def _save_emulator(hls_model: Any, path: Path, report: dict[str, Any], threshold: float) -> Path:
+    """``emulator.npz``: the network as the emulator runs it plus the trigger rule (score
+    output, denominator, threshold) and the model directory's fingerprint, for
+    ``poetml score --firmware`` (:func:`poetml.pipeline.scoring.score`)."""
+    from .emulate import export_network, save_export
+
+    meta = {
+        "score_kind": report["score_kind"],
+        "score_index": report["score_index"],
+        "denominator_index": report["denominator_index"],
+        "trigger_rule": report["trigger_rule"],
+        "threshold": float(threshold),
+        "rate_khz": report["threshold"].get("rate_khz"),
+        "model_dir": report.get("model_dir"),
+        "hls4ml_version": report["hls4ml_version"],
+    }
+    return save_export(export_network(hls_model), path, meta)
+
+
 def _require_quantized(model: Any, path: Path) -> None:
     from .convert import is_quantized
 
@@ -684,4 +717,7 @@ def build_from_model_dir(
         signals=sigs,
         feature_names=inputs.feature_names,
         progress=progress,
+        model_dir=d
+        if (d := inputs.model_path.parent).joinpath("preprocessing.json").is_file()
+        else None,
     )

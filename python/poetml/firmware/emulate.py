@@ -15,14 +15,26 @@ The NumPy twin of the integer arithmetic is :mod:`._emulate_reference`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import FirmwareError, UnsupportedLayerError
 
-__all__ = ["EmulatorExport", "Format", "cpp_header", "emulate", "export_network", "format_of"]
+__all__ = [
+    "EmulatorExport",
+    "Format",
+    "cpp_header",
+    "emulate",
+    "export_network",
+    "format_of",
+    "load_export",
+    "save_export",
+]
 
 #: hls4ml rounding-mode names -> emulator names
 QUANTIZATION = {
@@ -442,3 +454,85 @@ def cpp_header(export: EmulatorExport, namespace: str = "poetml_network") -> str
         "",
     ]
     return "\n".join(lines)
+
+
+#: version of the ``emulator.npz`` layout written by :func:`save_export`
+EXPORT_FILE_VERSION = 1
+
+
+def save_export(
+    export: EmulatorExport, path: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write ``export`` (and JSON-able ``meta``: the trigger rule, provenance) to ``path``, an
+    ``.npz`` of integer arrays and one JSON document; read it back with :func:`load_export`.
+    No pickles: loading it runs no code.  Written to a temporary name and renamed."""
+    from .._atomic import atomic_path, to_jsonable
+
+    arrays: dict[str, np.ndarray] = {}
+
+    def plain(value: Any, key: str) -> Any:
+        if isinstance(value, np.ndarray):
+            arrays[key] = np.ascontiguousarray(value)
+            return {"__array__": key}
+        if isinstance(value, (list, tuple)):
+            return [plain(v, f"{key}.{i}") for i, v in enumerate(value)]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    doc = {
+        "version": EXPORT_FILE_VERSION,
+        "name": export.name,
+        "input": export.input,
+        "output": export.output,
+        "tensors": [[n, list(s), list(f)] for n, s, f in export.tensors],
+        "layers": [
+            {k: plain(v, f"layer{i}.{k}") for k, v in layer.items()}
+            for i, layer in enumerate(export.layers)
+        ],
+        "meta": to_jsonable(meta or {}),
+    }
+    arrays["__doc__"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def load_export(path: str | Path) -> tuple[EmulatorExport, dict[str, Any]]:
+    """The :class:`EmulatorExport` and the ``meta`` of a file :func:`save_export` wrote
+    (arrays only, ``allow_pickle=False``); a file that is not one is a
+    :class:`~poetml.exceptions.FirmwareError` naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        doc = json.loads(arrays.pop("__doc__").tobytes().decode())
+        if doc.get("version") != EXPORT_FILE_VERSION:
+            raise ValueError(f"layout version {doc.get('version')!r}, not {EXPORT_FILE_VERSION}")
+
+        def restore(value: Any, tuples: bool = False) -> Any:
+            if isinstance(value, dict) and set(value) == {"__array__"}:
+                return arrays[value["__array__"]]
+            if isinstance(value, list):
+                items = [restore(v) for v in value]
+                return tuple(items) if tuples else items
+            return value
+
+        layers = []
+        for layer in doc["layers"]:
+            entry = {k: restore(v) for k, v in layer.items()}
+            if "accum" in entry:
+                entry["accum"] = tuple(entry["accum"])
+            layers.append(entry)
+        export = EmulatorExport(
+            tuple((str(n), tuple(int(d) for d in s), tuple(f)) for n, s, f in doc["tensors"]),
+            tuple(layers),
+            int(doc["input"]),
+            int(doc["output"]),
+            str(doc["name"]),
+        )
+        export.network()  # checked by the C++ core
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise FirmwareError(f"{path}: not a poetml emulator export ({exc})") from exc
+    return export, dict(doc.get("meta") or {})

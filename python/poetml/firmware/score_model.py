@@ -42,6 +42,7 @@ from .convert import (
     _out_size,
     is_autoencoder,
 )
+from .trigger import trigger_fires, trigger_scores
 
 __all__ = ["ScoreModel", "make_score_model"]
 
@@ -66,20 +67,11 @@ class ScoreModel:
 
     def scores(self, y: np.ndarray) -> np.ndarray:
         """The trigger score of each event from the network outputs ``y`` (n, n_out)."""
-        y = np.asarray(y, np.float64).reshape(len(y), -1)
-        num = y[:, self.score_index]
-        if self.denominator_index is None:
-            return num
-        den = y[:, self.denominator_index]
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        return trigger_scores(y, self.score_index, self.denominator_index)
 
     def fires(self, y: np.ndarray, threshold: float) -> np.ndarray:
         """The trigger bit of each event, computed as the firmware does (no division)."""
-        y = np.asarray(y, np.float64).reshape(len(y), -1)
-        num = y[:, self.score_index]
-        if self.denominator_index is None:
-            return num > threshold
-        return num > threshold * y[:, self.denominator_index]
+        return trigger_fires(y, threshold, self.score_index, self.denominator_index)
 
 
 def _has_input_quantizer(model: Any) -> bool:

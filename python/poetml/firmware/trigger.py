@@ -27,11 +27,38 @@ __all__ = [
     "ratio_threshold",
     "ratio_threshold_type",
     "threshold_for_rate",
+    "trigger_fires",
+    "trigger_scores",
     "write_trigger",
 ]
 
 #: fraction bits of the threshold constant of a ratio score (num > threshold x den)
 RATIO_FRAC_BITS = 24
+
+
+def trigger_scores(y: Any, score_index: int, denominator_index: int | None = None) -> np.ndarray:
+    """The trigger score of each event from the network outputs ``y`` (n, n_out):
+    ``y[:, score_index]``, or with ``denominator_index`` the ratio of the two outputs (0 where
+    the denominator is 0)."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    num = y[:, score_index]
+    if denominator_index is None:
+        return num
+    den = y[:, denominator_index]
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def trigger_fires(
+    y: Any, threshold: float, score_index: int, denominator_index: int | None = None
+) -> np.ndarray:
+    """The trigger bit of each event as ``trigger.h`` computes it (no division):
+    ``y[:, score_index] > threshold`` or ``y[:, score_index] > threshold x
+    y[:, denominator_index]``."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    num = y[:, score_index]
+    if denominator_index is None:
+        return num > threshold
+    return num > threshold * y[:, denominator_index]
 
 
 @dataclass(frozen=True)
