@@ -281,9 +281,11 @@ def test_a_second_writer_of_the_same_output_is_refused(poet_file, tmp_path, caps
 
 def test_sigterm_cleans_up_as_sigint_does(big_file, tmp_path):
     # dense, uncompressed, small steps: the slowest conversion, so the signal arrives while it
-    # runs; a run that still finished before Python handled the signal (exit 0, a complete
-    # file) says nothing about cleanup, so it is repeated, up to five times
-    for attempt in range(5):
+    # runs.  Every SIGTERM ends the run with 143, never 0 (the handler's exception can be
+    # dropped by Python; the flag it sets is checked before any rename): nothing is left
+    # behind, or (when the signal came after the rename) the complete output only
+    cleaned = 0
+    for attempt in range(3):
         work = tmp_path / str(attempt)
         work.mkdir()
         out = work / "x.h5"
@@ -300,11 +302,35 @@ def test_sigterm_cleans_up_as_sigint_does(big_file, tmp_path):
             time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
-        if proc.returncode == 0:
-            assert [p.name for p in work.iterdir()] == ["x.h5"]  # complete, nothing else
-            continue
         assert proc.returncode == 128 + signal.SIGTERM, err
         assert "terminated; no partial output was kept" in err
-        assert list(work.iterdir()) == []
-        return
-    pytest.fail("the conversion finished before SIGTERM was handled in five attempts")
+        left = [p.name for p in work.iterdir()]
+        assert left in ([], ["x.h5"])
+        cleaned += left == []
+    assert cleaned  # the usual case: the signal lands while the file is written
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped raise
+def test_a_signal_whose_exception_python_drops_still_stops_the_run(tmp_path, monkeypatch):
+    """SIGTERM handled while a ``__del__`` runs: Python prints "Exception ignored" and goes
+    on.  The run still ends with 143 and no output, as if the raise had gone through."""
+    from poetml.datasets import convert
+
+    real = convert.write_batch
+
+    class SignalInDel:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs (and its raise is dropped) in here
+                time.sleep(0.0001)
+
+    def write_batch(*args, **kwargs):
+        SignalInDel()  # created and destroyed at once
+        return real(*args, **kwargs)
+
+    src = write_poet_random(tmp_path / "in" / "a.root", 300, seed=2)
+    monkeypatch.setattr(convert, "write_batch", write_batch)
+    out = tmp_path / "out" / "x.h5"
+    rc = main(["images", str(src), "-o", str(out), "--no-progress"])
+    assert rc == 128 + signal.SIGTERM
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

@@ -161,6 +161,40 @@ class OutputLock:
                 os.unlink(self.lock)
 
 
+#: the signal (SIGTERM or SIGINT) the command line's handler saw, if any.  The handler
+#: raises too, but Python drops an exception raised while a weakref callback or ``__del__``
+#: runs ("Exception ignored in ..."): every writer checks this before it renames its output,
+#: so a signal is never lost to that and no output appears after one.
+_signalled: int | None = None
+
+
+def note_signal(signum: int | None) -> None:
+    """Record (or with None, forget) a signal for :func:`check_signalled`."""
+    global _signalled
+    _signalled = signum
+
+
+def check_signalled() -> None:
+    """Raise :class:`~poetml.exceptions.Terminated` (SIGTERM) or KeyboardInterrupt (SIGINT)
+    when the command line got one, even if its first raise was swallowed."""
+    import signal
+
+    from .exceptions import Terminated
+
+    if _signalled is None:
+        return
+    if _signalled == signal.SIGINT:
+        raise KeyboardInterrupt(f"signal {_signalled}")
+    raise Terminated(f"signal {_signalled}")
+
+
+def commit(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename a complete temporary output onto its final name, unless a signal came
+    (:func:`check_signalled`: then the caller's cleanup deletes it)."""
+    check_signalled()
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block ends
@@ -176,7 +210,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[P
     tmp = temp_path(path, suffix)
     try:
         yield tmp
-        os.replace(tmp, path)
+        commit(tmp, path)
     except OSError as exc:
         if isinstance(exc, PoetmlError):
             raise

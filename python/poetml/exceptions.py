@@ -14,6 +14,7 @@ __all__ = [
     "PoetmlError",
     "ReadError",
     "SynthesisUnavailable",
+    "Terminated",
     "UnsupportedLayerError",
     "UntrustedModelError",
     "WriteError",
@@ -85,3 +86,8 @@ class DatasetError(PoetmlError, ValueError):
 
 class BatchError(PoetmlError):
     """A batch run cannot start or continue (output folder in use, spec changed ...)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the command line gets SIGTERM (a batch system's kill),
+    so the run unwinds as on Ctrl-C: outputs being written are deleted."""

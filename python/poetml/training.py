@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import temp_path
+from ._atomic import check_signalled, temp_path, to_jsonable
 from .datasets.scalers import Preprocessing
 from .images import SparseImages, densify
 
@@ -316,6 +316,10 @@ def _epoch_bar(base: Any, epochs: int, name: str) -> Any:
     return EpochBar()
 
 
+def _json(obj: Any) -> str:
+    return json.dumps(to_jsonable(dict(obj)), indent=2, default=str, allow_nan=False)
+
+
 def is_complete(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a finished model directory (all files present)."""
     p = Path(path)
@@ -353,11 +357,13 @@ def save_model_dir(
             warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize")
             model.save(tmp / "model.h5", include_optimizer=False, save_format="h5")
         (tmp / "preprocessing.json").write_text(preprocessing.to_json())
-        (tmp / "config.json").write_text(json.dumps(dict(config), indent=2, default=str))
-        (tmp / "history.json").write_text(json.dumps(dict(history), indent=2))
+        # strict JSON (a NaN loss is null, not NaN): to_jsonable, then str for the rest
+        (tmp / "config.json").write_text(_json(config))
+        (tmp / "history.json").write_text(_json(history))
         meta = {"poetml_version": __version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         meta.update(metadata or {})
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / "metadata.json").write_text(_json(meta))
+        check_signalled()  # a signal whose raise Python swallowed: keep the old directory
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .._atomic import commit
 from ..exceptions import ReadError
 from .inputs import is_url, require_xrootd
 
@@ -171,7 +172,7 @@ def _process_task(
                                 n_threads=n_threads, step=kernel_chunk, buffers={})  # fmt: skip
     try:
         digest, nbytes = sha256(part), os.path.getsize(part)
-        os.replace(part, final)
+        commit(part, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .._atomic import temp_path
+from .._atomic import commit, temp_path
 from .inputs import KINDS
 from .manifest import DATASET_NAME, BatchError, Manifest
 
@@ -141,7 +141,7 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
             f.attrs["n_shards"] = len(done)
             f.attrs["complete"] = complete
             f.attrs["batch_fingerprint"] = fp.get("hash", "")
-        os.replace(tmp, final)
+        commit(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

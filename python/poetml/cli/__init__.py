@@ -14,8 +14,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from .. import _atomic
 from .._version import __version__
-from ..exceptions import PoetmlError
+from ..exceptions import PoetmlError, Terminated
 
 # command-group modules, in the order they appear in --help
 GROUPS = ("core", "batch", "generate", "learn", "firmware")
@@ -62,8 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (a batch system's kill, `kill PID`) unwinds like Ctrl-C: outputs being
     # written are deleted, nothing half-written stays under a final name
     previous = signal.signal(signal.SIGTERM, _terminate)
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
+    _atomic.note_signal(None)
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        _atomic.check_signalled()  # a signal whose raise Python swallowed still ends the run
+        return rc
     except (PoetmlError, OSError, ValueError) as exc:
         if args.debug:
             raise
@@ -79,14 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread by SIGTERM, so it unwinds as Ctrl-C does."""
+        signal.signal(signal.SIGINT, previous_int)
+        _atomic.note_signal(None)
 
 
 def _terminate(signum: int, frame: object) -> None:
+    _atomic.note_signal(signum)
     raise Terminated(f"signal {signum}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _atomic.note_signal(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":  # pragma: no cover

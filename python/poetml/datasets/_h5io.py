@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .._atomic import check_signalled, commit
+
 __all__ = ["discard", "finish"]
 
 
@@ -24,7 +26,10 @@ def finish(f: Any, tmp_path: Path, path: Path) -> None:
     to ``path``.  The flush comes while the file is still open: a full disk (or a file-size
     limit) fails there, where :func:`discard` can still detach HDF5 from the file; failing
     inside close would leave HDF5 a file it cannot close, and crash the interpreter later.
-    A failed write raises OSError (HDF5's RuntimeError carrying an errno becomes one)."""
+    A failed write raises OSError (HDF5's RuntimeError carrying an errno becomes one); a
+    signal the command line got raises (:func:`poetml._atomic.check_signalled`) before the
+    rename, and the caller deletes the file."""
+    check_signalled()
     try:
         f.flush()
         f.close()
@@ -33,7 +38,7 @@ def finish(f: Any, tmp_path: Path, path: Path) -> None:
         if err is None:
             raise
         raise err from exc
-    os.replace(tmp_path, path)
+    commit(tmp_path, path)
 
 
 def discard(f: Any) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import temp_path
+from .._atomic import commit, temp_path
 from .processes import COMMON_SETTINGS, get_process
 
 __all__ = [
@@ -156,7 +156,7 @@ def load_pool(
         try:
             with open(tmp, "wb") as fh:
                 np.savez(fh, sigma_pb=np.float64(sigma), **cols)
-            os.replace(tmp, path)
+            commit(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     return read_pool(path)

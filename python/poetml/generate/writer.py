@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import temp_path
+from .._atomic import commit, temp_path
 from ..schema import (
     GENERATION_METADATA_KEY,
     POET_COLLECTIONS,
@@ -148,7 +148,7 @@ class NtupleWriter:
                 f[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True)
             f.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            commit(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 
