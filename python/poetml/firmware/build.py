@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,11 @@ from .._optional import require
 from ..exceptions import FirmwareError
 from .config import ANOMALY_SCORES, FirmwareConfig
 from .convert import choose_io_type, convert, load_qkeras_model
+from .emulate import EmulatorExport
 from .score_model import make_score_model
+
+if TYPE_CHECKING:
+    from ..datasets.scalers import Preprocessing
 
 __all__ = [
     "FirmwareResult",
@@ -198,6 +202,7 @@ def build_firmware(
     raise_on_mismatch: bool = True,
     background_weights: np.ndarray | None = None,
     beam: Any = None,
+    preprocessing: Preprocessing | None = None,
 ) -> FirmwareResult:
     """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
 
@@ -217,6 +222,12 @@ def build_firmware(
     ``firmware.md``; raises :class:`~poetml.firmware.validate.FirmwareValidationError` (after
     writing them) when the agreement is worse than the configured tolerance.  When synthesis
     cannot run, ``report["synthesis"]`` says why (status ``not run: ...``).
+
+    When the bit-exact emulator runs the network and agrees with the C simulation, also
+    writes ``out_dir/emulator/``: ``emulator.hpp`` (network, trigger threshold and rule, and
+    with ``preprocessing`` the model's scaler and input quantizer, so C++ programs start from
+    raw features), ``score_features.cpp`` (scores the features of a POET file given as
+    ``.npy``) and ``README.txt`` (see :mod:`poetml.firmware.standalone`).
     """
     from . import csim as cs
     from .cost import estimate_cost
@@ -282,7 +293,7 @@ def build_firmware(
     # The bit-exact emulator (when it can run this network) scores every event; the C
     # simulation, the referee, scores a validation sample (all events up to
     # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
-    y_e, emulator = _emulate_events(hls_model, x_all, workers, out_dir, config.project_name)
+    y_e, emulator, export = _emulate_events(hls_model, x_all, workers)
     ref_idx = _referee_sample(len(x_all), y_e is not None)
     with cs.CSim(lib, workers=workers) as sim:
         t0 = time.perf_counter()
@@ -382,6 +393,14 @@ def build_firmware(
     }
     if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
         passed = False
+    if export is not None and emulator.get("agrees"):
+        emulator.update(
+            _write_standalone(
+                out_dir / "emulator", export, config.project_name, score, thr, preprocessing
+            )
+        )
+    elif export is not None:
+        emulator["standalone"] = "not written: the emulator disagrees with the C simulation"
 
     report: dict[str, Any] = {
         "hls4ml_version": hls4ml.__version__,
@@ -463,32 +482,70 @@ def _referee_sample(n: int, emulated: bool) -> np.ndarray:
 
 
 def _emulate_events(
-    hls_model: Any, x: np.ndarray, workers: int, out_dir: Path, namespace: str
-) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The bit-exact emulator's outputs for ``x`` and what the report says of it; ``None``
-    (and the reason) when the network has a layer the emulator does not reproduce.  Also
-    writes ``out_dir/emulator.hpp``, the network for C++ programs (see
-    :func:`poetml.firmware.emulate.cpp_header`)."""
-    from .emulate import cpp_header, emulate, export_network
+    hls_model: Any, x: np.ndarray, workers: int
+) -> tuple[np.ndarray | None, dict[str, Any], EmulatorExport | None]:
+    """The bit-exact emulator's outputs for ``x``, what the report says of it and the exported
+    network; ``None`` (and the reason) when the network has a layer the emulator does not
+    reproduce."""
+    from .emulate import emulate, export_network
 
     try:
         export = export_network(hls_model)
     except (FirmwareError, ValueError, KeyError, AttributeError, TypeError) as exc:
         # UnsupportedLayerError (a FirmwareError) names what the emulator cannot reproduce;
         # anything else is reported too, and the C simulation then scores every event
-        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}, None
     t0 = time.perf_counter()
     y = np.asarray(emulate(export, x, n_threads=workers))
     seconds = time.perf_counter() - t0
-    header = out_dir / "emulator.hpp"
-    write_text(header, cpp_header(export, namespace))
-    return y, {
-        "available": True,
-        "header": str(header),
-        "n_events": len(x),
-        "seconds": seconds,
-        "threads": workers,
-        "events_per_s": len(x) / seconds if seconds > 0 else float("inf"),
+    return (
+        y,
+        {
+            "available": True,
+            "n_events": len(x),
+            "seconds": seconds,
+            "threads": workers,
+            "events_per_s": len(x) / seconds if seconds > 0 else float("inf"),
+        },
+        export,
+    )
+
+
+def _write_standalone(
+    out: Path,
+    export: EmulatorExport,
+    namespace: str,
+    score: Any,
+    threshold: Any,
+    preprocessing: Preprocessing | None,
+) -> dict[str, Any]:
+    """``out/emulator.hpp``, ``score_features.cpp`` and ``README.txt`` (see
+    :func:`poetml.firmware.standalone.write_standalone`) and the report's entries on them."""
+    from .emulate import TriggerRule
+    from .standalone import write_standalone
+
+    if preprocessing is not None and int(np.prod(preprocessing.input_shape)) != export.n_inputs:
+        raise FirmwareError(
+            f"the preprocessing is for inputs of shape {tuple(preprocessing.input_shape)}, the "
+            f"network reads {export.n_inputs} values"
+        )
+    t = threshold
+    trigger = TriggerRule(
+        float(t.value),
+        score.score_index,
+        score.denominator_index,
+        f"{score.kind} score; threshold set for {t.target_rate_khz:g} kHz on {t.n_background} "
+        f"background events\n(the sample gives {t.rate_khz:.4g} +- {t.rate_khz_err:.3g} kHz, "
+        f"{t.n_pass} events pass; see firmware.json)",
+    )
+    if not namespace.isidentifier():  # a project name that is no C++ identifier
+        namespace = "poetml_network"
+    paths = write_standalone(out, export, namespace, trigger=trigger, preprocessing=preprocessing)
+    return {
+        "header": str(paths["header"]),
+        "program": str(paths["program"]),
+        "readme": str(paths["readme"]),
+        "preprocessing_in_header": preprocessing is not None,
     }
 
 
@@ -566,4 +623,26 @@ def build_from_model_dir(
         signals=sigs,
         feature_names=inputs.feature_names,
         progress=progress,
+        preprocessing=_model_dir_preprocessing(inputs.model_path.parent, inputs.feature_names),
     )
+
+
+def _model_dir_preprocessing(
+    d: Path, feature_names: tuple[str, ...] | None
+) -> Preprocessing | None:
+    """The ``preprocessing.json`` of a trained model directory (see :mod:`poetml.training`),
+    for the standalone emulator's header; None when there is none or it does not describe
+    these inputs (other feature names)."""
+    from ..datasets.scalers import Preprocessing
+
+    path = d / "preprocessing.json"
+    if not path.is_file():
+        return None
+    try:
+        pre = Preprocessing.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FirmwareError(f"cannot read {path}: {exc}") from exc
+    names = pre.feature_names
+    if feature_names is not None and names is not None and tuple(names) != tuple(feature_names):
+        return None
+    return pre

@@ -222,6 +222,7 @@ def firmware_stage(ctx: Any) -> None:
         # the report's weighted working points and the firmware threshold: one stream
         background_weights=background_weights_from_prepared(prep, cfg) if ecfg.weighted else None,
         beam=ecfg.beam(),
+        preprocessing=md.preprocessing,
     )
     ctx.sections.append(report_section(result))
     a = result.report["validation"]["agreement"]
@@ -292,4 +293,5 @@ def build_from_model_dir(
         progress=progress,
         background_weights=background_weights_from_prepared(prep, config),
         beam=EvaluationConfig().beam(),
+        preprocessing=prep.preprocessing,
     )
