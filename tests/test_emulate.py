@@ -574,8 +574,21 @@ def test_firmware_report_shows_emulator_agreement(tmp_path, monkeypatch):
     assert res.passed
     assert "Bit-exact C++ emulator: scored all 3600 events" in res.markdown
     header = Path(emu["header"])
-    assert header == tmp_path / "fw" / "emulator.hpp"
+    assert header == tmp_path / "fw" / "emulator" / "emulator.hpp"
     assert "inline poetml::emu::Network network()" in header.read_text()
+    # the standalone program written beside it fires on the events as the report counts
+    # (threshold and efficiency computed by the Python path from the same emulator outputs)
+    import poetml
+
+    exe = tmp_path / "score_features"
+    subprocess.run(["g++", "-std=c++17", "-O2", "-pthread", f"-I{poetml.get_include()}",
+                    emu["program"], "-o", str(exe)], check=True)  # fmt: skip
+    np.save(tmp_path / "x.npy", np.concatenate([bkg, sig]))
+    out = subprocess.run([str(exe), str(tmp_path / "x.npy")], capture_output=True, text=True,
+                         check=True).stdout.splitlines()[1:]  # fmt: skip
+    fire = np.array([t.split()[2] == "1" for t in out])
+    assert fire[: len(bkg)].sum() == res.report["threshold"]["n_pass"] > 0
+    assert fire[len(bkg) :].mean() == res.report["validation"]["signals"]["BSM"]["eff_csim"]
     lines = [text for text, _ in result_summary(res).lines]
     assert any(t.startswith("emulator vs C simulation on ") and "PASS" in t for t in lines)
 

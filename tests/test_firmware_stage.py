@@ -123,7 +123,7 @@ def test_score_with_firmware_writes_the_trigger_decision_of_the_c_simulation(tmp
     pipeline.run(cfg)
     fwdir, model_dir = out / "firmware", out / "models" / "quantized"
     report = json.loads((fwdir / "firmware.json").read_text())
-    assert report["emulator"]["export"] == str(fwdir / "emulator.npz")
+    assert report["emulator"]["export"] == str(fwdir / "emulator" / "emulator.npz")
     files = [procs[0]["files"][0], procs[2]["files"][0]]
     rc = main(["score", str(model_dir), *files, "-o", str(tmp_path / "fw_scores.root"),
                "--firmware", str(fwdir), "--quiet"])  # fmt: skip
@@ -144,7 +144,7 @@ def test_score_with_firmware_writes_the_trigger_decision_of_the_c_simulation(tmp
     xs = np.concatenate([
         md.preprocessing.apply(feat.build_features(read(p), spec)[0], p) for p in files
     ]).astype(np.float32)  # fmt: skip
-    export, meta = load_export(fwdir / "emulator.npz")
+    export, meta = load_export(fwdir / "emulator" / "emulator.npz")
     project_dir = fwdir / "hls"
     sig = cs.top_signature(project_dir, report["config"]["project_name"], export.n_inputs,
                            export.n_outputs)  # fmt: skip

@@ -35,6 +35,7 @@ _LAZY = {
     "ReadError": "exceptions",
     "PoetmlError": "exceptions",
     "MissingDependencyError": "exceptions",
+    "get_include": "_include",
 }
 
 # spelled out (not built from _LAZY) so linters and type checkers see the public names;
@@ -58,6 +59,7 @@ __all__ = [
     "build_features",
     "densify",
     "from_awkward",
+    "get_include",
     "inspect",
     "iterate",
     "rasterize",
@@ -65,6 +67,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._include import get_include
     from .exceptions import ConfigError, MissingDependencyError, PoetmlError, ReadError
     from .features import FeatureSpec, build_features
     from .images import ImageSpec, SparseImages, densify, rasterize, rasterize_sparse

@@ -7,7 +7,8 @@ Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.score_model` (the network t
 an autoencoder's anomaly score, a classifier's logit), :mod:`.convert` (hls4ml conversion,
 supported layers), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger` (threshold
 for a rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
-:mod:`.cost` (resource estimate), :mod:`.emulate` (bit-exact C++ emulator of the firmware), :mod:`.synth` (vendor synthesis, report parsing),
+:mod:`.cost` (resource estimate), :mod:`.emulate` (bit-exact C++ emulator of the firmware), :mod:`.standalone`
+(the emulator as a header and a C++ program for C++ users), :mod:`.synth` (vendor synthesis, report parsing),
 :mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`;
 :func:`load_firmware_inputs` reads a model directory and its test events).  The
 ``firmware`` stage of ``poetml run`` is :mod:`poetml.pipeline.firmware` (this package knows

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +21,11 @@ from .._optional import require
 from ..exceptions import FirmwareError
 from .config import ANOMALY_SCORES, FirmwareConfig
 from .convert import choose_io_type, convert, load_qkeras_model
+from .emulate import EmulatorExport
 from .score_model import make_score_model
+
+if TYPE_CHECKING:
+    from ..datasets.scalers import Preprocessing
 
 __all__ = [
     "FirmwareResult",
@@ -245,6 +249,7 @@ def build_firmware(
     background_weights: np.ndarray | None = None,
     beam: Any = None,
     model_dir: str | Path | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> FirmwareResult:
     """Convert ``model`` into a validated hls4ml trigger project in ``out_dir``.
 
@@ -270,6 +275,12 @@ def build_firmware(
     cannot run, ``report["synthesis"]`` says why (status ``not run: ...``).  With ``progress``
     one bar on stderr names the step running (hls4ml's write, the g++ builds, the C
     simulations with their own event bars).
+
+    When the bit-exact emulator runs the network and agrees with the C simulation, also
+    writes ``out_dir/emulator/``: ``emulator.hpp`` (network, trigger threshold and rule, and
+    with ``preprocessing`` the model's scaler and input quantizer, so C++ programs start from
+    raw features), ``score_features.cpp`` (scores the features of a POET file given as
+    ``.npy``) and ``README.txt`` (see :mod:`poetml.firmware.standalone`).
     """
     steps = _Steps(FIRMWARE_STEPS, progress)
     try:
@@ -277,6 +288,7 @@ def build_firmware(
             model, out_dir, config, background=background, signals=signals,
             feature_names=feature_names, progress=progress, raise_on_mismatch=raise_on_mismatch,
             background_weights=background_weights, beam=beam, steps=steps, model_dir=model_dir,
+            preprocessing=preprocessing,
         )  # fmt: skip
     finally:
         steps.close()
@@ -296,6 +308,7 @@ def _build_firmware(
     beam: Any,
     steps: _Steps,
     model_dir: str | Path | None,
+    preprocessing: Preprocessing | None,
 ) -> FirmwareResult:
     from . import csim as cs
     from .cost import estimate_cost
@@ -364,7 +377,7 @@ def _build_firmware(
     # simulation, the referee, scores a validation sample (all events up to
     # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
     steps.start(FIRMWARE_STEPS[2])
-    y_e, emulator = _emulate_events(hls_model, x_all, workers, out_dir, config.project_name)
+    y_e, emulator, export = _emulate_events(hls_model, x_all, workers)
     ref_idx = _referee_sample(len(x_all), y_e is not None)
     steps.start(FIRMWARE_STEPS[3])
     with cs.CSim(lib, workers=workers) as sim:
@@ -471,6 +484,14 @@ def _build_firmware(
     }
     if not (trigger_csim["fire_matches"] and trigger_csim["score_matches"]):
         passed = False
+    if export is not None and emulator.get("agrees"):
+        emulator.update(
+            _write_standalone(
+                out_dir / "emulator", export, config.project_name, score, thr, preprocessing
+            )
+        )
+    elif export is not None:
+        emulator["standalone"] = "not written: the emulator disagrees with the C simulation"
 
     steps.start(FIRMWARE_STEPS[7])
     report: dict[str, Any] = {
@@ -529,9 +550,9 @@ def _build_firmware(
         from ..training import model_dir_fingerprint
 
         report["model_dir"] = model_dir_fingerprint(model_dir)
-    if emulator.get("available"):
+    if export is not None and emulator.get("agrees"):
         emulator["export"] = str(
-            _save_emulator(hls_model, out_dir / "emulator.npz", report, thr.value)
+            _save_emulator(export, out_dir / "emulator" / "emulator.npz", report, thr.value)
         )
     md = to_markdown(report)
     write_json(out_dir / "firmware.json", report)
@@ -595,40 +616,80 @@ def _referee_sample(n: int, emulated: bool) -> np.ndarray:
 
 
 def _emulate_events(
-    hls_model: Any, x: np.ndarray, workers: int, out_dir: Path, namespace: str
-) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The bit-exact emulator's outputs for ``x`` and what the report says of it; ``None``
-    (and the reason) when the network has a layer the emulator does not reproduce.  Also
-    writes ``out_dir/emulator.hpp``, the network for C++ programs (see
-    :func:`poetml.firmware.emulate.cpp_header`)."""
-    from .emulate import cpp_header, emulate, export_network
+    hls_model: Any, x: np.ndarray, workers: int
+) -> tuple[np.ndarray | None, dict[str, Any], EmulatorExport | None]:
+    """The bit-exact emulator's outputs for ``x``, what the report says of it and the exported
+    network; ``None`` (and the reason) when the network has a layer the emulator does not
+    reproduce."""
+    from .emulate import emulate, export_network
 
     try:
         export = export_network(hls_model)
     except (FirmwareError, ValueError, KeyError, AttributeError, TypeError) as exc:
         # UnsupportedLayerError (a FirmwareError) names what the emulator cannot reproduce;
         # anything else is reported too, and the C simulation then scores every event
-        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+        return None, {"available": False, "reason": f"{type(exc).__name__}: {exc}"}, None
     t0 = time.perf_counter()
     y = np.asarray(emulate(export, x, n_threads=workers))
     seconds = time.perf_counter() - t0
-    header = out_dir / "emulator.hpp"
-    write_text(header, cpp_header(export, namespace))
-    return y, {
-        "available": True,
-        "header": str(header),
-        "n_events": len(x),
-        "seconds": seconds,
-        "threads": workers,
-        "events_per_s": len(x) / seconds if seconds > 0 else float("inf"),
+    return (
+        y,
+        {
+            "available": True,
+            "n_events": len(x),
+            "seconds": seconds,
+            "threads": workers,
+            "events_per_s": len(x) / seconds if seconds > 0 else float("inf"),
+        },
+        export,
+    )
+
+
+def _write_standalone(
+    out: Path,
+    export: EmulatorExport,
+    namespace: str,
+    score: Any,
+    threshold: Any,
+    preprocessing: Preprocessing | None,
+) -> dict[str, Any]:
+    """``out/emulator.hpp``, ``score_features.cpp`` and ``README.txt`` (see
+    :func:`poetml.firmware.standalone.write_standalone`) and the report's entries on them."""
+    from .emulate import TriggerRule
+    from .standalone import write_standalone
+
+    if preprocessing is not None and int(np.prod(preprocessing.input_shape)) != export.n_inputs:
+        raise FirmwareError(
+            f"the preprocessing is for inputs of shape {tuple(preprocessing.input_shape)}, the "
+            f"network reads {export.n_inputs} values"
+        )
+    t = threshold
+    trigger = TriggerRule(
+        float(t.value),
+        score.score_index,
+        score.denominator_index,
+        f"{score.kind} score; threshold set for {t.target_rate_khz:g} kHz on {t.n_background} "
+        f"background events\n(the sample gives {t.rate_khz:.4g} +- {t.rate_khz_err:.3g} kHz, "
+        f"{t.n_pass} events pass; see firmware.json)",
+    )
+    if not namespace.isidentifier():  # a project name that is no C++ identifier
+        namespace = "poetml_network"
+    paths = write_standalone(out, export, namespace, trigger=trigger, preprocessing=preprocessing)
+    return {
+        "header": str(paths["header"]),
+        "program": str(paths["program"]),
+        "readme": str(paths["readme"]),
+        "preprocessing_in_header": preprocessing is not None,
     }
 
 
-def _save_emulator(hls_model: Any, path: Path, report: dict[str, Any], threshold: float) -> Path:
+def _save_emulator(
+    export: EmulatorExport, path: Path, report: dict[str, Any], threshold: float
+) -> Path:
     """``emulator.npz``: the network as the emulator runs it plus the trigger rule (score
     output, denominator, threshold) and the model directory's fingerprint, for
     ``poetml score --firmware`` (:func:`poetml.pipeline.scoring.score`)."""
-    from .emulate import export_network, save_export
+    from .emulate import save_export
 
     meta = {
         "score_kind": report["score_kind"],
@@ -640,7 +701,7 @@ def _save_emulator(hls_model: Any, path: Path, report: dict[str, Any], threshold
         "model_dir": report.get("model_dir"),
         "hls4ml_version": report["hls4ml_version"],
     }
-    return save_export(export_network(hls_model), path, meta)
+    return save_export(export, path, meta)
 
 
 def _require_quantized(model: Any, path: Path) -> None:
@@ -720,4 +781,26 @@ def build_from_model_dir(
         model_dir=d
         if (d := inputs.model_path.parent).joinpath("preprocessing.json").is_file()
         else None,
+        preprocessing=_model_dir_preprocessing(inputs.model_path.parent, inputs.feature_names),
     )
+
+
+def _model_dir_preprocessing(
+    d: Path, feature_names: tuple[str, ...] | None
+) -> Preprocessing | None:
+    """The ``preprocessing.json`` of a trained model directory (see :mod:`poetml.training`),
+    for the standalone emulator's header; None when there is none or it does not describe
+    these inputs (other feature names)."""
+    from ..datasets.scalers import Preprocessing
+
+    path = d / "preprocessing.json"
+    if not path.is_file():
+        return None
+    try:
+        pre = Preprocessing.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FirmwareError(f"cannot read {path}: {exc}") from exc
+    names = pre.feature_names
+    if feature_names is not None and names is not None and tuple(names) != tuple(feature_names):
+        return None
+    return pre

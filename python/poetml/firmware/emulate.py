@@ -28,6 +28,7 @@ from ..exceptions import FirmwareError, UnsupportedLayerError
 __all__ = [
     "EmulatorExport",
     "Format",
+    "TriggerRule",
     "cpp_header",
     "emulate",
     "export_network",
@@ -401,17 +402,215 @@ def _cpp_ints(values: Any) -> str:
     return "{" + ", ".join(str(int(v)) for v in np.ravel(values)) + "}"
 
 
-def cpp_header(export: EmulatorExport, namespace: str = "poetml_network") -> str:
+@dataclasses.dataclass(frozen=True)
+class TriggerRule:
+    """The firmware's trigger decision on the network outputs ``y``: with
+    ``denominator_index`` None, fire when ``y[score_index] > threshold``; else the score is the
+    ratio ``y[score_index] / y[denominator_index]`` (0 when the denominator is 0) and the
+    firmware fires without dividing, when ``y[score_index] > threshold x
+    y[denominator_index]`` (see :class:`poetml.firmware.score_model.ScoreModel`).  Both are
+    computed in float64, as :meth:`~poetml.firmware.score_model.ScoreModel.fires` does (the
+    firmware build checks that this equals the C simulation of ``trigger_decision``)."""
+
+    threshold: float
+    score_index: int = 0
+    denominator_index: int | None = None
+    description: str = ""
+
+    def scores(self, y: np.ndarray) -> np.ndarray:
+        """The trigger score of each event from the outputs ``y`` (n, n_outputs)."""
+        y = np.asarray(y, np.float64).reshape(len(y), -1)
+        num = y[:, self.score_index]
+        if self.denominator_index is None:
+            return num
+        den = y[:, self.denominator_index]
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    def fires(self, y: np.ndarray) -> np.ndarray:
+        """The trigger bit of each event (no division, as the firmware)."""
+        y = np.asarray(y, np.float64).reshape(len(y), -1)
+        num = y[:, self.score_index]
+        if self.denominator_index is None:
+            return num > self.threshold
+        return num > self.threshold * y[:, self.denominator_index]
+
+
+def _cpp_double(v: float) -> str:
+    """An exact C++ literal of a double (hexadecimal floating point, C++17)."""
+    v = float(v)
+    if not math.isfinite(v):
+        raise FirmwareError(f"{v!r} has no exact C++ literal")
+    return v.hex()
+
+
+def _cpp_float(v: float) -> str:
+    """An exact C++ literal of ``v`` rounded to float32, as NumPy rounds it."""
+    return _cpp_double(float(np.float32(v))) + "f"
+
+
+def _cpp_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _preprocessing_lines(export: EmulatorExport, preprocessing: Any) -> list[str]:
+    if preprocessing is None:
+        return [
+            "/// No preprocessing is known for this network: preprocess() only widens the",
+            "/// network inputs (already scaled and quantized) to double.",
+            "constexpr bool kHasPreprocessing = false;",
+            "",
+            "inline void preprocess(const float* in, double* x) {",
+            "    for (long i = 0; i < kInputs; ++i) x[i] = static_cast<double>(in[i]);",
+            "}",
+        ]
+    scaler = preprocessing.scaler
+    n_scale = len(scaler.scale)
+    if n_scale == 0 or export.n_inputs % n_scale:
+        raise FirmwareError(
+            f"the preprocessing scales {n_scale} columns or channels, which do not tile the "
+            f"network's {export.n_inputs} inputs"
+        )
+    bits, integer = int(preprocessing.input_bits), int(preprocessing.input_integer)
+    frac = bits - integer - 1
+    names = preprocessing.feature_names if scaler.kind == "features" else scaler.names
+    any_log = any(scaler.log1p)
+    lines = [
+        "/// Preprocessing of the raw inputs, as poetml's Preprocessing.apply computes it (scaler",
+        "/// fitted on the training split, then the input quantizer):",
+        "///   v = float(raw); if (kLog1p[c]) v = log1pf(max(v, 0)); v = v / kScale[c]   (float32,",
+        "///   c = input index modulo kScaled: a feature column, or an image channel);",
+        f"///   x = round-half-even(v / 2^-{frac}) x 2^-{frac}, saturated to",
+        f"///   [-2^{integer}, 2^{integer} - 2^-{frac}]:",
+        f"///   quantized_bits({bits}, {integer}), i.e. ap_fixed<{bits},{integer + 1}>.",
+    ]
+    if any_log:
+        lines += [
+            "/// (log1p columns: the C library's log1pf may differ from NumPy's in the last bit of",
+            "/// a float, which can move a value across a quantization step; the other columns",
+            "/// are exact.)",
+        ]
+    lines += [
+        "constexpr bool kHasPreprocessing = true;",
+        f"constexpr long kScaled = {n_scale};",
+        f"inline const float kScale[kScaled] = {{{', '.join(_cpp_float(v) for v in scaler.scale)}}};",
+        "inline const bool kLog1p[kScaled] = {"
+        + ", ".join("true" if b else "false" for b in scaler.log1p)
+        + "};",
+        f"constexpr int kInputBits = {bits};",
+        f"constexpr int kInputInteger = {integer};",
+    ]
+    if names is not None and len(names) == n_scale:
+        what = "feature" if scaler.kind == "features" else "channel"
+        lines += [
+            f"/// The {what} names of the columns above, in order.",
+            f"inline const char* const kScaledNames[kScaled] = {{{', '.join(_cpp_string(str(n)) for n in names)}}};",
+        ]
+    lines += [
+        "",
+        "/// Raw inputs of one event (kInputs floats, C order) -> network inputs (doubles, exact).",
+        "/// Throws std::invalid_argument on a value that is not finite.",
+        "inline void preprocess(const float* in, double* x) {",
+        f"    const double step = {_cpp_double(2.0**-frac)}, lo = {_cpp_double(-(2.0**integer))},",
+        f"                 hi = {_cpp_double(2.0**integer - 2.0**-frac)};",
+        "    for (long i = 0; i < kInputs; ++i) {",
+        "        float v = in[i];",
+        "        if (!std::isfinite(v))",
+        '            throw std::invalid_argument("input " + std::to_string(i) + " is not finite");',
+        "        const long c = i % kScaled;",
+        "        if (kLog1p[c]) v = std::log1p(std::max(v, 0.0f));",
+        "        v = v / kScale[c];",
+        "        double q = std::nearbyint(static_cast<double>(v) / step) * step;  // half to even",
+        "        q = std::min(std::max(q, lo), hi);",
+        "        x[i] = static_cast<double>(static_cast<float>(q));",
+        "    }",
+        "}",
+    ]
+    return lines
+
+
+def _trigger_lines(trigger: TriggerRule, export: EmulatorExport) -> list[str]:
+    for what, index in (("score", trigger.score_index), ("denominator", trigger.denominator_index)):
+        if index is not None and not 0 <= index < export.n_outputs:
+            raise FirmwareError(
+                f"trigger {what} index {index} is not an output of the network "
+                f"({export.n_outputs} outputs)"
+            )
+    den = -1 if trigger.denominator_index is None else int(trigger.denominator_index)
+    if den < 0:
+        lines = [
+            "/// The trigger decision, as the firmware's trigger_decision() (trigger.h) takes it:",
+            "/// fire when the score output y[kScoreIndex] exceeds kThreshold.",
+        ]
+    else:
+        lines = [
+            "/// The trigger decision, as the firmware's trigger_decision() (trigger.h) takes it:",
+            "/// the score is y[kScoreIndex] / y[kDenominatorIndex] (0 when the denominator is 0),",
+            "/// and the firmware fires without dividing, when",
+            "/// y[kScoreIndex] > kThreshold x y[kDenominatorIndex] (computed here in double, as",
+            "/// poetml's Python path does; the firmware build checks it equals trigger_decision()).",
+        ]
+    if trigger.description:
+        lines += [f"/// {line}" for line in trigger.description.splitlines()]
+    lines += [
+        f"constexpr int kScoreIndex = {int(trigger.score_index)};",
+        f"constexpr int kDenominatorIndex = {den};  // -1: the score is one output",
+        f"constexpr double kThreshold = {_cpp_double(trigger.threshold)};  // {trigger.threshold!r}",
+        "",
+        "/// The trigger score of one event from its kOutputs network outputs `y`.",
+        "inline double score(const double* y) {",
+        "    if constexpr (kDenominatorIndex < 0) {",
+        "        return y[kScoreIndex];",
+        "    } else {",
+        "        const double den = y[kDenominatorIndex];",
+        "        return den > 0 ? y[kScoreIndex] / den : 0.0;",
+        "    }",
+        "}",
+        "",
+        "/// The trigger bit of one event from its kOutputs network outputs `y`.",
+        "inline bool fires(const double* y) {",
+        "    if constexpr (kDenominatorIndex < 0) {",
+        "        return y[kScoreIndex] > kThreshold;",
+        "    } else {",
+        "        return y[kScoreIndex] > kThreshold * y[kDenominatorIndex];",
+        "    }",
+        "}",
+    ]
+    return lines
+
+
+def cpp_header(
+    export: EmulatorExport,
+    namespace: str = "poetml_network",
+    *,
+    preprocessing: Any = None,
+    trigger: TriggerRule | None = None,
+) -> str:
     """A C++17 header defining ``<namespace>::network()``: the exported network (integer
     weights, formats) as a ``poetml::emu::Network`` for ``poetml/emulate.hpp``, so C++
-    programs (ROOT macros, CMSSW modules) score events exactly as the firmware does."""
+    programs (ROOT macros, CMSSW modules) score events exactly as the firmware does.
+
+    Also ``preprocess()`` (raw inputs -> network inputs): with ``preprocessing`` (a
+    :class:`poetml.datasets.scalers.Preprocessing`) the scaler's constants and the input
+    quantizer, computed as :meth:`~poetml.datasets.scalers.Preprocessing.apply` does (bit
+    for bit, except that ``log1p`` columns use the C library's ``log1pf``); without it a plain
+    widening of inputs that are already the network's.  With ``trigger`` also
+    ``kThreshold``, ``score()`` and ``fires()``: the trigger rule of the firmware."""
     if not namespace.isidentifier():
         raise FirmwareError(f"namespace {namespace!r} is not a C++ identifier")
     lines = [
         f"// Bit-exact emulator of the hls4ml network {export.name!r}, written by",
         "// poetml.firmware.emulate.cpp_header: integer weights and fixed-point formats as the",
-        "// C simulation holds them.  Needs poetml's C++ core: -std=c++17 -I<poetml>/cpp/include.",
+        "// C simulation holds them"
+        + (", the preprocessing constants" if preprocessing is not None else "")
+        + (" and the trigger threshold" if trigger is not None else "")
+        + ".",
+        "// Needs poetml's C++ core: -std=c++17 -pthread -I<poetml.get_include()>.",
         "#pragma once",
+        "",
+        "#include <algorithm>",
+        "#include <cmath>",
+        "#include <stdexcept>",
+        "#include <string>",
         "",
         '#include "poetml/emulate.hpp"',
         "",
@@ -421,6 +620,12 @@ def cpp_header(export: EmulatorExport, namespace: str = "poetml_network") -> str
         f"constexpr long kInputs = {export.n_inputs};",
         f"constexpr long kOutputs = {export.n_outputs};",
         "",
+        *_preprocessing_lines(export, preprocessing),
+        "",
+    ]
+    if trigger is not None:
+        lines += [*_trigger_lines(trigger, export), ""]
+    lines += [
         "/// The network, checked (prepare()) and ready for poetml::emu::emulate().",
         "inline poetml::emu::Network network() {",
         "    poetml::emu::Network net;",

@@ -223,6 +223,7 @@ def firmware_stage(ctx: Any) -> None:
         background_weights=background_weights_from_prepared(prep, cfg) if ecfg.weighted else None,
         beam=ecfg.beam(),
         model_dir=model_dir,
+        preprocessing=md.preprocessing,
     )
     ctx.sections.append(report_section(result))
     a = result.report["validation"]["agreement"]
@@ -294,4 +295,5 @@ def build_from_model_dir(
         background_weights=background_weights_from_prepared(prep, config),
         beam=EvaluationConfig().beam(),
         model_dir=d,
+        preprocessing=prep.preprocessing,
     )

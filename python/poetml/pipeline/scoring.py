@@ -36,7 +36,7 @@ def score(
     ``Lambda`` layer, an unknown custom object) unless ``trust_model`` (which runs it).
 
     ``firmware``: the output directory of ``poetml firmware`` for this model (or its
-    ``emulator.npz``).  The scores are then the firmware's, bit for bit, from the emulator
+    ``emulator/emulator.npz``).  The scores are then the firmware's, bit for bit, from the emulator
     in the C++ core (:mod:`poetml.firmware.emulate`), and the Keras model is not loaded:
     branches ``firmware_score`` (float64, the fixed-point value the trigger compares; for a
     reconstruction-error score the ratio sum/count) and ``trigger`` (the bit of
@@ -147,11 +147,11 @@ def _load_firmware(
 
     path = Path(firmware)
     if path.is_dir():
-        path = path / "emulator.npz"
+        path = path / "emulator" / "emulator.npz"
     if not path.is_file():
         raise ConfigError(
-            f"{path}: no emulator export; 'poetml firmware' writes it (emulator.npz in its output "
-            "directory) when the bit-exact emulator reproduces the network"
+            f"{path}: no emulator export; 'poetml firmware' writes it (emulator/emulator.npz in "
+            "its output directory) when the bit-exact emulator reproduces the network"
         )
     export, meta = load_export(path)
     recorded = meta.get("model_dir")
