@@ -233,6 +233,17 @@ def test_broken_model_dir_file_is_one_line_naming_it(name, tmp_path, poet_file, 
     assert str(f) in err, err
 
 
+def test_model_dir_config_without_inputs_is_one_line_naming_it(tmp_path, poet_file, capsys):
+    """A config.json that is JSON but names no inputs (no ``spec``) is one line naming it."""
+    d = _save_dir(tmp_path / "m", _qkeras_model())
+    (d / "config.json").write_text('{"variant": "float"}')
+    assert main(["score", str(d), str(poet_file), "-o", str(tmp_path / "s.root")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{d / 'config.json'}: no 'spec' entry" in err, err
+    assert not (tmp_path / "s.root").exists()
+
+
 def test_truncated_keras_file_is_a_read_error(tmp_path):
     from poetml.models import load_model
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_path, check_output
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, ReadError
 from .evaluation import _predict, anomaly_scores
 
 __all__ = ["score"]
@@ -56,11 +56,17 @@ def score(
     md = load_model_dir(model_dir, trust_model=trust_model, with_model=fw is None)
     conf = md.config
     spec: ImageSpec | FeatureSpec
-    if conf.get("spec_type") == "ImageSpec":
-        spec = from_mapping(ImageSpec, conf["spec"])
-    else:
-        spec = from_mapping(FeatureSpec, conf["spec"])
-    autoencoder = conf["model"]["type"] != "cnn"
+    try:
+        if conf.get("spec_type") == "ImageSpec":
+            spec = from_mapping(ImageSpec, conf["spec"])
+        else:
+            spec = from_mapping(FeatureSpec, conf["spec"])
+        autoencoder = conf["model"]["type"] != "cnn"
+    except (KeyError, TypeError) as exc:
+        raise ReadError(
+            f"{Path(model_dir) / 'config.json'}: no {exc} entry; it does not describe the inputs "
+            "of a poetml model (written by poetml train/run)"
+        ) from exc
     output = Path(output)
     from .. import features as feat
     from .. import images as img
