@@ -547,9 +547,13 @@ def _build_firmware(
         except FirmwareError as exc:  # the project stays complete; the caller decides
             report["synthesis"] = {"status": f"not run: {exc}", "error": str(exc)}
     if model_dir is not None:
+        from ..exceptions import ReadError
         from ..training import model_dir_fingerprint
 
-        report["model_dir"] = model_dir_fingerprint(model_dir)
+        try:
+            report["model_dir"] = model_dir_fingerprint(model_dir)
+        except ReadError:  # a model file without poetml's preprocessing: nothing to pair
+            report["model_dir"] = None
     if export is not None and emulator.get("agrees"):
         emulator["export"] = str(
             _save_emulator(export, out_dir / "emulator" / "emulator.npz", report, thr.value)
