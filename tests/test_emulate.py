@@ -554,13 +554,13 @@ def test_firmware_report_shows_emulator_agreement(tmp_path, monkeypatch):
     from poetml.firmware import FirmwareConfig, build
     from poetml.firmware.summary import result_summary
 
-    monkeypatch.setattr(build, "CSIM_REFEREE_EVENTS", 1000)
     model = _qkeras_dense_ae(seed=22)
     _random_biases(model, 22)
     rng = np.random.default_rng(4)
     bkg = _slots(rng.normal(0, 2, (3000, 19)), rng).astype(np.float32)
     sig = _slots(rng.normal(0.5, 3, (600, 19)), rng).astype(np.float32)
-    res = build.build_firmware(model, tmp_path / "fw", FirmwareConfig(rate_khz=400.0),
+    res = build.build_firmware(model, tmp_path / "fw",
+                               FirmwareConfig(rate_khz=400.0, referee_events=1000),
                                background=bkg, signals={"BSM": sig}, feature_names=FEATURES,
                                progress=False)  # fmt: skip
     emu = res.report["emulator"]

@@ -4,7 +4,7 @@
 
     poetml firmware MODEL_DIR --rate-khz 1 -o fw/ [--synth] [--backend Vitis|Vivado]
                     [--score auto|reconstruction|latent|output] [--events N] [--config FILE]
-                    [--events-file FILE.npz] [--workers N] [--generate]
+                    [--events-file FILE.npz] [--workers N] [--referee-events N] [--generate]
 
 Converts the model (an autoencoder is deployed with its anomaly score: by default its
 reconstruction error, computed in the firmware; a classifier outputs logits), writes and checks
@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
                    "MODEL_DIR)")  # fmt: skip
     p.add_argument("--config", help="YAML run configuration whose 'firmware' section is used")
     p.add_argument("--workers", type=int, help="C-simulation workers (default: all cores)")
+    p.add_argument("--referee-events", type=int, metavar="N",
+                   help="events the C simulation scores to referee the bit-exact emulator, "
+                   "which scores them all (default 50000; 0: every event)")  # fmt: skip
     p.add_argument("--synth", action="store_true", help="run vendor HLS synthesis (needs the tool)")
     p.add_argument("--generate", action="store_true",
                    help="for a model directory of 'poetml run' whose dataset and default "
@@ -82,6 +85,7 @@ def _firmware(args: argparse.Namespace) -> int:
         "score": args.score,
         "events": args.events,
         "workers": args.workers,
+        "referee_events": args.referee_events,
         "synth": True if args.synth else None,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})

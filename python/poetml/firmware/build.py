@@ -378,7 +378,7 @@ def _build_firmware(
     # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
     steps.start(FIRMWARE_STEPS[2])
     y_e, emulator, export = _emulate_events(hls_model, x_all, workers)
-    ref_idx = _referee_sample(len(x_all), y_e is not None)
+    ref_idx = _referee_sample(len(x_all), y_e is not None, config.referee_events)
     steps.start(FIRMWARE_STEPS[3])
     with cs.CSim(lib, workers=workers) as sim:
         t0 = time.perf_counter()
@@ -607,16 +607,17 @@ def _csim_trigger_rate(
     return out
 
 
-#: events the C simulation (the referee) scores when the emulator scores the rest
-CSIM_REFEREE_EVENTS = 50_000
+#: default number of events the C simulation (the referee) scores when the emulator scores
+#: the rest (:attr:`FirmwareConfig.referee_events`)
+CSIM_REFEREE_EVENTS = FirmwareConfig.referee_events
 
 
-def _referee_sample(n: int, emulated: bool) -> np.ndarray:
-    """Indices of the events the C simulation scores: all of them without the emulator, else
-    at most :data:`CSIM_REFEREE_EVENTS`, evenly spread (background and every signal)."""
-    if not emulated or n <= CSIM_REFEREE_EVENTS:
+def _referee_sample(n: int, emulated: bool, limit: int = CSIM_REFEREE_EVENTS) -> np.ndarray:
+    """Indices of the events the C simulation scores: all of them without the emulator (or
+    with ``limit`` 0), else at most ``limit``, evenly spread (background and every signal)."""
+    if not emulated or limit <= 0 or n <= limit:
         return np.arange(n)
-    return np.arange(0, n, -(-n // CSIM_REFEREE_EVENTS))
+    return np.arange(0, n, -(-n // limit))
 
 
 def _emulate_events(

@@ -51,6 +51,9 @@ class FirmwareConfig:
     * min_exact_fraction / tolerance_lsb: validation passes when at least this fraction of
       outputs agree exactly with QKeras and no output differs by more than this many LSBs.
     * workers: processes/threads for the batched C simulation (0: all cores).
+    * referee_events: events the C simulation (the referee) scores when the bit-exact
+      emulator scores all of them (every event up to this many, else this many spread evenly;
+      0: every event).  The emulator must equal the C simulation on each of them.
     * project_name: name of the HLS top function and project.
     * variant: model variant ``poetml run`` deploys (``auto``: ``quantized_pruned`` if trained,
       else ``quantized``).
@@ -73,6 +76,7 @@ class FirmwareConfig:
     min_exact_fraction: float = 1.0
     tolerance_lsb: float = 0.0
     workers: int = 0
+    referee_events: int = 50_000
     project_name: str = "poetml_nn"
     synth: bool = False
     variant: str = "auto"
@@ -125,7 +129,7 @@ class FirmwareConfig:
                 "min_exact_fraction",
                 f"min_exact_fraction must be in [0, 1], got {self.min_exact_fraction}",
             )
-        for key in ("tolerance_lsb", "events", "workers"):
+        for key in ("tolerance_lsb", "events", "workers", "referee_events"):
             if not getattr(self, key) >= 0:
                 raise bad(key, f"{key} must be >= 0, got {getattr(self, key)}")
         if not self.project_name.isidentifier() or self.project_name in (
