@@ -160,3 +160,87 @@ def test_weighted_rate_metrics_carries_the_menu_and_the_efficiency_curve():
         assert t == pytest.approx(2.0 + (99 - n) / 100 if n < 100 else 0.9)
     # above it, the rate jumps by A's 1000-pb events: all of B (120 signal events) passes
     assert np.all(eff[~inside_b] >= 120 / 200)
+
+
+def test_report_has_the_menu_tables_baselines_plot_and_explains_auc_below_half(tmp_path):
+    """evaluate_anomaly on the toy: the weighted efficiency-vs-rate plot, the menu tables
+    with the toy's exact pure rate, the ADC2021 baseline table (its reference column
+    marked missing) and a line explaining a signal with AUC < 0.5."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (learn extra)")
+    pytest.importorskip("sklearn", reason="ROC curves need scikit-learn (learn extra)")
+    from poetml.evaluation.anomaly import ADC2021_BASELINE_MISSING
+    from poetml.report import evaluate_anomaly, write_report
+
+    s, w, bm, sig, sm = _toy()
+    soft = np.linspace(0.0, 0.3, 100)  # below most of the background: AUC < 0.5
+    m, sec = evaluate_anomaly(
+        tmp_path,
+        {"float": s},
+        {"float": {"a4l": sig, "hplus_taunu": soft}},
+        fpr_targets=(0.1,),
+        rate_khz=[100 * KHZ],
+        bkg_weights=w,
+        beam=BEAM,
+        bkg_menu=bm,
+        signal_menu={"a4l": sm, "hplus_taunu": np.zeros(100, bool)},
+    )
+    menu = m["float"]["weighted"]["menu"]
+    assert menu["working_points"][0]["pure_rate_khz"] == pytest.approx(50 * KHZ)
+    assert menu["signals"]["a4l"]["efficiency"]["rate=0.002 kHz"]["gain"][
+        "efficiency"
+    ] == pytest.approx(70 / 200)
+    assert "efficiency_curve" in m["float"]["weighted"]
+    md = write_report(tmp_path, "run", [sec]).read_text()
+    assert "plots/efficiency_vs_rate_weighted.png" in md
+    assert (tmp_path / "plots" / "efficiency_vs_rate_weighted.png").stat().st_size > 1000
+    assert "AD pure rate [kHz]" in md
+    assert f"{50 * KHZ:.3g} +- {math.sqrt(50) * KHZ:.2g}" in md  # the pure rate
+    assert "gain (AD, not menu)" in md
+    assert "n/a (menu selects none)" in md  # hplus_taunu: the menu selects none of it
+    assert "ADC2021 dense AE AUC" in md
+    assert ADC2021_BASELINE_MISSING in md
+    assert "hplus_taunu: AUC" in md
+    assert "ranks the signal as more typical than the background" in md
+    assert "a4l: AUC" not in md  # above 0.5: no line
+
+
+def test_pipeline_menu_decisions_follow_the_config_and_the_dataset_aux():
+    from types import SimpleNamespace
+
+    from poetml.datasets.labelled import ProcessConfig
+    from poetml.evaluation.config import EvaluationConfig, MenuConfig
+    from poetml.pipeline.evaluation import menu_decisions
+
+    procs = (ProcessConfig("bkg"), ProcessConfig("sig", role="signal"))
+    aux = {
+        "lead_muon_pt": np.array([25.0, 0.0, 0.0, 23.0, 10.0], np.float32),
+        "lead_electron_pt": np.array([0.0, 31.0, 0.0, 0.0, 40.0], np.float32),
+    }
+    data = SimpleNamespace(aux=aux, processes=procs, process=np.array([0, 0, 0, 1, 1]))
+    test = SimpleNamespace(aux={k: v[:3] for k, v in aux.items()})
+    prep = SimpleNamespace(data=data, test=test, signals={"sig": None})
+    b, sg = menu_decisions(prep, EvaluationConfig())  # type: ignore[arg-type]
+    assert b.tolist() == [True, True, False]
+    assert sg["sig"].tolist() == [True, True]
+    b, sg = menu_decisions(prep, EvaluationConfig(menu=MenuConfig(24.0, 45.0)))  # type: ignore[arg-type]
+    assert b.tolist() == [True, False, False]
+    assert sg["sig"].tolist() == [False, False]
+    assert menu_decisions(prep, EvaluationConfig(menu=MenuConfig(enabled=False))) == (None, None)  # type: ignore[arg-type]
+    data.aux = {}
+    assert menu_decisions(prep, EvaluationConfig()) == (None, None)  # type: ignore[arg-type]
+
+
+def test_leading_muon_and_electron_pt_make_the_leading_lepton_pt(poet_file, poet_events):
+    import awkward as ak
+
+    from poetml.pipeline.data import AUX, DATASET_FORMAT
+    from poetml.reading import read
+
+    batch = read(poet_file)
+    mu, el = AUX["lead_muon_pt"](batch), AUX["lead_electron_pt"](batch)
+    want_mu = ak.to_numpy(ak.fill_none(ak.max(poet_events["muon"]["muon_pt"], axis=1), 0.0))
+    want_el = ak.to_numpy(ak.fill_none(ak.max(poet_events["electron"]["electron_pt"], axis=1), 0.0))
+    np.testing.assert_allclose(mu, want_mu, rtol=1e-6)
+    np.testing.assert_allclose(el, want_el, rtol=1e-6)
+    np.testing.assert_array_equal(np.maximum(mu, el), AUX["lead_lepton_pt"](batch))
+    assert DATASET_FORMAT >= 4  # caches without these quantities are rebuilt
