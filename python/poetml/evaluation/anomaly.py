@@ -452,14 +452,12 @@ def trigger_menu_metrics(
         for name, thr in thresholds.items():
             ad = s > float(thr)
             gain = eff(ad & ~sm, sw)
-            m_eff = float(e_menu["efficiency"])  # type: ignore[arg-type]
+            m_eff = float(e_menu["efficiency"])
             per_wp[str(name)] = {
                 "ad": eff(ad, sw),
                 "gain": gain,
                 "total": eff(ad | sm, sw),
-                "relative_gain": float(gain["efficiency"]) / m_eff  # type: ignore[arg-type]
-                if m_eff > 0
-                else None,
+                "relative_gain": float(gain["efficiency"]) / m_eff if m_eff > 0 else None,
             }
         signals[str(sname)] = {"n_events": len(s), "menu": e_menu, "efficiency": per_wp}
     return to_jsonable(
