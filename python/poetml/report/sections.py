@@ -280,16 +280,17 @@ def adc2021_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table | None:
 def auc_below_half_notes(
     results_by_model: Mapping[str, Mapping[str, Any]],
 ) -> list[tuple[str, str]]:
-    """``(model, line)`` for every signal whose AUC is below 0.5 (on the weighted stream
-    when the model's metrics carry one, else on the unweighted background sample), saying
-    what that means rather than leaving it silent."""
+    """``(model, line)`` for every signal whose AUC is below 0.5 (against the background
+    events counted once each and, when the model's metrics carry it, against the weighted
+    stream), saying what that means rather than leaving it silent."""
     out: list[tuple[str, str]] = []
     for m, r in results_by_model.items():
-        w = r.get("weighted")
-        sigs = w["signals"] if w else r["signals"]
-        stream = "the weighted background stream" if w else "the background sample"
-        for s, sig in sigs.items():
-            a = sig.get("auc")
+        sources = [("the background events counted once each", r["signals"])]
+        if r.get("weighted"):
+            sources.append(("the weighted background stream", r["weighted"]["signals"]))
+        for stream, s, a in (
+            (stream, s, sig.get("auc")) for stream, sigs in sources for s, sig in sigs.items()
+        ):
             if a is None or a >= 0.5:
                 continue
             text = (
