@@ -49,6 +49,7 @@ __all__ = [
     "plot_mean_images",
     "plot_roc_curves",
     "plot_score_distributions",
+    "plot_weighted_efficiency_vs_rate",
 ]
 
 Z_MASS = 91.1876
@@ -362,6 +363,81 @@ def plot_efficiency_vs_rate(
         else:
             ax.set_ylim(0, 1.05)
         ax.set_xlabel(f"Trigger rate [kHz] (at {collision_rate_mhz:g} MHz)")
+        ax.set_ylabel("Signal efficiency")
+        ax.legend(loc="upper left", fontsize="x-small")
+        _cms_label(ax, label, com)
+    return Path(path)
+
+
+def plot_weighted_efficiency_vs_rate(
+    weighted: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    rate_khz: float | Sequence[float] | None = None,
+    label: str = "poetml Simulation",
+    com: float | None = None,
+) -> Path:
+    """Signal efficiency against the rate [kHz, log axis] of the weighted background
+    stream, one colour per signal and one line style per model, with the efficiency's
+    interval from the signal's effective counts as a band; vertical lines at the rates in
+    ``rate_khz``; with the menu comparison, a star per signal at the menu's rate and
+    efficiency.  ``weighted``: ``{model: result of
+    poetml.evaluation.weighted_rate_metrics}`` (its ``efficiency_curve`` and ``menu``)."""
+    with _figure(path) as (_, axes):
+        ax = axes[0, 0]
+        colors = _colors()
+        sig_names: list[str] = []
+        lo_rate = math.inf
+        for j, (m, r) in enumerate(weighted.items()):
+            c = r["efficiency_curve"]
+            x = np.asarray(c["rate_khz"], float)
+            if x.size:
+                lo_rate = min(lo_rate, float(x[0]))
+            for s, e in c["signals"].items():
+                if s not in sig_names:
+                    sig_names.append(s)
+                col = colors[sig_names.index(s) % len(colors)]
+                ax.plot(
+                    x,
+                    np.asarray(e["efficiency"], float),
+                    color=col,
+                    ls=LINESTYLES[j % len(LINESTYLES)],
+                    label=_tag(m if len(weighted) > 1 else "", s),
+                )
+                ax.fill_between(
+                    x,
+                    np.asarray(e["low"], float),
+                    np.asarray(e["high"], float),
+                    color=col,
+                    alpha=0.2,
+                    lw=0,
+                )
+        menu = next(iter(weighted.values())).get("menu")
+        if menu:
+            for s, e in menu["signals"].items():
+                col = colors[sig_names.index(s) % len(colors)] if s in sig_names else "grey"
+                ax.plot(
+                    [menu["menu"]["rate_khz"]],
+                    [e["menu"]["efficiency"]],
+                    marker="*",
+                    ms=14,
+                    color=col,
+                    ls="none",
+                )
+            ax.plot([], [], marker="*", ms=14, color="grey", ls="none", label="single-lepton menu")
+        rates = [] if rate_khz is None else np.atleast_1d(rate_khz).tolist()
+        for k, rk in enumerate(rates):
+            ax.axvline(
+                rk, color=WP_COLORS[k % len(WP_COLORS)], ls="--", lw=1.5, label=f"{rk:g} kHz"
+            )
+        ax.set_xscale("log")
+        if math.isfinite(lo_rate):
+            ax.set_xlim(left=min([lo_rate, *[rk / 3 for rk in rates]]))
+        ax.set_ylim(0, 1.05)
+        first = next(iter(weighted.values()))
+        ax.set_xlabel(
+            f"Background rate [kHz] at L = {first['luminosity']:.3g} cm$^{{-2}}$s$^{{-1}}$"
+        )
         ax.set_ylabel("Signal efficiency")
         ax.legend(loc="upper left", fontsize="x-small")
         _cms_label(ax, label, com)

@@ -12,7 +12,8 @@ Modules:
 * :mod:`.roc`: ROC curves, AUC, thinning a curve (an event is selected when
   ``score >= threshold``; ties form one step, the AUC counts them one half);
 * :mod:`.classification`: accuracy, precision/recall/F1, confusion matrix, one-vs-rest ROC;
-* :mod:`.anomaly`: per-signal ROC/AUC and efficiencies at trigger working points;
+* :mod:`.anomaly`: per-signal ROC/AUC and efficiencies at trigger working points, the
+  L1-like single-lepton menu, the anomaly trigger's pure rate and efficiency gain over it;
 * :mod:`.compare`: tables of several models side by side;
 * :mod:`.latent`: PCA, k-means, clusters against classes;
 * :mod:`.dimuon`: leading dimuon invariant mass.
@@ -33,7 +34,7 @@ from ..rates import (
     rate_to_fpr,
     threshold_at_fpr,
 )
-from .anomaly import anomaly_metrics, weighted_rate_metrics
+from .anomaly import anomaly_metrics, menu_fires, trigger_menu_metrics, weighted_rate_metrics
 from .classification import classification_metrics, confusion_matrix
 from .compare import compare_models
 from .dimuon import MUON_MASS, dimuon_mass, dimuon_mass_from_features
@@ -58,6 +59,7 @@ __all__ = [
     "fit_clusters",
     "fpr_to_rate",
     "kmeans",
+    "menu_fires",
     "pca",
     "rate_to_fpr",
     "roc_auc",
@@ -66,6 +68,7 @@ __all__ = [
     "thin_curve",
     "threshold_at_fpr",
     "to_jsonable",
+    "trigger_menu_metrics",
     "weighted_rate_metrics",
     "write_json",
 ]

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import ConfigError
 
-__all__ = ["EvaluationConfig"]
+__all__ = ["EvaluationConfig", "MenuConfig"]
+
+
+@dataclass(frozen=True)
+class MenuConfig:
+    """A simple L1-like trigger menu the anomaly trigger is compared with: a single-muon
+    seed (leading muon ``pT >= muon_pt`` GeV, as CMS's SingleMu22) or a single-electron
+    seed (leading electron ``pT >= electron_pt`` GeV, as SingleEG/SingleEle30) fires.
+    ``enabled: false`` leaves the comparison out of the report."""
+
+    muon_pt: float = 22.0
+    electron_pt: float = 30.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("muon_pt", "electron_pt"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"must be a pT threshold > 0 GeV, got {v}", key=key)
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,7 @@ class EvaluationConfig:
     weighted: bool = True
     luminosity: float = 2.0e34
     filled_fraction: float = 2544 / 3564
+    menu: MenuConfig = field(default_factory=MenuConfig)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):

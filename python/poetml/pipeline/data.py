@@ -104,17 +104,42 @@ def _dimuon_mass(batch: Any) -> np.ndarray:
     return dimuon_mass(batch)
 
 
-def _leading_lepton_pt(batch: Any) -> np.ndarray:
-    """The highest electron or muon pT of each event (0 without one): what an L1-like
-    single-lepton filter looks at."""
+def _leading_pt(batch: Any, collections: Sequence[str]) -> np.ndarray:
+    """The highest pT among the objects of ``collections`` in each event (0 without one)."""
     out = np.zeros(batch.n_events, np.float32)
-    for coll in ("muon", "electron"):
+    for coll in collections:
         if coll in batch.collections and batch[coll].n_objects:
             c = batch[coll]
             idx = np.repeat(np.arange(batch.n_events), c.counts)
             pt = np.asarray(c["pt"], np.float32)[int(c.offsets[0]) : int(c.offsets[-1])]
             np.maximum.at(out, idx, pt)
     return out
+
+
+def _leading_lepton_pt(batch: Any) -> np.ndarray:
+    """The highest electron or muon pT of each event (0 without one): what an L1-like
+    single-lepton filter looks at."""
+    return _leading_pt(batch, ("muon", "electron"))
+
+
+def _leading_muon_pt(batch: Any) -> np.ndarray:
+    """The highest muon pT of each event (0 without one): what a single-muon L1 seed looks
+    at (:func:`poetml.evaluation.menu_fires`)."""
+    return _leading_pt(batch, ("muon",))
+
+
+def _leading_electron_pt(batch: Any) -> np.ndarray:
+    """The highest electron pT of each event (0 without one): the single-electron seed."""
+    return _leading_pt(batch, ("electron",))
+
+
+#: per-event quantities stored with the dataset (``aux_<name>`` in its HDF5 file)
+AUX = {
+    "m_mumu": _dimuon_mass,
+    "lead_lepton_pt": _leading_lepton_pt,
+    "lead_muon_pt": _leading_muon_pt,
+    "lead_electron_pt": _leading_electron_pt,
+}
 
 
 def apply_background(ds: DatasetConfig, data: LabelledData) -> tuple[LabelledData, dict[str, Any]]:
@@ -173,8 +198,9 @@ def _fingerprint(*parts: Any) -> str:
 
 
 #: bump when what a cached dataset holds changes (2: per-event weights [pb]; 3: the
-#: leading-lepton pT for the single-lepton stream)
-DATASET_FORMAT = 3
+#: leading-lepton pT for the single-lepton stream; 4: the leading muon and electron pT for
+#: the L1-like trigger menu)
+DATASET_FORMAT = 4
 
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
@@ -208,7 +234,7 @@ def build_dataset(
         spec,
         files,
         layout=reading.layout,
-        aux={"m_mumu": _dimuon_mass, "lead_lepton_pt": _leading_lepton_pt},
+        aux=AUX,
         progress=progress,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from .checks import output_dir
 from .data import Prepared, prepare_data
 from .training import check_outputs, load_run_model_dir
 
-__all__ = ["anomaly_scores", "evaluate", "evaluate_and_report"]
+__all__ = ["anomaly_scores", "evaluate", "evaluate_and_report", "menu_decisions"]
 
 
 def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -34,6 +34,32 @@ def anomaly_scores(
     return reconstruction_error(
         x, _predict(model, x, batch_size), slot_pt_index(names) if names else None
     )
+
+
+def menu_decisions(
+    prep: Prepared, ecfg: EvaluationConfig
+) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """The L1-like menu's decisions (:func:`poetml.evaluation.menu_fires` at
+    ``ecfg.menu``'s thresholds) on the test background and on each signal, from the
+    dataset's leading muon and electron pT; ``(None, None)`` when the menu is disabled or
+    the dataset does not carry them."""
+    from ..evaluation import menu_fires
+
+    menu = ecfg.menu
+    keys = ("lead_muon_pt", "lead_electron_pt")
+    if not menu.enabled or any(k not in prep.data.aux for k in keys):
+        return None, None
+
+    def fires(aux: Mapping[str, np.ndarray], sel: Any = slice(None)) -> np.ndarray:
+        return menu_fires(aux[keys[0]][sel], aux[keys[1]][sel], menu.muon_pt, menu.electron_pt)
+
+    data = prep.data
+    signals = {
+        p.name: fires(data.aux, data.process == pi)
+        for pi, p in enumerate(data.processes)
+        if p.name in prep.signals
+    }
+    return fires(prep.test.aux), signals
 
 
 def evaluate(
@@ -76,6 +102,8 @@ def evaluate(
             }
             for v, md in loaded.items()
         }
+        weighted = prep.weighted and ecfg.weighted
+        bkg_menu, sig_menu = menu_decisions(prep, ecfg) if weighted else (None, None)
         return report.evaluate_anomaly(
             out,
             bkg,
@@ -87,10 +115,12 @@ def evaluate(
             relative_to="float",
             label=ecfg.label,
             com=ecfg.com,
-            bkg_weights=prep.w_test if (prep.weighted and ecfg.weighted) else None,
+            bkg_weights=prep.w_test if weighted else None,
             beam=ecfg.beam(),
             bkg_process=prep.test.process,
             process_names=[p.name for p in prep.data.processes],
+            bkg_menu=bkg_menu,
+            signal_menu=sig_menu,
         )
     probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
     images = prep.test.x if prep.data.kind == "images" else None

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 
 from .render import Image, Section, Table, format_value
-from .sections import _by_model, anomaly_section, classification_section
+from .sections import (
+    _by_model,
+    adc2021_table,
+    anomaly_section,
+    auc_below_half_notes,
+    classification_section,
+    menu_tables,
+)
 
 __all__ = ["evaluate_anomaly", "evaluate_classifier"]
 
@@ -203,6 +210,8 @@ def evaluate_anomaly(
     beam: Any = None,
     bkg_process: Any = None,
     process_names: Sequence[str] | None = None,
+    bkg_menu: Any = None,
+    signal_menu: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
     ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
@@ -341,7 +350,15 @@ def evaluate_anomaly(
     weighted_warnings: list[tuple[str, str]] = []
     if weighted_stream:
         weighted = {
-            m: ev.weighted_rate_metrics(bkg[m], bkg_weights, sigs[m], rates or [], beam)
+            m: ev.weighted_rate_metrics(
+                bkg[m],
+                bkg_weights,
+                sigs[m],
+                rates or [],
+                beam,
+                bkg_menu=bkg_menu,
+                signal_menu=signal_menu,
+            )
             for m in bkg
         }
         for m, r in weighted.items():
@@ -354,7 +371,24 @@ def evaluate_anomaly(
             "Rate of the weighted background stream against the threshold (band: statistical "
             "uncertainty from the weights); points: working points",
         )
+        add(
+            plots.plot_weighted_efficiency_vs_rate(
+                weighted,
+                pdir / "efficiency_vs_rate_weighted.png",
+                rate_khz=rates,
+                label=label,
+                com=com,
+            ),
+            "Signal efficiency against the rate of the weighted background stream (colour = "
+            "signal, line style = model; band: 68% CL interval of the efficiency); dashed lines: "
+            "the configured rates"
+            + ("; stars: the single-lepton menu" if bkg_menu is not None else ""),
+        )
         tables.append(_weighted_table(weighted))
+        tables += menu_tables(weighted)
+        adc = adc2021_table(weighted)
+        if adc is not None:
+            tables.append(adc)
         if bkg_process is not None and process_names is not None:
             from ..rates import Beam
 
@@ -378,7 +412,9 @@ def evaluate_anomaly(
     if metrics_file:
         ev.write_json(outdir / metrics_file, metrics)
     sec = anomaly_section(metrics, title=title, images=imgs, relative_to=relative_to)
-    warns = list(sec.warnings) + _by_model(weighted_warnings)
+    warns = (
+        list(sec.warnings) + _by_model(weighted_warnings) + _by_model(auc_below_half_notes(metrics))
+    )
     return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, warns)
 
 

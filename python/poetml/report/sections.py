@@ -148,3 +148,161 @@ def anomaly_section(
         f"rate = FPR x {first['collision_rate_mhz']:g} MHz."
     )
     return Section(title, intro, tables, list(images), _by_model(warnings))
+
+
+def _pm(value: float, err: float) -> str:
+    return f"{value:.3g} +- {err:.2g}"
+
+
+def _interval_text(e: Mapping[str, Any]) -> str:
+    lo, hi = e["interval"]
+    return f"{format_value(e['efficiency'])} [{format_value(lo)}, {format_value(hi)}]"
+
+
+def menu_tables(weighted: Mapping[str, Mapping[str, Any]]) -> list[Table]:
+    """The anomaly trigger against the L1-like menu (``weighted[model]["menu"]``, see
+    :func:`poetml.evaluation.trigger_menu_metrics`): rates (menu, AD, pure, total) per
+    working point, then per signal the menu's and the AD trigger's efficiency and the gain.
+    Empty when no model carries the comparison."""
+    with_menu = {m: r["menu"] for m, r in weighted.items() if r.get("menu")}
+    if not with_menu:
+        return []
+    rates: list[list[Any]] = [
+        [
+            "model",
+            "working point",
+            "menu rate [kHz]",
+            "AD rate [kHz]",
+            "AD pure rate [kHz]",
+            "pure events (effective)",
+            "menu OR AD rate [kHz]",
+        ]
+    ]
+    effs: list[list[Any]] = [
+        [
+            "model",
+            "working point",
+            "signal",
+            "menu efficiency",
+            "AD efficiency",
+            "gain (AD, not menu)",
+            "relative gain",
+            "menu OR AD efficiency",
+        ]
+    ]
+    for m, r in with_menu.items():
+        mr = r["menu"]
+        for wp in r["working_points"]:
+            rates.append(
+                [
+                    m,
+                    wp["name"],
+                    _pm(mr["rate_khz"], mr["rate_khz_err"]),
+                    _pm(wp["rate_khz"], wp["rate_khz_err"]),
+                    _pm(wp["pure_rate_khz"], wp["pure_rate_khz_err"]),
+                    f"{wp['n_pure']} ({wp['n_effective_pure']:.3g})",
+                    _pm(wp["total_rate_khz"], wp["total_rate_khz_err"]),
+                ]
+            )
+            for s, sig in r["signals"].items():
+                e = sig["efficiency"][wp["name"]]
+                rel = e["relative_gain"]
+                effs.append(
+                    [
+                        m,
+                        wp["name"],
+                        s,
+                        _interval_text(sig["menu"]),
+                        _interval_text(e["ad"]),
+                        _interval_text(e["gain"]),
+                        "n/a (menu selects none)" if rel is None else f"{rel:.3g}",
+                        _interval_text(e["total"]),
+                    ]
+                )
+    return [
+        Table(
+            rates,
+            caption=(
+                "The anomaly-detection (AD) trigger beside the L1-like single-lepton menu on the "
+                "weighted background stream: the pure rate is that of events the AD trigger "
+                "selects and the menu does not (uncertainties from the sum of squared weights)"
+            ),
+        ),
+        Table(
+            effs,
+            caption=(
+                "Signal efficiencies with their 68% CL intervals: the gain is the fraction of "
+                "signal events the AD trigger selects and the menu does not; relative gain = "
+                "gain / menu efficiency"
+            ),
+        ),
+    ]
+
+
+def adc2021_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table | None:
+    """Each ADC2021 benchmark signal's weighted AUC beside the published dense-autoencoder
+    baseline (:data:`poetml.evaluation.anomaly.ADC2021_DENSE_AE_AUC`); ``None`` when no
+    benchmark signal was evaluated."""
+    from ..evaluation.anomaly import (
+        ADC2021_BASELINE_MISSING,
+        ADC2021_DENSE_AE_AUC,
+        ADC2021_SIGNALS,
+    )
+
+    rows: list[list[Any]] = [
+        ["model", "signal", "ADC2021 name", "AUC (weighted stream)", "ADC2021 dense AE AUC"]
+    ]
+    for m, r in weighted.items():
+        for s, sig in r["signals"].items():
+            if s in ADC2021_SIGNALS:
+                ref = ADC2021_DENSE_AE_AUC.get(s)
+                rows.append(
+                    [
+                        m,
+                        s,
+                        ADC2021_SIGNALS[s],
+                        sig["auc"],
+                        ADC2021_BASELINE_MISSING if ref is None else ref,
+                    ]
+                )
+    if len(rows) == 1:
+        return None
+    return Table(
+        rows,
+        caption=(
+            "ADC2021 benchmark signals: AUC against the weighted background stream beside the "
+            "published baseline dense autoencoder (Govorkova et al., Sci. Data 9 (2022) 118, "
+            "arXiv:2107.02157); the ADC2021 background is the single-lepton stream"
+        ),
+    )
+
+
+def auc_below_half_notes(
+    results_by_model: Mapping[str, Mapping[str, Any]],
+) -> list[tuple[str, str]]:
+    """``(model, line)`` for every signal whose AUC is below 0.5 (against the background
+    events counted once each and, when the model's metrics carry it, against the weighted
+    stream), saying what that means rather than leaving it silent."""
+    out: list[tuple[str, str]] = []
+    for m, r in results_by_model.items():
+        sources = [("the background events counted once each", r["signals"])]
+        if r.get("weighted"):
+            sources.append(("the weighted background stream", r["weighted"]["signals"]))
+        for stream, s, a in (
+            (stream, s, sig.get("auc")) for stream, sigs in sources for s, sig in sigs.items()
+        ):
+            if a is None or a >= 0.5:
+                continue
+            text = (
+                f"{s}: AUC {a:.3f} < 0.5 on {stream}: the autoencoder reconstructs these "
+                "signal events better than a typical background event, i.e. it ranks the "
+                "signal as more typical than the background, so a high-score trigger selects "
+                "it less often than a random trigger of the same rate would. This happens when "
+                "the signal is softer or emptier (fewer, lower-pT objects, less MET) than the "
+                "events that dominate the background (a reconstruction error grows with the "
+                "activity of the event), which depends on how the background is composed; the "
+                f"reversed score would have AUC {1 - a:.3f}, which is no basis for an "
+                "unsupervised trigger"
+            )
+            out.append((m, text))
+    return out
