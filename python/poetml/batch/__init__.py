@@ -26,6 +26,13 @@ copying any data, a small ``source`` column (the batch-wide file id of each even
 ``sources`` table (file id -> path).  It reads like
 any other poetml dataset (:func:`poetml.datasets.hdf5.load`).
 
+Kind ``scores`` (``poetml batch score``) runs a *scorer* given by the caller instead of a
+kernel: :func:`poetml.firmware.load_scorer` (the model directory's inputs through the
+firmware's bit-exact emulator), whose shards (:mod:`poetml.datasets.table`) hold
+``firmware_score``, ``trigger``, ``event_index`` and ``source``, and whose identity (the
+model directory's and the emulator export's SHA-256, the input spec) is in the fingerprint.
+This package never imports the firmware layer: the scorer is an object it is handed.
+
 Input paths may be local files, glob patterns or ``root://`` URLs; the latter need the
 ``xrootd`` extra (``fsspec-xrootd``).
 

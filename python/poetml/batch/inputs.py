@@ -17,8 +17,9 @@ from ..exceptions import ConfigError, ReadError
 
 __all__ = ["KINDS", "expand_inputs", "fingerprint_diff", "plan_ranges", "spec_fingerprint"]
 
-#: What a batch can produce, and the dataset name of its main array.
-KINDS = ("images", "features")
+#: What a batch can produce: the dataset name of its main array (images, features), or
+#: ``scores``: per-event columns of a scorer (:class:`poetml.firmware.scoring.FirmwareScorer`).
+KINDS = ("images", "features", "scores")
 
 
 def is_url(path: str) -> bool:
@@ -87,6 +88,19 @@ def _spec_mapping(spec: Any) -> Any:
     return to_mapping(spec)
 
 
+def scorer_identity(scorer: Any) -> dict[str, Any]:
+    """What decides the scores of ``scorer`` (its ``identity``: for a firmware scorer the
+    model directory's and the emulator export's SHA-256 and the input spec), as JSON data;
+    something that is no scorer is a :class:`~poetml.exceptions.ConfigError`."""
+    identity = getattr(scorer, "identity", None)
+    if not isinstance(identity, Mapping) or not callable(getattr(scorer, "score", None)):
+        raise ConfigError(
+            "kind 'scores' needs a scorer with 'score' and 'identity' (e.g. "
+            f"poetml.firmware.load_scorer(FWDIR, MODEL_DIR)), got {type(scorer).__name__}"
+        )
+    return dict(_spec_mapping(dict(identity)))
+
+
 def spec_fingerprint(
     kind: str,
     spec: Any,
@@ -98,7 +112,8 @@ def spec_fingerprint(
     image_layout: str = "sparse",
 ) -> dict[str, Any]:
     """Everything that decides the content of a batch output, as JSON-ready data
-    (``image_layout``, sparse or dense, counts for images only).
+    (``image_layout``, sparse or dense, counts for images only; for ``scores`` the ``spec``
+    is the scorer, recorded as its :func:`scorer_identity`).
 
     Two runs with equal fingerprints produce the same shards, so a re-run may reuse the
     shards of an earlier one.  ``hash`` is the SHA-256 of the canonical JSON of the rest.
@@ -109,7 +124,7 @@ def spec_fingerprint(
         raise ConfigError(f"image layout {image_layout!r} is not one of sparse, dense")
     body = {
         "kind": kind,
-        "spec": _spec_mapping(spec),
+        "spec": scorer_identity(spec) if kind == "scores" else _spec_mapping(spec),
         "inputs": list(inputs),
         "step_size": int(step_size),
         "layout": layout,

@@ -115,7 +115,13 @@ def run(
         files, glob patterns or ``root://`` URLs (see :func:`expand_inputs`).
     kind, spec
         ``"images"`` with an :class:`~poetml.images.ImageSpec` or ``"features"`` with a
-        :class:`~poetml.features.FeatureSpec` (``None``: the default spec).
+        :class:`~poetml.features.FeatureSpec` (``None``: the default spec); or ``"scores"``
+        with a scorer, :func:`poetml.firmware.load_scorer(FWDIR, MODEL_DIR)
+        <poetml.firmware.scoring.load_scorer>`: shards of the columns ``firmware_score``
+        (float64) and ``trigger`` (uint8 0/1), bit for bit what the firmware computes; its
+        ``identity`` (the model directory's and the emulator export's SHA-256, the input
+        spec) is part of the fingerprint, so another firmware or model is refused unless
+        ``overwrite``.
     step_size
         entries per task, hence per shard; it bounds the memory of a task.
     label
@@ -148,7 +154,9 @@ def run(
     t0 = time.perf_counter()
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
-    if spec is None:
+    if kind == "scores" and label is not None:
+        raise ConfigError("kind 'scores' takes no label")
+    if spec is None and kind != "scores":
         from ..features import FeatureSpec
         from ..images import ImageSpec
 
@@ -385,6 +393,12 @@ def _execute(
                     with contextlib.suppress(FileNotFoundError):
                         (out / shard).unlink()
                     man.bump_attempts(sid, t.entry_start)
+                    # kind "scores": the scorer (spec) travels with each task: the emulator
+                    # export is plain integer arrays (the network's weights, as small as
+                    # the firmware that holds them), loaded and checked against the model
+                    # directory once, in the client, so workers need not see the firmware
+                    # folder and all score with the one export the client checked; each
+                    # task rebuilds the C++ network from it (cheap next to reading events)
                     f = dask_client.submit(
                         process_task,
                         path,

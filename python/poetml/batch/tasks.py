@@ -1,7 +1,10 @@
 """What runs on the Dask workers: count a file's entries, process one (file, entry range).
 
 :func:`process_task` reads its entries, runs the kernel and writes one shard through
-:func:`poetml.datasets.convert.write_batch` (the loop ``poetml images`` uses too).
+:func:`poetml.datasets.convert.write_batch` (the loop ``poetml images`` uses too), or for
+kind ``scores`` the columns of the scorer it was given (the firmware's emulator:
+:meth:`poetml.firmware.scoring.FirmwareScorer.score`) through
+:func:`poetml.datasets.table.write_table`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from .._atomic import commit
 from ..exceptions import ReadError
-from .inputs import is_url, require_xrootd
+from .inputs import is_url, require_xrootd, scorer_identity
 
 __all__ = ["KERNEL_CHUNK", "count_entries", "peak_rss", "process_task", "sha256"]
 
@@ -90,7 +93,8 @@ def process_task(
 ) -> dict[str, Any]:
     """Task: read entries ``[entry_start, entry_stop)`` of ``path``, run the kernel, write
     one shard at ``shard_path`` (through a temporary name; images in ``image_layout``,
-    sparse or dense) and return what the manifest
+    sparse or dense; for kind ``scores`` ``spec`` is the scorer, whose columns go to a
+    :func:`poetml.datasets.table.write_table` shard) and return what the manifest
     records: event count, SHA-256 and size of the shard, time, peak RSS of the worker.
 
     Memory: the events of the range are read at once (proportional to the step size); the
@@ -164,12 +168,26 @@ def _process_task(
         "entry_stop": int(entry_stop),
         "batch_source_id": int(source_id),
     }
+    if kind == "scores":
+        # spec is the scorer (poetml.firmware.scoring.FirmwareScorer): per-event columns
+        from ..datasets.table import write_table
+
+        attrs["spec"] = scorer_identity(spec)
+        columns = spec.score(batch, n_threads=n_threads, step=kernel_chunk)
+        write_table(part, columns, event_index=batch.event_index, source=0, attrs=attrs,
+                    inputs=(path,), compression=compression)  # fmt: skip
+        return _committed(part, final, batch.n_events, t0, c0)
     # deflate on as many threads as the kernel uses: a worker is one core
     with open_writer(part, kind, spec, attrs=attrs, inputs=(path,), compression=compression,
                      threads=n_threads or 1, image_layout=image_layout) as writer:  # fmt: skip
         # output of the last full kernel chunk reused (the writer copies it)
         n_written = write_batch(batch, writer, kind, spec, source_id=0, label=label,
                                 n_threads=n_threads, step=kernel_chunk, buffers={})  # fmt: skip
+    return _committed(part, final, n_written, t0, c0)
+
+
+def _committed(part: Path, final: Path, n_written: int, t0: float, c0: float) -> dict[str, Any]:
+    """Rename the complete shard ``part`` onto ``final``; what the manifest records."""
     try:
         digest, nbytes = sha256(part), os.path.getsize(part)
         commit(part, final)

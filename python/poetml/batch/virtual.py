@@ -27,6 +27,8 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
     ``pixel_index`` and ``pixel_value`` are virtual datasets concatenating the shards'
     entries, and ``image_offsets`` a real int64 dataset holding every shard's offsets
     rebased onto that concatenation (read from the shards, 8 bytes an event).
+    Score shards (kind ``scores``, :mod:`poetml.datasets.table`) give one virtual dataset
+    per column (``firmware_score``, ``trigger``, ...), listed in the ``columns`` attribute.
     ``feature_names`` and the attributes (spec, channels, poetml version, image shape and
     layout) come from the first shard; ``complete`` says whether every task of the batch is in.
 
@@ -53,6 +55,8 @@ def write_virtual_dataset(out_dir: str | os.PathLike[str]) -> Path:
     with h5py.File(out / str(done[0].shard), "r") as first:
         is_sparse = sparse.is_sparse(first)
         main = [sparse.INDEX, sparse.VALUE] if is_sparse else [kind]
+        if kind == "scores":  # a table (poetml.datasets.table): its columns
+            main = [str(c) for c in json.loads(first.attrs.get("columns", "[]"))]
         for k in main:
             if k not in first:
                 raise BatchError(f"{out / str(done[0].shard)} holds no {k!r} dataset")

@@ -7,7 +7,9 @@ Modules: :mod:`.config` (``FirmwareConfig``), :mod:`.score_model` (the network t
 an autoencoder's anomaly score, a classifier's logit), :mod:`.convert` (hls4ml conversion,
 supported layers), :mod:`.csim` (batched, parallel C simulation), :mod:`.trigger` (threshold
 for a rate, ``trigger_decision`` HLS function), :mod:`.validate` (agreement report, layer trace),
-:mod:`.cost` (resource estimate), :mod:`.emulate` (bit-exact C++ emulator of the firmware), :mod:`.standalone`
+:mod:`.cost` (resource estimate), :mod:`.emulate` (bit-exact C++ emulator of the firmware),
+:mod:`.scoring` (events -> a model directory's inputs -> firmware-exact scores and trigger bit,
+for ``poetml score --firmware`` and ``poetml batch score``), :mod:`.standalone`
 (the emulator as a header and a C++ program for C++ users), :mod:`.synth` (vendor synthesis, report parsing),
 :mod:`.build` (all steps: :func:`build_firmware`, :func:`build_from_model_dir`;
 :func:`load_firmware_inputs` reads a model directory and its test events).  The
@@ -44,6 +46,8 @@ _LAZY = {
     "emulate": "emulate",
     "export_network": "emulate",
     "EmulatorExport": "emulate",
+    "FirmwareScorer": "scoring",
+    "load_scorer": "scoring",
 }
 
 __all__ = [  # noqa: RUF022
@@ -69,6 +73,8 @@ __all__ = [  # noqa: RUF022
     "emulate",
     "export_network",
     "EmulatorExport",
+    "FirmwareScorer",
+    "load_scorer",
 ]
 
 
