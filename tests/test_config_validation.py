@@ -78,6 +78,8 @@ BAD = [
     ({"dataset": "  step_size: -5\n"}, "dataset.step_size", "got -5"),
     ({"dataset": "  default_scale: -1\n"}, "dataset.default_scale", "> 0"),
     ({"dataset": "  default_scale: 0\n"}, "dataset.default_scale", "> 0"),
+    ({"dataset": "  default_pileup: -1\n"}, "dataset.default_pileup", ">= 0, got -1"),
+    ({"dataset": "  default_bias: {qcd: -2}\n"}, "dataset.default_bias", "qcd: the pT-hat bias"),
     (
         {"evaluation": "evaluation:\n  rate_khz: [1.0, 0.0]\n"},
         "evaluation.rate_khz[1]",
@@ -113,6 +115,19 @@ def test_bad_value_is_an_error_with_its_key_path_before_any_work(
         assert f"{key}: " in err, (command, err)
         assert words in err, (command, err)
     assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "default-data").exists()
+
+
+@pytest.mark.parametrize(
+    ("bias", "words"),
+    [("{jpsi: 4.0}", "'jpsi' has a generator filter"), ("{nope: 4.0}", "'nope' is not in")],
+)
+def test_pthat_bias_only_for_processes_that_have_one(tmp_path, no_work, capsys, bias, words):
+    path = _write(tmp_path, dataset=f"  default_bias: {bias}\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "dataset.default_bias: " in err
+    assert words in err, err
     assert not (tmp_path / "default-data").exists()
 
 

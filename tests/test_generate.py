@@ -353,6 +353,31 @@ def test_default_dataset_generates_only_what_is_asked_and_caches_per_process(tmp
             ), (k, col)
 
 
+def test_default_dataset_with_a_pthat_bias_regenerates_only_that_process(tmp_path):
+    """``bias={qcd: 4}`` (``dataset.default_bias``) generates qcd with bias2Selection: its
+    weights span orders of magnitude and still sum to Pythia's cross section; the bias is in
+    qcd's cache key only (dy is reused), and taking it away regenerates qcd unbiased."""
+    a = tmp_path / "a"
+    kw = {"mpi": False, "workers": 1, "progress": False}
+    m1 = generate_default(a, events={"dy": 5, "qcd": 200}, **kw)
+    dy = (a / "dy.root").stat().st_mtime_ns
+    m2 = generate_default(a, events={"dy": 5, "qcd": 200}, bias={"qcd": 4.0}, **kw)
+    assert (a / "dy.root").stat().st_mtime_ns == dy
+    assert m2["processes"]["dy"] == m1["processes"]["dy"]
+    q = m2["processes"]["qcd"]
+    assert q["bias_pow"] == 4.0
+    assert q["settings_hash"] != m1["processes"]["qcd"]["settings_hash"]
+    with uproot.open(a / "qcd.root") as f:
+        w = f["mygenparticles/Events"]["weight"].array(library="np")
+    assert w.max() / w.min() > 100  # biased: the tail events carry small weights
+    assert w.sum() == pytest.approx(q["sigma_filtered_pb"], rel=1e-6)
+    with uproot.open(a / "qcd.root") as f:
+        assert f["mygenparticles/Events"].num_entries == 200
+    m3 = generate_default(a, events={"dy": 5, "qcd": 200}, **kw)
+    assert m3["processes"]["qcd"]["bias_pow"] is None
+    assert m3["processes"]["qcd"]["settings_hash"] == m1["processes"]["qcd"]["settings_hash"]
+
+
 @pytest.mark.parametrize(("process", "n"), [("dy", 1), ("dy", 3), ("jpsi", 4)])
 def test_tiny_chunks_without_some_objects(tmp_path, process, n):
     """Chunks with no electrons / jets / muons at all still give well-typed columns."""

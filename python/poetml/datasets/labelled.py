@@ -95,6 +95,13 @@ class DatasetConfig:
         processes named (``{qcd: 100000}``: a large background for trigger-rate working
         points; give such a dataset its own ``default_dir``, as any change of counts
         regenerates the whole default dataset in that directory).
+    default_pileup, default_bias
+        how the default dataset's processes are generated: the mean number of pile-up
+        interactions overlaid from the premixed minimum-bias pool (0: none), and per process
+        the power of Pythia's ``PhaseSpace:bias2Selection`` (``{qcd: 4.0}``: the pT-hat tail,
+        where a trigger threshold sits, populated; each event's ``weight`` carries the bias,
+        so rates stay those of the unbiased process).  Both are part of each process's cache
+        key: changing them regenerates that process.
     split, seed
         train/validation/test fractions (stratified) and the seed of the shuffle.
     balance
@@ -125,6 +132,8 @@ class DatasetConfig:
     step_size: int = 20_000
     background: Literal["as_generated", "single_lepton", "zero_bias"] = "as_generated"
     lepton_filter_pt: float = 23.0
+    default_pileup: float = 0.0
+    default_bias: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.processes]
@@ -161,6 +170,18 @@ class DatasetConfig:
             )
         if not self.default_dir:
             raise ConfigError("must name a directory", key="default_dir")
+        if not (math.isfinite(self.default_pileup) and self.default_pileup >= 0):
+            raise ConfigError(
+                f"must be a finite mean number of pile-up interactions >= 0, got "
+                f"{self.default_pileup}",
+                key="default_pileup",
+            )
+        for name, power in (self.default_bias or {}).items():
+            if isinstance(power, bool) or not (math.isfinite(power) and power > 0):
+                raise ConfigError(
+                    f"{name}: the pT-hat bias power must be a finite number > 0, got {power!r}",
+                    key="default_bias",
+                )
         if not 0.0 < self.quantile <= 1.0:
             raise ConfigError(f"must be in (0, 1], got {self.quantile}", key="quantile")
         if self.background not in ("as_generated", "single_lepton", "zero_bias"):

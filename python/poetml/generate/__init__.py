@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -657,6 +657,7 @@ def _default_settings(
     pileup: float,
     chunk_size: int,
     detector: DetectorConfig,
+    bias_pow: float | None = None,
 ) -> dict[str, Any]:
     """Everything that decides the file of process ``name`` in the default dataset (``seed``
     is the process's own seed)."""
@@ -678,6 +679,8 @@ def _default_settings(
         "pthat_min": proc.pthat_min,
         "filter": _filter_dict(proc.filter),
         "common_settings": list(COMMON_SETTINGS),
+        # only when set, so the cache keys of unbiased processes stay what they were
+        **({} if bias_pow is None else {"bias_pow": float(bias_pow)}),
     }
 
 
@@ -719,8 +722,12 @@ def generate_default(
     detector: DetectorConfig | None = None,
     progress: bool = True,
     force: bool = False,
+    bias: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write (or reuse) the labelled default dataset in ``directory``; return its manifest.
+
+    ``bias``: per process, the power of ``PhaseSpace:bias2Selection`` (weighted events that
+    populate the pT-hat tail; the ``weight`` branch carries it).
 
     ``events`` names the processes to provide and their counts (default: all of
     :data:`DEFAULT_DATASET`); ``scale`` multiplies the counts.  The manifest
@@ -742,6 +749,7 @@ def generate_default(
     counts = dict(events if events is not None else DEFAULT_DATASET)
     for name in counts:
         get_process(name)
+    bias = {k: float(v) for k, v in (bias or {}).items() if k in counts}
     counts = {k: max(1, round(v * scale)) for k, v in counts.items()}
     det = detector or DetectorConfig()
     directory = Path(directory)
@@ -763,7 +771,11 @@ def generate_default(
         label = _default_index(name)
         pseed = int(seed) + 1000 * label
         settings = json.loads(
-            json.dumps(_default_settings(name, n, pseed, bool(mpi), float(pileup), chunk_size, det))
+            json.dumps(
+                _default_settings(
+                    name, n, pseed, bool(mpi), float(pileup), chunk_size, det, bias.get(name)
+                )
+            )
         )
         wanted[name] = (label, pseed, settings, settings_hash(settings))
     todo = [
@@ -790,6 +802,7 @@ def generate_default(
             extra_settings=(),
             chunk_size=chunk_size,
             detector=det,
+            bias_pow=bias.get(name),
         )
         for name in todo
     ]
@@ -818,6 +831,8 @@ def generate_default(
             "tried": summary["tried"],
             "filter_efficiency": summary["filter_efficiency"],
             "sigma_filtered_pb": summary["sigma_filtered_pb"],
+            "bias_pow": bias.get(name),
+            "pileup": float(pileup),
             "settings_hash": digest,
             "generation": settings,
         }

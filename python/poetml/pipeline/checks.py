@@ -50,6 +50,22 @@ def _check_config(cfg: RunConfig) -> None:
                 f"dataset.default_events: {', '.join(map(repr, unknown))} not in the default "
                 f"dataset; its processes: {', '.join(DEFAULT_DATASET)}"
             )
+    if ds.default_bias:
+        from ..generate import DEFAULT_DATASET, get_process
+
+        for name in ds.default_bias:
+            if name not in DEFAULT_DATASET:
+                raise ConfigError(
+                    f"dataset.default_bias: {name!r} is not in the default dataset; its "
+                    f"processes: {', '.join(DEFAULT_DATASET)}"
+                )
+            proc = get_process(name)
+            if proc.pthat_min is None or proc.filter is not None:
+                why = "has no pT-hat" if proc.pthat_min is None else "has a generator filter"
+                raise ConfigError(
+                    f"dataset.default_bias: process {name!r} {why}; a pT-hat bias applies to "
+                    "unfiltered hard QCD-like processes (e.g. qcd)"
+                )
     if model.type == "cnn":
         if ds.kind != "images":
             raise ConfigError("model.type: model type 'cnn' needs dataset.kind: images")

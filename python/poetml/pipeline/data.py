@@ -84,7 +84,11 @@ def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
             from ..generate import generate_default
 
             manifest = generate_default(
-                default_dir, events=default_dataset_events(cfg, needed=True), progress=progress
+                default_dir,
+                events=default_dataset_events(cfg, needed=True),
+                progress=progress,
+                pileup=ds.default_pileup,
+                bias=ds.default_bias,
             )
         elif mpath.exists():
             manifest = json.loads(mpath.read_text())

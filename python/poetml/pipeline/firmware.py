@@ -152,7 +152,13 @@ def prepared_for_model_dir(
 
         data["dataset"] = {**saved["dataset"], "default_dir": str(gen_dir)}
         cfg = run_config.parse(data, where=where)
-        manifest = generate_default(gen_dir, events=events, progress=progress)
+        manifest = generate_default(
+            gen_dir,
+            events=events,
+            progress=progress,
+            pileup=cfg.dataset.default_pileup,
+            bias=cfg.dataset.default_bias,
+        )
         files = labelled.resolve_files(cfg.dataset, None, manifest)
         cached = cached_dataset(own, dataset_key(cfg, files))
         if cached is not None:
