@@ -12,20 +12,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .._atomic import write_json, write_text
 from .._optional import require
+from ..datasets.scalers import Preprocessing  # light (NumPy); a real import, so docs resolve hints
 from ..exceptions import FirmwareError
 from .config import ANOMALY_SCORES, FirmwareConfig
 from .convert import choose_io_type, convert, load_qkeras_model
 from .emulate import EmulatorExport
 from .score_model import make_score_model
-
-if TYPE_CHECKING:
-    from ..datasets.scalers import Preprocessing
 
 __all__ = [
     "FirmwareResult",
