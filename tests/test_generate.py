@@ -45,7 +45,11 @@ def test_poet_layout_has_every_schema_branch_with_its_type(ttbar_poet):
         for pc in schema.POET_COLLECTIONS.values():
             tree = f[f"{pc.directory}/Events"]
             assert tree.num_entries == 120
-            extra = {schema.WEIGHT_BRANCH_NAME} if pc.name == "genparticle" else set()
+            extra = (
+                {schema.WEIGHT_BRANCH_NAME, schema.PTHAT_BRANCH_NAME}
+                if pc.name == "genparticle"
+                else set()
+            )
             assert set(tree.keys()) == set(pc.branch_names) | extra, pc.name
             for b in pc.branches:
                 interp = str(tree[b.name].interpretation)
@@ -142,7 +146,7 @@ def test_merged_layout_and_poetml_reader(tmp_path):
         assert [k.split(";")[0] for k in f] == ["events", schema.GENERATION_METADATA_KEY]
         keys = set(f["events"].keys())
     every = {b for pc in schema.POET_COLLECTIONS.values() for b in pc.branch_names}
-    assert keys == every | {schema.WEIGHT_BRANCH_NAME}
+    assert keys == every | {schema.WEIGHT_BRANCH_NAME, schema.PTHAT_BRANCH_NAME}
     reading = pytest.importorskip("poetml.reading")
     batches = list(reading.iterate(str(path), step_size=25))
     assert sum(b.n_events for b in batches) == 60
@@ -376,6 +380,36 @@ def test_default_dataset_with_a_pthat_bias_regenerates_only_that_process(tmp_pat
     m3 = generate_default(a, events={"dy": 5, "qcd": 200}, **kw)
     assert m3["processes"]["qcd"]["bias_pow"] is None
     assert m3["processes"]["qcd"]["settings_hash"] == m1["processes"]["qcd"]["settings_hash"]
+
+
+def test_files_carry_each_events_pthat(tmp_path):
+    """``pthat`` [GeV] beside ``weight``: above qcd's generation threshold (30 GeV) for qcd,
+    the hardest interaction's for minimum bias (mostly a few GeV); the labelled dataset
+    carries it per event (``gen_pthat``)."""
+    from poetml.reading import read_pthat
+
+    kw = {"seed": 4, "mpi": False, "workers": 1, "progress": False}
+    q = generate("qcd", 40, tmp_path / "q.root", **kw)
+    m = generate("minbias", 200, tmp_path / "m.root", **kw)
+    pq, pm = read_pthat(q["path"]), read_pthat(m["path"])
+    assert pq is not None
+    assert pm is not None
+    assert len(pq) == 40
+    assert (pq >= 30.0).all()
+    assert len(pm) == 200
+    assert np.isfinite(pm).all()
+    assert np.median(pm) < 10.0
+    assert pm.max() > 0  # not all diffractive
+    from poetml.datasets import labelled
+    from poetml.features import FeatureSpec
+
+    procs = (labelled.ProcessConfig("minbias"), labelled.ProcessConfig("qcd"))
+    cfg = labelled.DatasetConfig(kind="features", processes=procs)
+    data = labelled.build(cfg, FeatureSpec(), {"minbias": [m["path"]], "qcd": [q["path"]]},
+                          progress=False)  # fmt: skip
+    np.testing.assert_array_equal(
+        data.aux[labelled.GEN_PTHAT], np.concatenate([pm, pq]).astype(np.float32)
+    )
 
 
 @pytest.mark.parametrize(("process", "n"), [("dy", 1), ("dy", 3), ("jpsi", 4)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import write_poet_random
@@ -152,6 +154,43 @@ def test_zero_bias_stream_totals_the_minimum_bias_cross_section():
     np.testing.assert_allclose(out.weights[out.process == 0], 24.0)
     with pytest.raises(ConfigError, match="zero_bias needs a process named minbias"):
         DatasetConfig(kind="features", processes=procs[1:], background="zero_bias")
+
+
+def test_zero_bias_stream_stitches_minimum_bias_to_pthat_generated_qcd():
+    """Minimum-bias events with pT-hat above qcd's generation threshold (30 GeV) are qcd's
+    phase space: vetoed (weight 0), not counted twice; the other hard processes (dy) are
+    subtracted uniformly from what minimum bias has left; the info gives minimum bias's own
+    cross section above the threshold beside qcd's, the stitch's cross-check."""
+    from poetml.pipeline.data import apply_background
+
+    procs = (ProcessConfig("minbias"), ProcessConfig("qcd"), ProcessConfig("dy"))
+    n = 6
+    proc = np.repeat(np.arange(3), n).astype(np.int32)
+    w = np.array([20.0] * n + [1.0] * n + [0.1] * n)
+    pthat = np.array([1, 5, 31, 40, 2, 29.9] + [30, 35, 50, 80, 31, 33] + [0] * n, np.float32)
+    data = labelled.LabelledData(
+        np.zeros((3 * n, 2), np.float32), proc, procs, "features", ("a", "b"),
+        np.zeros(3 * n, np.int32), np.arange(3 * n, dtype=np.int64), ("f",),
+        {labelled.GEN_PTHAT: pthat}, w,
+    )  # fmt: skip
+    ds = DatasetConfig(kind="features", processes=procs, background="zero_bias")
+    out, info = apply_background(ds, data)
+    mb = out.weights[:n]
+    assert mb[[2, 3]].tolist() == [0.0, 0.0]  # pT-hat >= 30 GeV: vetoed
+    np.testing.assert_allclose(mb[[0, 1, 4, 5]], 20.0 * (80.0 - 0.6) / 80.0)
+    np.testing.assert_allclose(out.weights[n:], w[n:])  # hard processes untouched
+    assert out.weights.sum() == pytest.approx(80.0 + 6.0)  # minimum bias's 120 less the stitch
+    st = info["stitching"]
+    assert st["processes"] == ["qcd"]
+    assert st["pthat_threshold_gev"] == 30.0
+    assert st["minbias_events_vetoed"] == 2
+    assert st["minbias_sigma_above_pb"] == pytest.approx(40.0)
+    assert st["stitched_sigma_pb"] == pytest.approx(6.0)
+    # without pT-hat (older files) the hard cross section is subtracted uniformly, as before
+    old = dataclasses.replace(data, aux={})
+    out2, info2 = apply_background(ds, old)
+    np.testing.assert_allclose(out2.weights[:n], 20.0 * (120.0 - 6.6) / 120.0)
+    assert info2["stitching"]["processes"] == []
 
 
 def test_leading_lepton_pt_is_the_highest_electron_or_muon(poet_file, poet_events):

@@ -49,6 +49,7 @@ __all__ = [
     "num_entries",
     "prefetch",
     "read",
+    "read_pthat",
     "read_weights",
 ]
 
@@ -910,22 +911,53 @@ def read_weights(
     ``events`` merged); ``("genWeight", w)``: NanoAOD's unnormalised generator weight (to be
     scaled by sigma / sum over the whole sample); ``(None, None)``: no weights (real data, or
     simulation written without them).  Returned as ``(weights, kind)``; float64."""
+    w, nano = _read_generator_branch(
+        path, layout, entry_stop, schema.WEIGHT_BRANCH_NAME, schema.NANOAOD_WEIGHT_BRANCH
+    )
+    if w is None:
+        return None, None
+    return w, "genWeight" if nano else "pb"
+
+
+def read_pthat(
+    path: str | os.PathLike[str],
+    layout: str = "auto",
+    entry_stop: int | None = None,
+) -> np.ndarray | None:
+    """Each event's pT-hat [GeV] (entries ``0:entry_stop``): the ``pthat`` branch
+    ``poetml generate`` writes beside ``weight``, or NanoAOD's ``Generator_binvar``; None
+    when the file has neither (real data, older files).  float64."""
+    return _read_generator_branch(
+        path, layout, entry_stop, schema.PTHAT_BRANCH_NAME, schema.NANOAOD_PTHAT_BRANCH
+    )[0]
+
+
+def _read_generator_branch(
+    path: str | os.PathLike[str],
+    layout: str,
+    entry_stop: int | None,
+    poet_branch: str,
+    nano_branch: str,
+) -> tuple[np.ndarray | None, bool]:
+    """A per-event generator-level branch (float64, finite) and whether it came from
+    NanoAOD; ``(None, False)`` when the file does not have it."""
     path = os.fspath(path)
     with _open(path) as f:
         trees = _trees(f, path)
         layout_found, nano_tree = _resolve_layout(f, path, trees, layout)
-        if layout_found == "nanoaod":
-            tree, branch, kind = nano_tree, schema.NANOAOD_WEIGHT_BRANCH, "genWeight"
+        nano = layout_found == "nanoaod"
+        if nano:
+            tree, branch = nano_tree, nano_branch
         elif layout_found == "poet-merged":
-            tree, branch, kind = schema.POET_MERGED_TREE, schema.WEIGHT_BRANCH_NAME, "pb"
+            tree, branch = schema.POET_MERGED_TREE, poet_branch
         else:
             gen = schema.POET_COLLECTIONS["genparticle"].directory
-            tree, branch, kind = f"{gen}/{schema.POET_TREE}", schema.WEIGHT_BRANCH_NAME, "pb"
+            tree, branch = f"{gen}/{schema.POET_TREE}", poet_branch
         if tree is None or tree not in trees:
-            return None, None
+            return None, False
         obj = _get(f, path, tree, trees)
         if branch not in _keys(obj, path, tree):
-            return None, None
+            return None, False
         try:
             w = np.asarray(obj[branch].array(library="np", entry_stop=entry_stop), np.float64)
         except Exception as exc:
@@ -934,7 +966,7 @@ def read_weights(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ReadError(f"{path}: {tree}:{branch} entry {i} is not finite ({w[i]})")
-    return w, kind
+    return w, nano
 
 
 def _generation_metadata(f: Any, path: str) -> dict[str, Any] | None:

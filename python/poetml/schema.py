@@ -36,12 +36,14 @@ __all__ = [
     "LAYOUTS",
     "MASSES",
     "NANOAOD",
+    "NANOAOD_PTHAT_BRANCH",
     "NANOAOD_WEIGHT_BRANCH",
     "OBJECT_COLLECTIONS",
     "POET_COLLECTIONS",
     "POET_FIELD_FALLBACKS",
     "POET_MERGED_TREE",
     "POET_TREE",
+    "PTHAT_BRANCH_NAME",
     "RECORD_LAYOUTS",
     "REQUIRED_FIELDS",
     "SUPPLIED_FIELDS",
@@ -74,6 +76,12 @@ NANOAOD_TREE = "Events"
 WEIGHT_BRANCH_NAME = "weight"
 #: NanoAOD's generator weight (to be scaled by sigma / sum of genWeight).
 NANOAOD_WEIGHT_BRANCH = "genWeight"
+#: Per-event pT-hat [GeV] (float32) of the hard 2 -> 2 scattering (for minimum bias: of the
+#: hardest multi-parton interaction), beside ``weight``; what stitches a minimum-bias sample
+#: to pT-hat-generated QCD (events of the one above the other's threshold are vetoed).
+PTHAT_BRANCH_NAME = "pthat"
+#: NanoAOD's equivalent (the generator's binning variable, pT-hat for QCD samples).
+NANOAOD_PTHAT_BRANCH = "Generator_binvar"
 #: Top-level key of the JSON string ``poetml generate`` stores in every file: generator
 #: cross section and error, events tried and accepted, filter efficiency, seed, settings.
 GENERATION_METADATA_KEY = "poetml_generation"

@@ -378,6 +378,7 @@ def build(
     inputs: list[str] = []
     weights: list[np.ndarray] = []
     aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
+    pthat_parts: list[np.ndarray] = []
     names = tuple(spec.channels) if config.kind == "images" else tuple(feature_names(spec))
     for pi, p in enumerate(config.processes):
         if p.name not in files:
@@ -392,6 +393,7 @@ def build(
             inputs.append(str(path))
             stop = None if p.max_events is None else p.max_events - n_done
             proc_w.append(_file_weights(p, str(path), layout, stop))
+            k0 = len(kept.event_index)
             for batch in iterate(
                 path,
                 config.step_size,
@@ -403,6 +405,9 @@ def build(
                 n_done += write_batch(batch, kept, config.kind, spec, source_id=file_id, label=pi)
                 for k, fn in (aux or {}).items():
                     aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
+            rows_f = kept.event_index[k0:]
+            if rows_f:
+                pthat_parts.append(_file_pthat(str(path), layout, stop, np.concatenate(rows_f)))
         if n_done == 0:
             raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
         rows = np.concatenate(kept.event_index)[n_start:] if kept.event_index else np.zeros(0)
@@ -419,9 +424,27 @@ def build(
         np.concatenate(srcs),
         np.concatenate(entries),
         tuple(inputs),
-        {k: np.concatenate(v) for k, v in aux_parts.items()},
+        {
+            **{k: np.concatenate(v) for k, v in aux_parts.items()},
+            GEN_PTHAT: np.concatenate(pthat_parts).astype(np.float32),
+        },
         np.concatenate(weights),
     )
+
+
+#: the aux column of each event's generator pT-hat [GeV] (NaN where a file has none):
+#: what stitches minimum bias to pT-hat-generated QCD in the ``zero_bias`` stream
+GEN_PTHAT = "gen_pthat"
+
+
+def _file_pthat(path: str, layout: str, stop: int | None, rows: np.ndarray) -> np.ndarray:
+    """The pT-hat of the entries ``rows`` of ``path`` (NaN when it has no pT-hat branch)."""
+    from ..reading import read_pthat
+
+    pt = read_pthat(path, layout, stop)
+    if pt is None:
+        return np.full(len(rows), np.nan)
+    return pt[rows]
 
 
 def _file_weights(

@@ -44,7 +44,7 @@ from .processes import (
     get_process,
     pythia_settings,
 )
-from .writer import LAYOUTS, NtupleWriter
+from .writer import LAYOUTS, NTUPLE_FORMAT, NtupleWriter
 
 __all__ = [
     "COMMON_SETTINGS",
@@ -139,6 +139,7 @@ class _ChunkResult:
     tried: int
     rel_weight: np.ndarray
     forced: dict[int, float]
+    pthat: np.ndarray | None = None
 
 
 #: most events one filtered generation call asks Pythia for (memory bound)
@@ -202,6 +203,14 @@ def _nominal_weights(batch) -> np.ndarray:
     return ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=-1)).astype(np.float64)
 
 
+def _pthat(batch) -> np.ndarray:
+    """Each event's pT-hat [GeV]: sqrt of Pythia's pT2Hat (0 for 2 -> 1 processes and
+    diffraction)."""
+    import awkward as ak
+
+    return np.sqrt(np.maximum(ak.to_numpy(batch["info"]["pT2Hat"]), 0.0)).astype(np.float32)
+
+
 def _forced_factors(batch, forced: dict[int, float]) -> np.ndarray:
     """Per event: the product of ``forced[id]`` over every decaying particle with such an id
     (the last copy in the record: its first daughter has another id)."""
@@ -260,7 +269,7 @@ def _run_chunk(job: _Job) -> _ChunkResult:
         pool = read_pool(str(job.pool))
         parts.pu = pool.overlay(rng.poisson(job.pileup, job.n), rng)
     out = simulate(parts, rng, job.detector)
-    return _ChunkResult(out, sigma_pb, sigma_err_pb, tried, rel, forced)
+    return _ChunkResult(out, sigma_pb, sigma_err_pb, tried, rel, forced, _pthat(batch))
 
 
 def _check_output(output: str | os.PathLike[str]) -> Path:
@@ -397,7 +406,7 @@ def _execute(
                     # the file's weights sum to sigma x efficiency x BR
                     eff = job.n / res.tried
                     weight = res.sigma_pb * eff * res.rel_weight / n_total
-                    writer.write(res.out, weight=weight)
+                    writer.write(res.out, weight=weight, pthat=res.pthat)
                     chunks.append(
                         (job.n, res.sigma_pb, res.sigma_err_pb, res.tried, float(weight.sum()))
                     )
@@ -446,6 +455,7 @@ def _file_summary(
         "generator": "Pythia 8 (pythia8mc) + FastJet + poetml parametric detector",
         "poetml_version": __version__,
         "detector_revision": DETECTOR_REVISION,
+        "ntuple_format": NTUPLE_FORMAT,
         "process": proc.name,
         "title": proc.title,
         "kind": proc.kind,
@@ -675,6 +685,7 @@ def _default_settings(
         "layout": "poet",
         "detector": asdict(detector),
         "detector_revision": DETECTOR_REVISION,
+        "ntuple_format": NTUPLE_FORMAT,
         "settings": list(proc.settings),
         "pthat_min": proc.pthat_min,
         "filter": _filter_dict(proc.filter),

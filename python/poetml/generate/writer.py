@@ -27,6 +27,7 @@ from ..schema import (
     POET_COLLECTIONS,
     POET_MERGED_TREE,
     POET_TREE,
+    PTHAT_BRANCH_NAME,
     WEIGHT_BRANCH_NAME,
 )
 from .detector import DetectorOutput
@@ -39,6 +40,10 @@ __all__ = [
     "read_metadata",
     "tree_paths",
 ]
+
+#: what the files hold beyond the detector (part of the default dataset's cache key):
+#: 1 per-event ``weight``; 2 also ``pthat``
+NTUPLE_FORMAT = 2
 
 #: the per-event weight [pb] (float64, in the generator-truth tree of either layout)
 WEIGHT_BRANCH = WEIGHT_BRANCH_NAME
@@ -111,9 +116,15 @@ class NtupleWriter:
         self._file = uproot.recreate(self.tmp)
         return self
 
-    def write(self, out: DetectorOutput, weight: np.ndarray | None = None) -> None:
+    def write(
+        self,
+        out: DetectorOutput,
+        weight: np.ndarray | None = None,
+        pthat: np.ndarray | None = None,
+    ) -> None:
         """Append one chunk; ``weight``: its per-event weights [pb] (float64 branch
-        ``weight`` of the generator-truth tree)."""
+        ``weight`` of the generator-truth tree); ``pthat``: each event's pT-hat [GeV]
+        (float32 branch ``pthat`` beside it)."""
         f = self._file
         assert f is not None
         per_tree: dict[str, dict[str, object]] = {}
@@ -124,6 +135,11 @@ class NtupleWriter:
             if weight.shape != (out.n_events,):
                 raise ValueError(f"{len(weight)} weights for {out.n_events} events")
             per_tree[self.trees["genparticle"]][WEIGHT_BRANCH] = weight
+        if pthat is not None:
+            pthat = np.ascontiguousarray(pthat, dtype=np.float32)
+            if pthat.shape != (out.n_events,):
+                raise ValueError(f"{len(pthat)} pT-hat values for {out.n_events} events")
+            per_tree[self.trees["genparticle"]][PTHAT_BRANCH_NAME] = pthat
         if not self._made:
             for tree, data in per_tree.items():
                 types = {

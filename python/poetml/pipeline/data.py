@@ -180,20 +180,64 @@ def apply_background(ds: DatasetConfig, data: LabelledData) -> tuple[LabelledDat
         is_mb = data.process == mb
         hard = (role == "train") & ~is_mb
         sigma_mb = float(w[is_mb].sum())
-        sigma_hard = float(w[hard].sum())
-        if sigma_hard >= sigma_mb:
-            raise DatasetError(
-                f"zero_bias: the hard processes ({sigma_hard:.4g} pb) exceed the minimum-bias "
-                f"cross section ({sigma_mb:.4g} pb); check their weights"
-            )
         w2 = w.copy()
-        w2[is_mb] *= (sigma_mb - sigma_hard) / sigma_mb
+        # stitching: minimum-bias events above the pT-hat threshold of a pT-hat-generated
+        # hard process (qcd) are that process's phase space: vetoed, not counted twice
+        stitched, threshold = _pthat_stitched(data, hard)
+        pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, np.full(len(w), np.nan)))
+        veto = np.zeros(len(w), bool)
+        if stitched and np.isfinite(pthat[is_mb]).all():
+            veto = is_mb & (pthat >= threshold)
+            w2[veto] = 0.0
+        elif stitched:
+            stitched = []  # no pT-hat in the minimum-bias file: uniform subtraction below
+        rest = hard & ~np.isin(data.process, stitched)
+        sigma_rest = float(w[rest].sum())
+        sigma_left = float(w2[is_mb].sum())
+        if sigma_rest >= sigma_left:
+            raise DatasetError(
+                f"zero_bias: the hard processes ({sigma_rest:.4g} pb) exceed the minimum-bias "
+                f"cross section left to them ({sigma_left:.4g} pb); check their weights"
+            )
+        w2[is_mb] *= (sigma_left - sigma_rest) / sigma_left
         info = {
-            "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": sigma_mb - sigma_hard},
-            "hard_sigma_pb": sigma_hard,
+            "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": float(w2[is_mb].sum())},
+            "hard_sigma_pb": float(w[hard].sum()),
+            "stitching": {
+                "processes": [data.processes[i].name for i in stitched],
+                "pthat_threshold_gev": threshold if stitched else None,
+                "minbias_events_vetoed": int(veto.sum()),
+                # an independent check of the stitch: minimum bias's own cross section
+                # above the threshold against the pT-hat-generated processes'
+                "minbias_sigma_above_pb": float(w[veto].sum()),
+                "stitched_sigma_pb": float(w[np.isin(data.process, stitched)].sum()),
+            },
         }
         return dataclasses.replace(data, weight=w2), info
     return data, info
+
+
+def _pthat_stitched(data: LabelledData, hard: np.ndarray) -> tuple[list[int], float]:
+    """The hard processes generated from a pT-hat threshold without a generator filter (the
+    catalog's qcd), whose events all carry a pT-hat, and the lowest such threshold [GeV]."""
+    from ..generate import get_process
+
+    out, threshold = [], float("inf")
+    pthat = data.aux.get(labelled.GEN_PTHAT)
+    for i, p in enumerate(data.processes):
+        if not hard[data.process == i].any() or pthat is None:
+            continue
+        try:
+            proc = get_process(p.name)
+        except (KeyError, ValueError):
+            continue
+        if proc.pthat_min is None or proc.filter is not None:
+            continue
+        if not np.isfinite(np.asarray(pthat)[data.process == i]).all():
+            continue
+        out.append(i)
+        threshold = min(threshold, float(proc.pthat_min))
+    return out, threshold
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -203,8 +247,8 @@ def _fingerprint(*parts: Any) -> str:
 
 #: bump when what a cached dataset holds changes (2: per-event weights [pb]; 3: the
 #: leading-lepton pT for the single-lepton stream; 4: the leading muon and electron pT for
-#: the L1-like trigger menu)
-DATASET_FORMAT = 4
+#: the L1-like trigger menu; 5: each event's generator pT-hat, for the zero-bias stitch)
+DATASET_FORMAT = 5
 
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
