@@ -128,6 +128,7 @@ def test_bad_menu_inputs_are_named():
 
 
 def test_weighted_rate_metrics_carries_the_menu_and_the_efficiency_curve():
+    pytest.importorskip("sklearn", reason="the weighted AUC needs scikit-learn (learn extra)")
     s, w, bm, sig, sm = _toy()
     r = weighted_rate_metrics(
         s, w, {"x": sig}, [100 * KHZ, 50 * KHZ], BEAM, bkg_menu=bm, signal_menu={"x": sm}
