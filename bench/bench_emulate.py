@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,18 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_csim import cnn, dense_ae
-
-
-def best(fn, repeat):
-    """Best wall time of ``repeat`` runs, the CPU time of that run, the output."""
-    runs, out = [], None
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        runs.append((time.perf_counter() - t, time.process_time() - c))
-    wall, cpu = min(runs)
-    return wall, cpu, out
+from bench_csim import best, cnn, dense_ae
 
 
 def bench(name, model, x, calib, n_predict, workdir, repeat, workers):

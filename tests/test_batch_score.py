@@ -15,9 +15,9 @@ pytest.importorskip("hls4ml", reason="hls4ml is not installed (the firmware extr
 pytest.importorskip("distributed")
 
 from conftest import write_poet_random
-from test_firmware_stage import _processes
+from test_firmware_stage import QUICK_TRAINING, _ae_run_config, _processes
 
-from poetml import batch, config, pipeline
+from poetml import batch, pipeline
 from poetml.cli import main
 
 
@@ -27,15 +27,7 @@ def run_and_firmware(tmp_path_factory):
     test_firmware_stage), and two small POET files to score."""
     tmp = tmp_path_factory.mktemp("bscore")
     out = tmp / "ae"
-    cfg = config.parse({
-        "dataset": {"kind": "features", "processes": _processes(tmp, 300, 100)},
-        "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
-        "training": {"epochs": 1, "batch_size": 64, "patience": 1, "verbose": 0, "seed": 4},
-        "firmware": {"rate_khz": 4000.0},
-        "run": {"output": str(out), "variants": ["float", "quantized"], "progress": False,
-                "stages": ["data", "train", "firmware"]},
-    })  # fmt: skip
-    pipeline.run(cfg)
+    pipeline.run(_ae_run_config(out, _processes(tmp, 300, 100), QUICK_TRAINING))
     files = [
         write_poet_random(tmp / "in" / "a.root", 230, seed=11, mean_muons=1.5, mean_jets=3.0),
         write_poet_random(tmp / "in" / "b.root", 90, seed=12, mean_electrons=2.0),

@@ -30,17 +30,27 @@ def _processes(tmp_path, n_sm: int, n_signal: int) -> list[dict]:
             {"name": "odd", "files": [str(odd)], "role": "signal"}]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_run_ends_with_validated_firmware(tmp_path):
-    out = tmp_path / "ae"
-    cfg = config.parse({
-        "dataset": {"kind": "features", "processes": _processes(tmp_path, 400, 150)},
+def _ae_run_config(out, processes, training):
+    """A tiny quantized dense autoencoder run ending in its firmware (4 MHz working point)."""
+    return config.parse({
+        "dataset": {"kind": "features", "processes": processes},
         "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
-        "training": {"epochs": 2, "batch_size": 32, "patience": 2, "verbose": 0, "seed": 3},
+        "training": {"verbose": 0, **training},
         "firmware": {"rate_khz": 4000.0},
         "run": {"output": str(out), "variants": ["float", "quantized"], "progress": False,
                 "stages": ["data", "train", "firmware"]},
     })  # fmt: skip
+
+
+#: the short training of the firmware-scoring tests
+QUICK_TRAINING = {"epochs": 1, "batch_size": 64, "patience": 1, "seed": 4}
+
+
+@pytest.mark.slow
+def test_run_ends_with_validated_firmware(tmp_path):
+    out = tmp_path / "ae"
+    cfg = _ae_run_config(out, _processes(tmp_path, 400, 150),
+                         {"epochs": 2, "batch_size": 32, "patience": 2, "seed": 3})  # fmt: skip
     ctx = pipeline.run(cfg)
     fw = ctx.metrics["firmware"]
     assert fw["variant"] == "quantized"
@@ -112,15 +122,7 @@ def test_score_with_firmware_writes_the_trigger_decision_of_the_c_simulation(tmp
 
     out = tmp_path / "ae"
     procs = _processes(tmp_path, 300, 100)
-    cfg = config.parse({
-        "dataset": {"kind": "features", "processes": procs},
-        "model": {"type": "dense_ae", "hidden": [8], "latent_dim": 2},
-        "training": {"epochs": 1, "batch_size": 64, "patience": 1, "verbose": 0, "seed": 4},
-        "firmware": {"rate_khz": 4000.0},
-        "run": {"output": str(out), "variants": ["float", "quantized"], "progress": False,
-                "stages": ["data", "train", "firmware"]},
-    })  # fmt: skip
-    pipeline.run(cfg)
+    pipeline.run(_ae_run_config(out, procs, QUICK_TRAINING))
     fwdir, model_dir = out / "firmware", out / "models" / "quantized"
     report = json.loads((fwdir / "firmware.json").read_text())
     assert report["emulator"]["export"] == str(fwdir / "emulator" / "emulator.npz")

@@ -25,6 +25,7 @@ __all__ = [
     "Collection",
     "EventBatch",
     "RecordColumn",
+    "check_fields",
     "concatenate",
     "flatten",
     "from_awkward",
@@ -291,21 +292,7 @@ def _requested(
                 f"unknown collection{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
                 f"valid: {', '.join(schema.COLLECTIONS)}"
             )
-    explicit: dict[str, tuple[str, ...]] = {}
-    for coll, names in (fields or {}).items():
-        if coll not in schema.CANONICAL_FIELDS:
-            raise ValueError(
-                f"unknown collection {coll!r} in fields; valid: {', '.join(schema.COLLECTIONS)}"
-            )
-        names = (names,) if isinstance(names, str) else tuple(names)
-        bad = [n for n in names if n not in schema.CANONICAL_FIELDS[coll]]
-        if bad:
-            raise ValueError(
-                f"unknown {coll} field{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-                f"valid: {', '.join(schema.CANONICAL_FIELDS[coll])}"
-            )
-        explicit[coll] = names
-    return collections, explicit
+    return collections, check_fields(fields)
 
 
 def record_layout(events: Any, layout: str = "auto") -> str:
@@ -550,3 +537,30 @@ def rows_typetracer(shape: Sequence[int], dtype: Any = COLUMN_DTYPE) -> Any:
 
     example = ak.from_numpy(np.zeros((1, *shape), dtype=dtype))
     return ak.Array(example.layout.to_typetracer(forget_length=True))
+
+
+def check_fields(fields: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """``fields`` (collection -> canonical field names) checked against the schema, as a
+    dict of tuples; an unknown collection or field is a ValueError listing the valid ones."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise TypeError(
+            "fields must map a collection name to the canonical fields to read, "
+            f"e.g. {{'muon': ('pt', 'eta', 'phi')}}; got {fields!r}"
+        )
+    out = {}
+    for coll, names in fields.items():
+        if coll not in schema.CANONICAL_FIELDS:
+            raise ValueError(
+                f"unknown collection {coll!r} in fields; valid: {', '.join(schema.COLLECTIONS)}"
+            )
+        names = (names,) if isinstance(names, str) else tuple(names)
+        bad = [n for n in names if n not in schema.CANONICAL_FIELDS[coll]]
+        if bad:
+            raise ValueError(
+                f"unknown {coll} field{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+                f"valid: {', '.join(schema.CANONICAL_FIELDS[coll])}"
+            )
+        out[coll] = names
+    return out

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import schema
 from .exceptions import BadValueError, ConfigError, ReadError
-from .jagged import Collection, EventBatch, flatten
+from .jagged import Collection, EventBatch, check_fields, flatten
 
 __all__ = [
     "ConstantIDWarning",
@@ -351,31 +351,6 @@ def _list_branches(keys: Sequence[str], wanted: str) -> str:
     return f"it has: {', '.join(shown) or 'no branches'}{more}"
 
 
-def _check_fields(fields: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
-    if fields is None:
-        return {}
-    if not isinstance(fields, Mapping):
-        raise TypeError(
-            "fields must map a collection name to the canonical fields to read, "
-            f"e.g. {{'muon': ('pt', 'eta', 'phi')}}; got {fields!r}"
-        )
-    out = {}
-    for coll, names in fields.items():
-        if coll not in schema.CANONICAL_FIELDS:
-            raise ValueError(
-                f"unknown collection {coll!r} in fields; valid: {', '.join(schema.COLLECTIONS)}"
-            )
-        names = (names,) if isinstance(names, str) else tuple(names)
-        bad = [n for n in names if n not in schema.CANONICAL_FIELDS[coll]]
-        if bad:
-            raise ValueError(
-                f"unknown {coll} field{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-                f"valid: {', '.join(schema.CANONICAL_FIELDS[coll])}"
-            )
-        out[coll] = names
-    return out
-
-
 def _plan(
     f: Any,
     path: str,
@@ -390,7 +365,7 @@ def _plan(
         )
     trees = _trees(f, path)
     layout, nano_tree = _resolve_layout(f, path, trees, layout)
-    explicit_fields = _check_fields(fields)
+    explicit_fields = check_fields(fields)
     if collections is not None:
         collections = (collections,) if isinstance(collections, str) else tuple(collections)
         bad = [c for c in collections if c not in schema.COLLECTIONS]

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._atomic import check_signalled, commit
+from .._atomic import commit
 
 __all__ = ["discard", "finish"]
 
@@ -29,7 +29,6 @@ def finish(f: Any, tmp_path: Path, path: Path) -> None:
     A failed write raises OSError (HDF5's RuntimeError carrying an errno becomes one); a
     signal the command line got raises (:func:`poetml._atomic.check_signalled`) before the
     rename, and the caller deletes the file."""
-    check_signalled()
     try:
         f.flush()
         f.close()

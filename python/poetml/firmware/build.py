@@ -373,7 +373,7 @@ def _build_firmware(
     workers = config.workers or cs.default_workers()
     # The bit-exact emulator (when it can run this network) scores every event; the C
     # simulation, the referee, scores a validation sample (all events up to
-    # CSIM_REFEREE_EVENTS) and the emulator must equal it there bit for bit.
+    # config.referee_events) and the emulator must equal it there bit for bit.
     steps.start(FIRMWARE_STEPS[2])
     y_e, emulator, export = _emulate_events(hls_model, x_all, workers)
     ref_idx = _referee_sample(len(x_all), y_e is not None, config.referee_events)
@@ -605,12 +605,7 @@ def _csim_trigger_rate(
     return out
 
 
-#: default number of events the C simulation (the referee) scores when the emulator scores
-#: the rest (:attr:`FirmwareConfig.referee_events`)
-CSIM_REFEREE_EVENTS = FirmwareConfig.referee_events
-
-
-def _referee_sample(n: int, emulated: bool, limit: int = CSIM_REFEREE_EVENTS) -> np.ndarray:
+def _referee_sample(n: int, emulated: bool, limit: int) -> np.ndarray:
     """Indices of the events the C simulation scores: all of them without the emulator (or
     with ``limit`` 0), else at most ``limit``, evenly spread (background and every signal)."""
     if not emulated or limit <= 0 or n <= limit:

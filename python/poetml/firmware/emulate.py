@@ -704,13 +704,18 @@ def save_export(
     return path
 
 
-def load_export(path: str | Path) -> tuple[EmulatorExport, dict[str, Any]]:
+def load_export(
+    path: str | Path, data: bytes | None = None
+) -> tuple[EmulatorExport, dict[str, Any]]:
     """The :class:`EmulatorExport` and the ``meta`` of a file :func:`save_export` wrote
     (arrays only, ``allow_pickle=False``); a file that is not one is a
-    :class:`~poetml.exceptions.FirmwareError` naming it."""
+    :class:`~poetml.exceptions.FirmwareError` naming it.  ``data``: the file's bytes, when
+    the caller has read them already (``path`` then only names it in messages)."""
+    import io
+
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path if data is None else io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         doc = json.loads(arrays.pop("__doc__").tobytes().decode())
         if doc.get("version") != EXPORT_FILE_VERSION:

@@ -183,7 +183,8 @@ def load_scorer(
             f"{path}: no emulator export; 'poetml firmware' writes it (emulator/emulator.npz in "
             "its output directory) when the bit-exact emulator reproduces the network"
         )
-    export, meta = load_export(path)
+    data = path.read_bytes()  # read once: what is loaded is what is fingerprinted
+    export, meta = load_export(path, data)
     md = load_model_dir(model_dir, with_model=False)  # a complete directory, or one line
     spec, _ = input_spec(md.config, model_dir)
     here = model_dir_fingerprint(model_dir)
@@ -205,7 +206,7 @@ def load_scorer(
 
     identity = {
         "model": {k: here[k] for k in keys},
-        "firmware_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "firmware_sha256": hashlib.sha256(data).hexdigest(),
         "spec_type": type(spec).__name__,
         "spec": to_mapping(spec),
     }

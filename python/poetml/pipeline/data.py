@@ -222,21 +222,22 @@ def _pthat_stitched(data: LabelledData, hard: np.ndarray) -> tuple[list[int], fl
     catalog's qcd), whose events all carry a pT-hat, and the lowest such threshold [GeV]."""
     from ..generate import get_process
 
-    out, threshold = [], float("inf")
+    out: list[int] = []
+    threshold = float("inf")
     pthat = data.aux.get(labelled.GEN_PTHAT)
+    if pthat is None:
+        return out, threshold
     for i, p in enumerate(data.processes):
-        if not hard[data.process == i].any() or pthat is None:
+        mine = data.process == i
+        if not hard[mine].any() or not np.isfinite(np.asarray(pthat)[mine]).all():
             continue
         try:
             proc = get_process(p.name)
-        except (KeyError, ValueError):
+        except ValueError:  # not a catalog process: its pT-hat range is unknown
             continue
-        if proc.pthat_min is None or proc.filter is not None:
-            continue
-        if not np.isfinite(np.asarray(pthat)[data.process == i]).all():
-            continue
-        out.append(i)
-        threshold = min(threshold, float(proc.pthat_min))
+        if proc.pthat_min is not None and proc.filter is None:
+            out.append(i)
+            threshold = min(threshold, float(proc.pthat_min))
     return out, threshold
 
 
