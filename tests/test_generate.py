@@ -223,6 +223,42 @@ def test_pileup_adds_soft_activity(tmp_path):
     assert sb.mean() > sa.mean() + 20  # 5 minimum-bias events add tens of GeV of sum ET
     ak = pytest.importorskip("awkward")
     assert ak.mean(ak.flatten(ib)) > ak.mean(ak.flatten(ia))
+    # each event records the largest pT-hat of its pile-up interactions (0 without any)
+    from poetml.generate.pileup import read_pool
+    from poetml.reading import read_pileup_pthat, read_pthat
+
+    pool_pthat = read_pool(pool).pthat
+    assert (pool_pthat > 0).any()
+    assert np.all(np.isfinite(pool_pthat))
+    pu = read_pileup_pthat(b["path"])
+    assert pu is not None
+    assert len(pu) == 40
+    assert np.isin(pu.astype(np.float32), np.append(pool_pthat, 0.0)).all()
+    assert (pu > 0).mean() > 0.5  # Poisson(5) draws: almost every event has pile-up
+    np.testing.assert_array_equal(read_pileup_pthat(a["path"]), 0.0)
+    assert read_pthat(a["path"]) is not None
+
+
+def test_overlay_records_each_events_largest_pileup_pthat():
+    """PileupPool.overlay's per-event maximum pT-hat equals a plain loop over its draws."""
+    from poetml.generate.pileup import PileupPool
+
+    sizes = np.array([2, 1, 3, 1, 2])
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(off[-1])
+    pool = PileupPool(
+        off, np.array([0.0, 3.0, 50.0, 7.0, 12.0], np.float32), np.full(n, 211, np.int32),
+        *(np.ones(n, np.float32) for _ in range(4)), sigma_pb=1.0, path="toy",
+    )  # fmt: skip
+    counts = np.array([0, 3, 1, 4, 2])
+    out = pool.overlay(counts, np.random.default_rng(9))
+    picks = np.random.default_rng(9).integers(0, 5, int(counts.sum()))
+    want, k = [], 0
+    for c in counts:
+        want.append(max([float(pool.pthat[p]) for p in picks[k : k + c]], default=0.0))
+        k += c
+    np.testing.assert_array_equal(out["pthat_max"], want)
+    assert len(out["px"]) == int(sizes[picks].sum())
 
 
 def test_every_process_initialises_and_lists():

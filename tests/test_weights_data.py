@@ -140,56 +140,78 @@ def test_single_lepton_stream_keeps_events_above_23_gev_with_their_weights():
     assert out.weights.sum() == pytest.approx(22.0)  # the stream's cross section after the filter
 
 
-def test_zero_bias_stream_totals_the_minimum_bias_cross_section():
-    from poetml.pipeline.data import apply_background
+#: a toy beam whose filled crossings are 100 pb: L = 1e36 cm^-2 s^-1 (1 pb -> 1 Hz) and
+#: 0.1 kHz of crossings
+TOY_BEAM_ARGS = (1e36, 1e-4, 1.0)
 
+
+def test_zero_bias_stream_totals_the_crossing_rate():
+    """The zero-bias stream counts bunch crossings: its weights sum to the crossing rate /
+    luminosity, so rate = L x sum(w) is 0.1 kHz for all of it; the hard processes keep
+    their weights (a crossing holding a hard interaction happens at L x sigma)."""
+    from poetml.pipeline.data import apply_background
+    from poetml.rates import Beam, rate_above
+
+    beam = Beam(*TOY_BEAM_ARGS)
     procs = (ProcessConfig("minbias"), ProcessConfig("qcd"), ProcessConfig("sig", role="signal"))
     w = [25.0] * 4 + [1.0] * 4 + [0.5] * 4
     data = _toy_labelled([0.0] * 12, w, procs)
     ds = DatasetConfig(kind="features", processes=procs, background="zero_bias")
-    out, info = apply_background(ds, data)
+    out, info = apply_background(ds, data, beam)
     train = out.process != 2
-    assert out.weights[train].sum() == pytest.approx(100.0)  # sigma(minbias)
+    assert out.weights[train].sum() == pytest.approx(100.0)  # crossings [pb]
+    assert info["crossings_pb"] == pytest.approx(100.0)
+    r = rate_above(np.zeros(8), out.weights[train], -1.0, beam)
+    assert r.rate_khz == pytest.approx(beam.crossing_rate_khz)
     assert info["hard_sigma_pb"] == pytest.approx(4.0)
-    np.testing.assert_allclose(out.weights[out.process == 0], 24.0)
+    np.testing.assert_allclose(out.weights[out.process == 0], 24.0)  # (100 - 4) / 4
+    np.testing.assert_allclose(out.weights[out.process == 1], 1.0)
     with pytest.raises(ConfigError, match="zero_bias needs a process named minbias"):
         DatasetConfig(kind="features", processes=procs[1:], background="zero_bias")
 
 
-def test_zero_bias_stream_stitches_minimum_bias_to_pthat_generated_qcd():
-    """Minimum-bias events with pT-hat above qcd's generation threshold (30 GeV) are qcd's
-    phase space: vetoed (weight 0), not counted twice; the other hard processes (dy) are
-    subtracted uniformly from what minimum bias has left; the info gives minimum bias's own
-    cross section above the threshold beside qcd's, the stitch's cross-check."""
+def test_zero_bias_stream_stitches_crossings_to_pthat_generated_qcd():
+    """A minimum-bias crossing whose primary or pile-up interaction has pT-hat above qcd's
+    generation threshold (30 GeV) is qcd's: vetoed (weight 0), not counted twice; a qcd
+    event whose pile-up also holds such an interaction is weighted 1/2 (that crossing is
+    generated from each of its two hard interactions); the soft crossings share the
+    crossing rate times minimum bias's own soft fraction, less the hard processes not
+    stitched (dy); the info gives minimum bias's own rate of hard crossings beside
+    qcd's, the stitch's cross-check."""
     from poetml.pipeline.data import apply_background
+    from poetml.rates import Beam
 
+    beam = Beam(*TOY_BEAM_ARGS)
     procs = (ProcessConfig("minbias"), ProcessConfig("qcd"), ProcessConfig("dy"))
     n = 6
     proc = np.repeat(np.arange(3), n).astype(np.int32)
     w = np.array([20.0] * n + [1.0] * n + [0.1] * n)
     pthat = np.array([1, 5, 31, 40, 2, 29.9] + [30, 35, 50, 80, 31, 33] + [0] * n, np.float32)
+    pu = np.array([0, 31, 0, 0, 10, 0] + [0, 0, 40, 0, 0, 0] + [0] * n, np.float32)
     data = labelled.LabelledData(
         np.zeros((3 * n, 2), np.float32), proc, procs, "features", ("a", "b"),
         np.zeros(3 * n, np.int32), np.arange(3 * n, dtype=np.int64), ("f",),
-        {labelled.GEN_PTHAT: pthat}, w,
+        {labelled.GEN_PTHAT: pthat, labelled.GEN_PILEUP_PTHAT: pu}, w,
     )  # fmt: skip
     ds = DatasetConfig(kind="features", processes=procs, background="zero_bias")
-    out, info = apply_background(ds, data)
+    out, info = apply_background(ds, data, beam)
     mb = out.weights[:n]
-    assert mb[[2, 3]].tolist() == [0.0, 0.0]  # pT-hat >= 30 GeV: vetoed
-    np.testing.assert_allclose(mb[[0, 1, 4, 5]], 20.0 * (80.0 - 0.6) / 80.0)
-    np.testing.assert_allclose(out.weights[n:], w[n:])  # hard processes untouched
-    assert out.weights.sum() == pytest.approx(80.0 + 6.0)  # minimum bias's 120 less the stitch
+    assert mb[[1, 2, 3]].tolist() == [0.0, 0.0, 0.0]  # a hard interaction: vetoed
+    np.testing.assert_allclose(mb[[0, 4, 5]], (100.0 * 3 / 6 - 0.6) / 3)
+    np.testing.assert_allclose(out.weights[n:], [1, 1, 0.5, 1, 1, 1] + [0.1] * n)
+    assert out.weights.sum() == pytest.approx(49.4 + 5.5 + 0.6)
     st = info["stitching"]
     assert st["processes"] == ["qcd"]
     assert st["pthat_threshold_gev"] == 30.0
-    assert st["minbias_events_vetoed"] == 2
-    assert st["minbias_sigma_above_pb"] == pytest.approx(40.0)
-    assert st["stitched_sigma_pb"] == pytest.approx(6.0)
-    # without pT-hat (older files) the hard cross section is subtracted uniformly, as before
+    assert st["minbias_events_vetoed"] == 3
+    assert st["minbias_vetoed_by_pileup"] == 1
+    assert st["hard_events_halved"] == 1
+    assert st["minbias_hard_crossings_pb"] == pytest.approx(50.0)
+    assert st["stitched_crossings_pb"] == pytest.approx(5.5)
+    # without pT-hat (older files) the hard processes are subtracted uniformly
     old = dataclasses.replace(data, aux={})
-    out2, info2 = apply_background(ds, old)
-    np.testing.assert_allclose(out2.weights[:n], 20.0 * (120.0 - 6.6) / 120.0)
+    out2, info2 = apply_background(ds, old, beam)
+    np.testing.assert_allclose(out2.weights[:n], (100.0 - 6.6) / 6)
     assert info2["stitching"]["processes"] == []
 
 

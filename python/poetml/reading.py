@@ -49,6 +49,7 @@ __all__ = [
     "num_entries",
     "prefetch",
     "read",
+    "read_pileup_pthat",
     "read_pthat",
     "read_weights",
 ]
@@ -907,12 +908,25 @@ def read_pthat(
     )[0]
 
 
+def read_pileup_pthat(
+    path: str | os.PathLike[str],
+    layout: str = "auto",
+    entry_stop: int | None = None,
+) -> np.ndarray | None:
+    """Each event's largest pile-up pT-hat [GeV] (entries ``0:entry_stop``): the
+    ``pileup_pthat_max`` branch ``poetml generate`` writes beside ``pthat``; None when the
+    file has none (NanoAOD, real data, older files).  float64."""
+    return _read_generator_branch(path, layout, entry_stop, schema.PILEUP_PTHAT_BRANCH_NAME, None)[
+        0
+    ]
+
+
 def _read_generator_branch(
     path: str | os.PathLike[str],
     layout: str,
     entry_stop: int | None,
     poet_branch: str,
-    nano_branch: str,
+    nano_branch: str | None,
 ) -> tuple[np.ndarray | None, bool]:
     """A per-event generator-level branch (float64, finite) and whether it came from
     NanoAOD; ``(None, False)`` when the file does not have it."""
@@ -928,7 +942,7 @@ def _read_generator_branch(
         else:
             gen = schema.POET_COLLECTIONS["genparticle"].directory
             tree, branch = f"{gen}/{schema.POET_TREE}", poet_branch
-        if tree is None or tree not in trees:
+        if tree is None or branch is None or tree not in trees:
             return None, False
         obj = _get(f, path, tree, trees)
         if branch not in _keys(obj, path, tree):

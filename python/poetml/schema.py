@@ -39,6 +39,7 @@ __all__ = [
     "NANOAOD_PTHAT_BRANCH",
     "NANOAOD_WEIGHT_BRANCH",
     "OBJECT_COLLECTIONS",
+    "PILEUP_PTHAT_BRANCH_NAME",
     "POET_COLLECTIONS",
     "POET_FIELD_FALLBACKS",
     "POET_MERGED_TREE",
@@ -82,6 +83,10 @@ NANOAOD_WEIGHT_BRANCH = "genWeight"
 PTHAT_BRANCH_NAME = "pthat"
 #: NanoAOD's equivalent (the generator's binning variable, pT-hat for QCD samples).
 NANOAOD_PTHAT_BRANCH = "Generator_binvar"
+#: Per-event largest pT-hat [GeV] (float32) among the overlaid pile-up interactions (0
+#: without pile-up), beside ``pthat``: whether a crossing holds a hard interaction besides
+#: its primary one, for the zero-bias stitch.  NanoAOD has no equivalent.
+PILEUP_PTHAT_BRANCH_NAME = "pileup_pthat_max"
 #: Top-level key of the JSON string ``poetml generate`` stores in every file: generator
 #: cross section and error, events tried and accepted, filter efficiency, seed, settings.
 GENERATION_METADATA_KEY = "poetml_generation"

@@ -379,6 +379,7 @@ def build(
     weights: list[np.ndarray] = []
     aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
     pthat_parts: list[np.ndarray] = []
+    pu_pthat_parts: list[np.ndarray] = []
     names = tuple(spec.channels) if config.kind == "images" else tuple(feature_names(spec))
     for pi, p in enumerate(config.processes):
         if p.name not in files:
@@ -407,7 +408,9 @@ def build(
                     aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
             rows_f = kept.event_index[k0:]
             if rows_f:
-                pthat_parts.append(_file_pthat(str(path), layout, stop, np.concatenate(rows_f)))
+                rows_np = np.concatenate(rows_f)
+                pthat_parts.append(_file_pthat(str(path), layout, stop, rows_np))
+                pu_pthat_parts.append(_file_pthat(str(path), layout, stop, rows_np, pileup=True))
         if n_done == 0:
             raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
         rows = np.concatenate(kept.event_index)[n_start:] if kept.event_index else np.zeros(0)
@@ -427,6 +430,7 @@ def build(
         {
             **{k: np.concatenate(v) for k, v in aux_parts.items()},
             GEN_PTHAT: np.concatenate(pthat_parts).astype(np.float32),
+            GEN_PILEUP_PTHAT: np.concatenate(pu_pthat_parts).astype(np.float32),
         },
         np.concatenate(weights),
     )
@@ -435,13 +439,19 @@ def build(
 #: the aux column of each event's generator pT-hat [GeV] (NaN where a file has none):
 #: what stitches minimum bias to pT-hat-generated QCD in the ``zero_bias`` stream
 GEN_PTHAT = "gen_pthat"
+#: the aux column of each event's largest pile-up pT-hat [GeV] (0 without pile-up, NaN
+#: where a file does not record it): a crossing's second hard interaction, for the stitch
+GEN_PILEUP_PTHAT = "gen_pileup_pthat_max"
 
 
-def _file_pthat(path: str, layout: str, stop: int | None, rows: np.ndarray) -> np.ndarray:
-    """The pT-hat of the entries ``rows`` of ``path`` (NaN when it has no pT-hat branch)."""
-    from ..reading import read_pthat
+def _file_pthat(
+    path: str, layout: str, stop: int | None, rows: np.ndarray, *, pileup: bool = False
+) -> np.ndarray:
+    """The pT-hat (``pileup``: the largest pile-up pT-hat) of the entries ``rows`` of
+    ``path`` (NaN when it has no such branch)."""
+    from ..reading import read_pileup_pthat, read_pthat
 
-    pt = read_pthat(path, layout, stop)
+    pt = (read_pileup_pthat if pileup else read_pthat)(path, layout, stop)
     if pt is None:
         return np.full(len(rows), np.nan)
     return pt[rows]

@@ -140,6 +140,7 @@ class _ChunkResult:
     rel_weight: np.ndarray
     forced: dict[int, float]
     pthat: np.ndarray | None = None
+    pileup_pthat: np.ndarray | None = None
 
 
 #: most events one filtered generation call asks Pythia for (memory bound)
@@ -263,13 +264,15 @@ def _run_chunk(job: _Job) -> _ChunkResult:
     rel = nominal / nominal.mean() * _forced_factors(batch, forced)
     rng = np.random.default_rng(dseed)
     parts = flatten_batch(batch)
+    pu_pthat = np.zeros(job.n, np.float32)
     if job.pileup > 0:
         from .pileup import read_pool
 
         pool = read_pool(str(job.pool))
         parts.pu = pool.overlay(rng.poisson(job.pileup, job.n), rng)
+        pu_pthat = parts.pu.pop("pthat_max").astype(np.float32)
     out = simulate(parts, rng, job.detector)
-    return _ChunkResult(out, sigma_pb, sigma_err_pb, tried, rel, forced, _pthat(batch))
+    return _ChunkResult(out, sigma_pb, sigma_err_pb, tried, rel, forced, _pthat(batch), pu_pthat)
 
 
 def _check_output(output: str | os.PathLike[str]) -> Path:
@@ -406,7 +409,9 @@ def _execute(
                     # the file's weights sum to sigma x efficiency x BR
                     eff = job.n / res.tried
                     weight = res.sigma_pb * eff * res.rel_weight / n_total
-                    writer.write(res.out, weight=weight, pthat=res.pthat)
+                    writer.write(
+                        res.out, weight=weight, pthat=res.pthat, pileup_pthat=res.pileup_pthat
+                    )
                     chunks.append(
                         (job.n, res.sigma_pb, res.sigma_err_pb, res.tried, float(weight.sum()))
                     )

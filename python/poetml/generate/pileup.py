@@ -8,8 +8,10 @@ with its vertex displaced along z by a Gaussian of 35 mm (the CMS luminous regio
 
 A pool holds the final-state particles of ``size`` Pythia ``SoftQCD:inelastic`` events
 (the :data:`~poetml.generate.processes.PROCESSES` ``minbias`` process, MPI on) as flat
-columns with event offsets in one ``.npz`` file named by the SHA-256 of everything that
-decides it.  Reuse is the approximation premixing makes: with ``n`` hard events at mean
+columns with event offsets, and each event's pT-hat, in one ``.npz`` file named by the
+SHA-256 of everything that decides it.  The overlay returns, per hard event, the largest
+pT-hat among its pile-up interactions: what the ``zero_bias`` stream's stitch needs to know
+whether a crossing holds a hard interaction besides its primary one.  Reuse is the approximation premixing makes: with ``n`` hard events at mean
 ``mu`` a pool event appears about ``n * mu / size`` times; the default pool (5000 events)
 keeps each reuse rare within a hard event.
 """
@@ -39,7 +41,7 @@ __all__ = [
 #: minimum-bias events in a pile-up pool unless asked otherwise
 DEFAULT_POOL_SIZE = 5000
 #: bump when the pool file format or its content definition changes
-_POOL_REVISION = 1
+_POOL_REVISION = 2  # 2: each pool event's pT-hat
 #: RMS of the luminous region along z [mm]
 Z_SPREAD_MM = 35.0
 
@@ -66,9 +68,11 @@ def pool_settings(seed: int) -> list[str]:
 @dataclass(frozen=True)
 class PileupPool:
     """Final-state particles of ``n_events`` minimum-bias events: ``offsets`` (int64,
-    ``n_events + 1``), ``id`` (int32), ``px``, ``py``, ``pz``, ``e`` (float32, GeV)."""
+    ``n_events + 1``), ``id`` (int32), ``px``, ``py``, ``pz``, ``e`` (float32, GeV), and
+    each event's ``pthat`` (float32, GeV; 0 for diffractive events)."""
 
     offsets: np.ndarray
+    pthat: np.ndarray
     id: np.ndarray
     px: np.ndarray
     py: np.ndarray
@@ -85,7 +89,8 @@ class PileupPool:
         """Particles of ``counts[i]`` pool events drawn at random for each hard event ``i``:
         flat columns ``event`` (hard-event index), ``id``, ``px``, ``py``, ``pz``, ``e``
         (float64) and ``vz`` (the drawn vertex z [mm], shared by one interaction's
-        particles)."""
+        particles); and per hard event ``pthat_max``, the largest pT-hat [GeV] of its drawn
+        pool events (0 with none)."""
         counts = np.asarray(counts, np.int64)
         picks = rng.integers(0, self.n_events, int(counts.sum()))
         zshift = rng.normal(0.0, Z_SPREAD_MM, len(picks))
@@ -99,6 +104,9 @@ class PileupPool:
         out["id"] = self.id[idx].astype(np.int64)
         out["event"] = np.repeat(hard, sizes)
         out["vz"] = np.repeat(zshift, sizes)
+        pmax = np.zeros(len(counts), np.float64)
+        np.maximum.at(pmax, hard, self.pthat[picks].astype(np.float64))
+        out["pthat_max"] = pmax
         return out
 
 
@@ -118,7 +126,7 @@ def _pool_key(size: int, seed: int) -> str:
 def _generate_pool(size: int, seed: int) -> tuple[dict[str, np.ndarray], float]:
     import awkward as ak
 
-    from . import make_pythia, next_events
+    from . import _pthat, make_pythia, next_events
 
     pythia = make_pythia(pool_settings(seed))
     batch = next_events(pythia, size)
@@ -133,6 +141,7 @@ def _generate_pool(size: int, seed: int) -> tuple[dict[str, np.ndarray], float]:
     }
     cols["id"] = np.asarray(ak.to_numpy(ak.flatten(prt.id)), np.int32)
     cols["offsets"] = offsets
+    cols["pthat"] = _pthat(batch)
     return cols, float(pythia.infoPython().sigmaGen()) * 1e9
 
 
@@ -167,6 +176,7 @@ def read_pool(path: str | os.PathLike[str]) -> PileupPool:
     with np.load(path, allow_pickle=False) as z:
         return PileupPool(
             offsets=z["offsets"],
+            pthat=z["pthat"],
             id=z["id"],
             px=z["px"],
             py=z["py"],

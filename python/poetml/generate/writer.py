@@ -24,6 +24,7 @@ import numpy as np
 from .._atomic import commit, temp_path
 from ..schema import (
     GENERATION_METADATA_KEY,
+    PILEUP_PTHAT_BRANCH_NAME,
     POET_COLLECTIONS,
     POET_MERGED_TREE,
     POET_TREE,
@@ -42,8 +43,8 @@ __all__ = [
 ]
 
 #: what the files hold beyond the detector (part of the default dataset's cache key):
-#: 1 per-event ``weight``; 2 also ``pthat``
-NTUPLE_FORMAT = 2
+#: 1 per-event ``weight``; 2 also ``pthat``; 3 also ``pileup_pthat_max``
+NTUPLE_FORMAT = 3
 
 #: the per-event weight [pb] (float64, in the generator-truth tree of either layout)
 WEIGHT_BRANCH = WEIGHT_BRANCH_NAME
@@ -121,10 +122,12 @@ class NtupleWriter:
         out: DetectorOutput,
         weight: np.ndarray | None = None,
         pthat: np.ndarray | None = None,
+        pileup_pthat: np.ndarray | None = None,
     ) -> None:
         """Append one chunk; ``weight``: its per-event weights [pb] (float64 branch
         ``weight`` of the generator-truth tree); ``pthat``: each event's pT-hat [GeV]
-        (float32 branch ``pthat`` beside it)."""
+        (float32 branch ``pthat`` beside it); ``pileup_pthat``: the largest pT-hat of its
+        pile-up interactions (float32 branch ``pileup_pthat_max``)."""
         f = self._file
         assert f is not None
         per_tree: dict[str, dict[str, object]] = {}
@@ -135,11 +138,13 @@ class NtupleWriter:
             if weight.shape != (out.n_events,):
                 raise ValueError(f"{len(weight)} weights for {out.n_events} events")
             per_tree[self.trees["genparticle"]][WEIGHT_BRANCH] = weight
-        if pthat is not None:
-            pthat = np.ascontiguousarray(pthat, dtype=np.float32)
-            if pthat.shape != (out.n_events,):
-                raise ValueError(f"{len(pthat)} pT-hat values for {out.n_events} events")
-            per_tree[self.trees["genparticle"]][PTHAT_BRANCH_NAME] = pthat
+        for name, values in ((PTHAT_BRANCH_NAME, pthat), (PILEUP_PTHAT_BRANCH_NAME, pileup_pthat)):
+            if values is None:
+                continue
+            values = np.ascontiguousarray(values, dtype=np.float32)
+            if values.shape != (out.n_events,):
+                raise ValueError(f"{len(values)} {name} values for {out.n_events} events")
+            per_tree[self.trees["genparticle"]][name] = values
         if not self._made:
             for tree, data in per_tree.items():
                 types = {

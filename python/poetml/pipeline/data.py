@@ -35,6 +35,7 @@ __all__ = [
     "load_or_build_dataset",
     "prepare",
     "prepare_data",
+    "zero_bias_weights",
 ]
 
 
@@ -146,10 +147,15 @@ AUX = {
 }
 
 
-def apply_background(ds: DatasetConfig, data: LabelledData) -> tuple[LabelledData, dict[str, Any]]:
-    """The dataset as the stream ``ds.background`` asks for, and what that did per process
-    (``{process: {"sigma_pb", "kept_sigma_pb", "efficiency", "events", "kept_events"}}``).
-    See :class:`poetml.datasets.labelled.DatasetConfig`."""
+def apply_background(
+    ds: DatasetConfig, data: LabelledData, beam: Any = None
+) -> tuple[LabelledData, dict[str, Any]]:
+    """The dataset as the stream ``ds.background`` asks for, and what that did.
+    See :class:`poetml.datasets.labelled.DatasetConfig`.
+
+    ``single_lepton``: per process ``{"sigma_pb", "kept_sigma_pb", "efficiency", "events",
+    "kept_events"}``.  ``zero_bias``: a stream of bunch crossings at ``beam``
+    (:class:`poetml.rates.Beam`, default ``Beam()``), see :func:`zero_bias_weights`."""
     w = data.weights
     info: dict[str, Any] = {}
     if ds.background == "single_lepton":
@@ -175,46 +181,93 @@ def apply_background(ds: DatasetConfig, data: LabelledData) -> tuple[LabelledDat
             )
         return data.select(np.flatnonzero(keep)), info
     if ds.background == "zero_bias":
-        role = np.array([p.role for p in data.processes])[data.process]
-        mb = next(i for i, p in enumerate(data.processes) if p.name == "minbias")
-        is_mb = data.process == mb
-        hard = (role == "train") & ~is_mb
-        sigma_mb = float(w[is_mb].sum())
-        w2 = w.copy()
-        # stitching: minimum-bias events above the pT-hat threshold of a pT-hat-generated
-        # hard process (qcd) are that process's phase space: vetoed, not counted twice
-        stitched, threshold = _pthat_stitched(data, hard)
-        pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, np.full(len(w), np.nan)))
-        veto = np.zeros(len(w), bool)
-        if stitched and np.isfinite(pthat[is_mb]).all():
-            veto = is_mb & (pthat >= threshold)
-            w2[veto] = 0.0
-        elif stitched:
-            stitched = []  # no pT-hat in the minimum-bias file: uniform subtraction below
-        rest = hard & ~np.isin(data.process, stitched)
-        sigma_rest = float(w[rest].sum())
-        sigma_left = float(w2[is_mb].sum())
-        if sigma_rest >= sigma_left:
-            raise DatasetError(
-                f"zero_bias: the hard processes ({sigma_rest:.4g} pb) exceed the minimum-bias "
-                f"cross section left to them ({sigma_left:.4g} pb); check their weights"
-            )
-        w2[is_mb] *= (sigma_left - sigma_rest) / sigma_left
-        info = {
-            "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": float(w2[is_mb].sum())},
-            "hard_sigma_pb": float(w[hard].sum()),
-            "stitching": {
-                "processes": [data.processes[i].name for i in stitched],
-                "pthat_threshold_gev": threshold if stitched else None,
-                "minbias_events_vetoed": int(veto.sum()),
-                # an independent check of the stitch: minimum bias's own cross section
-                # above the threshold against the pT-hat-generated processes'
-                "minbias_sigma_above_pb": float(w[veto].sum()),
-                "stitched_sigma_pb": float(w[np.isin(data.process, stitched)].sum()),
-            },
-        }
+        w2, info = zero_bias_weights(data, beam)
         return dataclasses.replace(data, weight=w2), info
     return data, info
+
+
+def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Weights [pb] that make the ``minbias`` process and the hard ``train`` processes one
+    stream of bunch crossings at ``beam`` (default :class:`poetml.rates.Beam`), and what
+    was done.  ``rate = luminosity x sum of weights`` then counts crossings: the stream
+    totals the filled-crossing rate (about 28.6 MHz), as a zero-bias trigger sees it.
+
+    * Every event is one crossing: a minimum-bias event with its pile-up overlay is a
+      typical crossing; a hard event (with its overlay) is a crossing holding that hard
+      interaction, which happens at ``luminosity x sigma``, so hard events keep their weight.
+    * **Stitching** to a hard process generated above a pT-hat threshold without a filter
+      (the catalog's qcd): a minimum-bias crossing is vetoed (weight 0) when its primary
+      interaction *or any of its pile-up interactions* has ``pT-hat >= threshold`` (that
+      crossing is the hard process's), and a hard event whose pile-up also holds such an
+      interaction is weighted 1/2 (the crossing is generated twice, once from each hard
+      interaction).  This is exact for crossings with at most two hard interactions.
+    * The minimum-bias crossings left share the crossing rate times the fraction of
+      minimum-bias crossings not vetoed (their own estimate of the soft crossings), less
+      the hard processes that are not stitched (W, Z, top are not in minimum bias but
+      their crossings are counted in the total).
+
+    The pile-up of the files should be the beam's (``Beam.pileup``, about 56 at 2e34):
+    ``info["pileup_beam"]`` gives it.  Without pile-up branches (files not written by
+    ``poetml generate``) only the primary interaction's pT-hat is vetoed on."""
+    from ..rates import Beam
+
+    beam = beam or Beam()
+    w = data.weights
+    role = np.array([p.role for p in data.processes])[data.process]
+    mb = next(i for i, p in enumerate(data.processes) if p.name == "minbias")
+    is_mb = data.process == mb
+    hard = (role == "train") & ~is_mb
+    sigma_mb = float(w[is_mb].sum())
+    w2 = w.copy()
+    stitched, threshold = _pthat_stitched(data, hard)
+    nan = np.full(len(w), np.nan)
+    pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, nan), np.float64)
+    pu = np.asarray(data.aux.get(labelled.GEN_PILEUP_PTHAT, nan), np.float64)
+    pu = np.where(np.isfinite(pu), pu, 0.0)  # no pile-up record: primary only
+    veto = np.zeros(len(w), bool)
+    doubled = np.zeros(len(w), bool)
+    if stitched and np.isfinite(pthat[is_mb]).all():
+        veto = is_mb & (np.maximum(pthat, pu) >= threshold)
+        w2[veto] = 0.0
+        doubled = np.isin(data.process, stitched) & (pu >= threshold)
+        w2[doubled] *= 0.5
+    elif stitched:
+        stitched = []  # no pT-hat in the minimum-bias file: all hard processes subtracted
+    is_stitched = np.isin(data.process, stitched)
+    rest = hard & ~is_stitched
+    crossings_pb = beam.crossing_rate_khz / beam.khz_per_pb
+    n_mb = int(is_mb.sum())
+    soft_fraction = float((is_mb & ~veto).sum()) / n_mb if n_mb else 0.0
+    sigma_rest = float(w[rest].sum())
+    target = crossings_pb * soft_fraction - sigma_rest
+    left = float(w2[is_mb].sum())
+    if target <= 0 or left <= 0:
+        raise DatasetError(
+            f"zero_bias: the hard processes that are not stitched ({sigma_rest:.4g} pb) "
+            f"exceed the soft crossings ({crossings_pb * soft_fraction:.4g} pb at "
+            f"{beam.luminosity:.3g} cm^-2 s^-1); check their weights"
+        )
+    w2[is_mb] *= target / left
+    info = {
+        "unit": "bunch crossings",
+        "crossing_rate_khz": beam.crossing_rate_khz,
+        "crossings_pb": crossings_pb,
+        "pileup_beam": beam.pileup,
+        "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": float(w2[is_mb].sum())},
+        "hard_sigma_pb": float(w[hard].sum()),
+        "stitching": {
+            "processes": [data.processes[i].name for i in stitched],
+            "pthat_threshold_gev": threshold if stitched else None,
+            "minbias_events_vetoed": int(veto.sum()),
+            "minbias_vetoed_by_pileup": int((veto & (pthat < threshold)).sum()),
+            "hard_events_halved": int(doubled.sum()),
+            # an independent check of the stitch: the minimum-bias crossings' own rate of
+            # crossings with a hard interaction against the pT-hat-generated processes'
+            "minbias_hard_crossings_pb": crossings_pb * (1.0 - soft_fraction),
+            "stitched_crossings_pb": float(w2[is_stitched].sum()),
+        },
+    }
+    return w2, info
 
 
 def _pthat_stitched(data: LabelledData, hard: np.ndarray) -> tuple[list[int], float]:
@@ -248,8 +301,9 @@ def _fingerprint(*parts: Any) -> str:
 
 #: bump when what a cached dataset holds changes (2: per-event weights [pb]; 3: the
 #: leading-lepton pT for the single-lepton stream; 4: the leading muon and electron pT for
-#: the L1-like trigger menu; 5: each event's generator pT-hat, for the zero-bias stitch)
-DATASET_FORMAT = 5
+#: the L1-like trigger menu; 5: each event's generator pT-hat, for the zero-bias stitch;
+#: 6: each event's largest pile-up pT-hat, for the stitch of crossings)
+DATASET_FORMAT = 6
 
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
@@ -309,7 +363,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
     if data.kind != ds.kind:
         raise DatasetError(f"dataset holds {data.kind}, the configuration asks for {ds.kind}")
     autoencoder = model.is_autoencoder
-    data, stream = apply_background(ds, data)
+    data, stream = apply_background(ds, data, cfg.evaluation.beam())
     if stream and cfg.run.progress:
         print(f"poetml: background {ds.background}: {json.dumps(stream)}")
     role = np.array([p.role for p in data.processes])[data.process]
