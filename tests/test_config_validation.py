@@ -441,3 +441,26 @@ def test_check_names_a_default_process_missing_from_the_manifest(tmp_path):
     problems = pipeline.config_problems(cfg)
     assert any("'zprime'" in p and "not in the default dataset" in p for p in problems), problems
     assert not any("'qcd'" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("pileup", "ok"), [(0, False), (40, False), (56, True), (60, True)])
+def test_zero_bias_needs_the_beams_pileup(tmp_path, no_work, capsys, pileup, ok):
+    """A zero-bias stream counts crossings, each generated minimum-bias event standing for
+    one: its pile-up must be the beam's (about 55.7 at 2e34), within 10 %."""
+    text = BASE.format(
+        default_dir=tmp_path / "default-data",
+        output=tmp_path / "out",
+        dataset_extra=f"  background: zero_bias\n  default_pileup: {pileup}\n",
+        features_extra="",
+        evaluation="",
+    ).replace(
+        "- {name: qcd, label: SM}", "- {name: minbias, label: SM}\n    - {name: qcd, label: SM}"
+    )
+    path = tmp_path / "zb.yaml"
+    path.write_text(text)
+    assert main(["check", str(path)]) == (0 if ok else 1)
+    err = capsys.readouterr().err
+    if not ok:
+        assert "dataset.default_pileup: background zero_bias counts bunch crossings" in err, err
+        assert "beam's mean of 55.7 interactions" in err, err
+    assert not (tmp_path / "default-data").exists()

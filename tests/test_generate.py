@@ -234,13 +234,15 @@ def test_pileup_adds_soft_activity(tmp_path):
     assert pu is not None
     assert len(pu) == 40
     assert np.isin(pu.astype(np.float32), np.append(pool_pthat, 0.0)).all()
+    assert pu.max() < 30  # the pool's soft events only
     assert (pu > 0).mean() > 0.5  # Poisson(5) draws: almost every event has pile-up
     np.testing.assert_array_equal(read_pileup_pthat(a["path"]), 0.0)
     assert read_pthat(a["path"]) is not None
 
 
 def test_overlay_records_each_events_largest_pileup_pthat():
-    """PileupPool.overlay's per-event maximum pT-hat equals a plain loop over its draws."""
+    """PileupPool.overlay draws only the pool's soft events (pT-hat below 30 GeV), and its
+    per-event maximum pT-hat equals a plain loop over its draws."""
     from poetml.generate.pileup import PileupPool
 
     sizes = np.array([2, 1, 3, 1, 2])
@@ -252,13 +254,15 @@ def test_overlay_records_each_events_largest_pileup_pthat():
     )  # fmt: skip
     counts = np.array([0, 3, 1, 4, 2])
     out = pool.overlay(counts, np.random.default_rng(9))
-    picks = np.random.default_rng(9).integers(0, 5, int(counts.sum()))
+    soft = np.array([0, 1, 3, 4])  # event 2 (50 GeV) is hard: never overlaid
+    picks = soft[np.random.default_rng(9).integers(0, 4, int(counts.sum()))]
     want, k = [], 0
     for c in counts:
         want.append(max([float(pool.pthat[p]) for p in picks[k : k + c]], default=0.0))
         k += c
     np.testing.assert_array_equal(out["pthat_max"], want)
     assert len(out["px"]) == int(sizes[picks].sum())
+    assert out["pthat_max"].max() < 30
 
 
 def test_every_process_initialises_and_lists():

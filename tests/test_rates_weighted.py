@@ -143,3 +143,37 @@ def test_firmware_threshold_is_the_evaluation_working_point_on_a_weighted_stream
     assert thr.warning is None
     assert 0.0 < ev["signals"]["sig"]["auc"] < 1.0
     assert ev["curve"]["rate_khz"][0] == pytest.approx((1e6 + 50) * beam.khz_per_pb, rel=1e-3)
+
+
+def test_unbiased_check_agrees_with_a_correctly_stitched_tail_and_flags_a_wrong_one():
+    """A stream of crossings with scores uniform in [0, 1): the unbiased sample is 20 000
+    crossings (each crossing rate / 20 000); the weighted stream keeps its crossings below
+    0.9 and replaces the tail by a separate sample of 5 000 events in [0.9, 1) weighted to
+    the tail's 10 %.  At 5 % of the crossings (threshold 0.95) the two rates agree; with
+    the tail weighted twice over they do not."""
+    beam = Beam()
+    per_pb = beam.crossing_rate_khz / beam.khz_per_pb  # the crossings [pb]
+    rng = np.random.default_rng(3)
+    n, m = 20_000, 5_000
+    u = rng.random(n)
+    tail = 0.9 + 0.1 * rng.random(m)
+    soft = u < 0.9
+    scores = np.concatenate([u, tail])
+    w = np.concatenate([np.where(soft, per_pb / n, 0.0), np.full(m, 0.1 * per_pb / m)])
+    brute = np.concatenate([np.full(n, beam.crossing_rate_khz / n), np.zeros(m)])
+    target = 0.05 * beam.crossing_rate_khz
+    c = rates.unbiased_rate_check(scores, w, brute, target, beam)
+    assert c["threshold"] == pytest.approx(0.95, abs=0.005)
+    assert c["weighted"]["rate_khz"] == pytest.approx(target, rel=0.01)
+    assert c["unbiased"]["n"] == n
+    k = int(np.count_nonzero(u > c["threshold"]))
+    assert c["unbiased"]["k"] == k
+    assert c["unbiased"]["rate_khz"] == pytest.approx(beam.crossing_rate_khz * k / n)
+    assert c["unbiased"]["rate_khz"] == pytest.approx(target, rel=0.1)
+    assert c["unbiased"]["rate_khz_err"] == pytest.approx(beam.crossing_rate_khz * math.sqrt(k) / n)
+    assert abs(c["pull"]) < 3
+    wrong = np.concatenate([w[:n], 2 * w[n:]])
+    # the threshold moves up to keep the target on the weighted stream: brute force is lower
+    assert rates.unbiased_rate_check(scores, wrong, brute, target, beam)["pull"] > 5
+    with pytest.raises(ValueError, match="no unbiased event"):
+        rates.unbiased_rate_check(scores, w, np.zeros(n + m), target, beam)

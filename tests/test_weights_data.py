@@ -10,6 +10,7 @@ from conftest import write_poet_random
 
 from poetml.datasets import labelled
 from poetml.datasets.labelled import DatasetConfig, ProcessConfig
+from poetml.datasets.scalers import DatasetError
 from poetml.exceptions import ConfigError
 from poetml.features import FeatureSpec
 from poetml.reading import read_weights
@@ -171,13 +172,11 @@ def test_zero_bias_stream_totals_the_crossing_rate():
 
 
 def test_zero_bias_stream_stitches_crossings_to_pthat_generated_qcd():
-    """A minimum-bias crossing whose primary or pile-up interaction has pT-hat above qcd's
-    generation threshold (30 GeV) is qcd's: vetoed (weight 0), not counted twice; a qcd
-    event whose pile-up also holds such an interaction is weighted 1/2 (that crossing is
-    generated from each of its two hard interactions); the soft crossings share the
-    crossing rate times minimum bias's own soft fraction, less the hard processes not
-    stitched (dy); the info gives minimum bias's own rate of hard crossings beside
-    qcd's, the stitch's cross-check."""
+    """A minimum-bias crossing whose primary interaction has pT-hat above qcd's generation
+    threshold (30 GeV) is qcd's: vetoed (weight 0), not counted twice; the soft crossings
+    share the crossing rate less every hard process's (qcd and dy); the info gives
+    minimum bias's own cross section above the threshold beside qcd's, the stitch's
+    cross-check; pile-up harder than the threshold is refused, naming file and entry."""
     from poetml.pipeline.data import apply_background
     from poetml.rates import Beam
 
@@ -187,32 +186,38 @@ def test_zero_bias_stream_stitches_crossings_to_pthat_generated_qcd():
     proc = np.repeat(np.arange(3), n).astype(np.int32)
     w = np.array([20.0] * n + [1.0] * n + [0.1] * n)
     pthat = np.array([1, 5, 31, 40, 2, 29.9] + [30, 35, 50, 80, 31, 33] + [0] * n, np.float32)
-    pu = np.array([0, 31, 0, 0, 10, 0] + [0, 0, 40, 0, 0, 0] + [0] * n, np.float32)
+    pu = np.array([0, 29, 0, 0, 10, 0] + [0, 0, 25, 0, 0, 0] + [0] * n, np.float32)
     data = labelled.LabelledData(
         np.zeros((3 * n, 2), np.float32), proc, procs, "features", ("a", "b"),
-        np.zeros(3 * n, np.int32), np.arange(3 * n, dtype=np.int64), ("f",),
+        np.zeros(3 * n, np.int32), np.arange(3 * n, dtype=np.int64), ("f.root",),
         {labelled.GEN_PTHAT: pthat, labelled.GEN_PILEUP_PTHAT: pu}, w,
     )  # fmt: skip
     ds = DatasetConfig(kind="features", processes=procs, background="zero_bias")
     out, info = apply_background(ds, data, beam)
     mb = out.weights[:n]
-    assert mb[[1, 2, 3]].tolist() == [0.0, 0.0, 0.0]  # a hard interaction: vetoed
-    np.testing.assert_allclose(mb[[0, 4, 5]], (100.0 * 3 / 6 - 0.6) / 3)
-    np.testing.assert_allclose(out.weights[n:], [1, 1, 0.5, 1, 1, 1] + [0.1] * n)
-    assert out.weights.sum() == pytest.approx(49.4 + 5.5 + 0.6)
+    assert mb[[2, 3]].tolist() == [0.0, 0.0]  # a hard primary: vetoed
+    np.testing.assert_allclose(mb[[0, 1, 4, 5]], (100.0 - 6.6) / 4)
+    np.testing.assert_allclose(out.weights[n:], w[n:])  # hard processes untouched
+    assert out.weights.sum() == pytest.approx(100.0)  # the crossings
     st = info["stitching"]
     assert st["processes"] == ["qcd"]
     assert st["pthat_threshold_gev"] == 30.0
-    assert st["minbias_events_vetoed"] == 3
-    assert st["minbias_vetoed_by_pileup"] == 1
-    assert st["hard_events_halved"] == 1
-    assert st["minbias_hard_crossings_pb"] == pytest.approx(50.0)
-    assert st["stitched_crossings_pb"] == pytest.approx(5.5)
-    # without pT-hat (older files) the hard processes are subtracted uniformly
+    assert st["minbias_events_vetoed"] == 2
+    assert st["minbias_sigma_above_pb"] == pytest.approx(40.0)
+    assert st["stitched_sigma_pb"] == pytest.approx(6.0)
+    # without pT-hat (older files) nothing is vetoed
     old = dataclasses.replace(data, aux={})
     out2, info2 = apply_background(ds, old, beam)
     np.testing.assert_allclose(out2.weights[:n], (100.0 - 6.6) / 6)
     assert info2["stitching"]["processes"] == []
+    # hard pile-up (files made with another pool) cannot be stitched
+    loud = pu.copy()
+    loud[n + 4] = 45.0
+    bad = dataclasses.replace(
+        data, aux={labelled.GEN_PTHAT: pthat, labelled.GEN_PILEUP_PTHAT: loud}
+    )
+    with pytest.raises(DatasetError, match=r"f.root entry 10: its pile-up holds .* 45 GeV"):
+        apply_background(ds, bad, beam)
 
 
 def test_leading_lepton_pt_is_the_highest_electron_or_muon(poet_file, poet_events):
@@ -225,3 +230,29 @@ def test_leading_lepton_pt_is_the_highest_electron_or_muon(poet_file, poet_event
     mu = ak.fill_none(ak.max(poet_events["muon"]["muon_pt"], axis=1), 0.0)
     el = ak.fill_none(ak.max(poet_events["electron"]["electron_pt"], axis=1), 0.0)
     np.testing.assert_allclose(got, np.maximum(ak.to_numpy(mu), ak.to_numpy(el)), rtol=1e-6)
+
+
+def test_zero_bias_brute_force_weights_count_each_hard_interaction_for_a_crossing():
+    """Alone, the minimum-bias sample estimates the crossings' rate: its weights total the
+    crossing rate f; an event with a hard primary (pT-hat >= 30 GeV) stands for f mu / n,
+    as any of a crossing's mu interactions may be the hard one; other processes get 0."""
+    from poetml.pipeline.data import zero_bias_unbiased_khz
+    from poetml.rates import Beam
+
+    beam = Beam()
+    procs = (ProcessConfig("minbias"), ProcessConfig("qcd"))
+    n = 1000
+    proc = np.array([0] * n + [1] * 10, np.int32)
+    pthat = np.concatenate([np.full(n, 5.0), np.full(10, 40.0)]).astype(np.float32)
+    pthat[[3, 700]] = [31.0, 90.0]
+    data = labelled.LabelledData(
+        np.zeros((n + 10, 1), np.float32), proc, procs, "features", ("a",),
+        np.zeros(n + 10, np.int32), np.arange(n + 10, dtype=np.int64), ("f",),
+        {labelled.GEN_PTHAT: pthat}, np.ones(n + 10),
+    )  # fmt: skip
+    u = zero_bias_unbiased_khz(data, beam)
+    f, mu = beam.crossing_rate_khz, beam.pileup
+    assert u[:n].sum() == pytest.approx(f)
+    np.testing.assert_allclose(u[[3, 700]], f * mu / n)
+    np.testing.assert_allclose(u[n:], 0.0)
+    np.testing.assert_allclose(u[0], f * (1 - mu * 2 / n) / (998))

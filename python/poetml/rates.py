@@ -61,6 +61,7 @@ __all__ = [
     "threshold_at_rate",
     "threshold_for_rate_weighted",
     "threshold_for_weight",
+    "unbiased_rate_check",
     "weighted_efficiency",
 ]
 
@@ -558,4 +559,52 @@ def efficiency_at_rate(
         "interval_method": method,
         "cl": cl,
         "warning": warning,
+    }
+
+
+def unbiased_rate_check(
+    scores: Any,
+    weights_pb: Any,
+    unbiased_khz: Any,
+    rate_khz: float,
+    beam: Beam = Beam(),
+) -> dict[str, Any]:
+    """The weighted stream's rate against a brute-force estimate at one working point.
+
+    The threshold of ``rate_khz`` on the weighted stream (``scores``, ``weights_pb``) and
+    its rate there, against the rate an unbiased sample gives alone at that threshold:
+    ``unbiased_khz`` is the rate [kHz] each event stands for in that sample (0 for events
+    outside it; for a plain sample of ``n`` crossings, ``crossing rate / n`` each).
+    ``pull`` = the difference over its uncertainty, ``sqrt(sum over the selected events of
+    (w_i x kHz per pb - unbiased_i)^2)``: events in both samples count once, so what they
+    share does not inflate it.  The two agree within their uncertainty when ``|pull| <=
+    2``.  Returns ``target_rate_khz``, ``threshold``, ``weighted`` (:class:`WeightedRate`
+    as a dict), ``unbiased`` (``rate_khz``, ``rate_khz_err`` from the sum of squares,
+    ``k`` selected of ``n`` events of the sample), ``difference_khz`` and its
+    ``difference_err_khz``, and ``pull``."""
+    s = check_scores(scores, "scores")
+    w = check_weights(weights_pb, len(s), "weights_pb")
+    u = check_weights(unbiased_khz, len(s), "unbiased_khz")
+    n = int(np.count_nonzero(u))
+    if n == 0:
+        raise ValueError("no unbiased event: a brute-force rate needs some")
+    thr = threshold_for_rate_weighted(s, w, rate_khz, beam)
+    r = rate_above(s, w, thr, beam)
+    sel = s > thr
+    brute = float(u[sel].sum())
+    diff = w[sel] * beam.khz_per_pb - u[sel]
+    err = math.sqrt(float((diff**2).sum()))
+    return {
+        "target_rate_khz": float(rate_khz),
+        "threshold": thr,
+        "weighted": r.to_dict(),
+        "unbiased": {
+            "rate_khz": brute,
+            "rate_khz_err": math.sqrt(float((u[sel] ** 2).sum())),
+            "k": int(np.count_nonzero(sel & (u != 0))),
+            "n": n,
+        },
+        "difference_khz": r.rate_khz - brute,
+        "difference_err_khz": err,
+        "pull": (r.rate_khz - brute) / err if err > 0 else 0.0,
     }

@@ -51,6 +51,7 @@ class EvaluationConfig:
     luminosity: float = 2.0e34
     filled_fraction: float = 2544 / 3564
     menu: MenuConfig = field(default_factory=MenuConfig)
+    check_rate_khz: tuple[float, ...] = (100.0,)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.collision_rate_mhz) and self.collision_rate_mhz > 0):
@@ -64,6 +65,13 @@ class EvaluationConfig:
                     f"{r} kHz must be > 0 and below the collision rate "
                     f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
                     key=f"rate_khz[{i}]",
+                )
+        for i, r in enumerate(self.check_rate_khz):
+            if not 0 < r < limit:
+                raise ConfigError(
+                    f"{r} kHz must be > 0 and below the collision rate "
+                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
+                    key=f"check_rate_khz[{i}]",
                 )
         for i, f in enumerate(self.fpr_targets):
             if not 0 < f < 1:

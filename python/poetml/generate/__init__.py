@@ -34,7 +34,7 @@ from .detector import (
     flatten_batch,
     simulate,
 )
-from .pileup import DEFAULT_POOL_SIZE
+from .pileup import DEFAULT_POOL_SIZE, PILEUP_PTHAT_BELOW
 from .processes import (
     COMMON_SETTINGS,
     PROCESSES,
@@ -50,6 +50,7 @@ __all__ = [
     "COMMON_SETTINGS",
     "DEFAULT_DATASET",
     "LAYOUTS",
+    "ON_REQUEST",
     "PROCESSES",
     "DetectorConfig",
     "DimuonFilter",
@@ -485,6 +486,7 @@ def _file_summary(
         "mpi": task.mpi,
         "pileup": task.pileup,
         "pileup_pool": task.pool,
+        "pileup_pthat_below": PILEUP_PTHAT_BELOW if task.pileup > 0 else None,
         "pthat_min": job.pthat_min if job.pthat_min is not None else proc.pthat_min,
         "pthat_max": job.pthat_max,
         "bias_pow": job.bias_pow,
@@ -649,6 +651,11 @@ DEFAULT_DATASET: dict[str, int] = {
     "h0_tautau": 1000,
     "hplus_taunu": 1000,
 }
+
+#: processes a run's default dataset generates only when its configuration names them
+#: (not part of ``poetml generate --default``), with their default event counts: minimum
+#: bias, the zero-bias stream's soft crossings
+ON_REQUEST: dict[str, int] = {"minbias": 2000}
 
 MANIFEST_NAME = "manifest.json"
 

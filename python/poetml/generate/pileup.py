@@ -14,6 +14,14 @@ pT-hat among its pile-up interactions: what the ``zero_bias`` stream's stitch ne
 whether a crossing holds a hard interaction besides its primary one.  Reuse is the approximation premixing makes: with ``n`` hard events at mean
 ``mu`` a pool event appears about ``n * mu / size`` times; the default pool (5000 events)
 keeps each reuse rare within a hard event.
+
+**The pool is soft.**  Only pool events with pT-hat below :data:`PILEUP_PTHAT_BELOW`
+(30 GeV, the qcd process's generation threshold) are overlaid.  About 0.2 % of minimum-bias
+interactions are harder; a pool of 5000 holds about ten of them, which a sample of 30 000
+events at mu = 56 would reuse some 300 times each, so the pool cannot stand for the hard
+tail of pile-up.  A crossing with a hard interaction is the hard processes' business: in
+the ``zero_bias`` stream it is a qcd event (with soft pile-up) weighted by its cross
+section, which counts it whichever of the crossing's interactions is the hard one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from .processes import COMMON_SETTINGS, get_process
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
+    "PILEUP_PTHAT_BELOW",
     "PileupPool",
     "default_cache_dir",
     "load_pool",
@@ -42,6 +51,8 @@ __all__ = [
 DEFAULT_POOL_SIZE = 5000
 #: bump when the pool file format or its content definition changes
 _POOL_REVISION = 2  # 2: each pool event's pT-hat
+#: pool events with pT-hat at or above this [GeV] are never overlaid (see above)
+PILEUP_PTHAT_BELOW = 30.0
 #: RMS of the luminous region along z [mm]
 Z_SPREAD_MM = 35.0
 
@@ -86,13 +97,17 @@ class PileupPool:
         return len(self.offsets) - 1
 
     def overlay(self, counts: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Particles of ``counts[i]`` pool events drawn at random for each hard event ``i``:
+        """Particles of ``counts[i]`` soft pool events (pT-hat below
+        :data:`PILEUP_PTHAT_BELOW`) drawn at random for each hard event ``i``:
         flat columns ``event`` (hard-event index), ``id``, ``px``, ``py``, ``pz``, ``e``
         (float64) and ``vz`` (the drawn vertex z [mm], shared by one interaction's
         particles); and per hard event ``pthat_max``, the largest pT-hat [GeV] of its drawn
         pool events (0 with none)."""
         counts = np.asarray(counts, np.int64)
-        picks = rng.integers(0, self.n_events, int(counts.sum()))
+        soft = np.flatnonzero(self.pthat < PILEUP_PTHAT_BELOW)
+        if len(soft) == 0:
+            raise ValueError(f"{self.path}: no pool event below pT-hat {PILEUP_PTHAT_BELOW} GeV")
+        picks = soft[rng.integers(0, len(soft), int(counts.sum()))]
         zshift = rng.normal(0.0, Z_SPREAD_MM, len(picks))
         starts = self.offsets[picks]
         sizes = self.offsets[picks + 1] - starts

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 #: what the files hold beyond the detector (part of the default dataset's cache key):
-#: 1 per-event ``weight``; 2 also ``pthat``; 3 also ``pileup_pthat_max``
+#: 1 per-event ``weight``; 2 also ``pthat``; 3 also ``pileup_pthat_max``, and pile-up
+#: drawn from the pool's soft events only
 NTUPLE_FORMAT = 3
 
 #: the per-event weight [pb] (float64, in the generator-truth tree of either layout)

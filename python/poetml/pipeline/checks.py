@@ -42,22 +42,20 @@ def _check_config(cfg: RunConfig) -> None:
     if not ds.processes:
         raise ConfigError("dataset.processes: empty; list the processes and their labels")
     if ds.default_events:
-        from ..generate import DEFAULT_DATASET
-
-        unknown = [k for k in ds.default_events if k not in DEFAULT_DATASET]
+        unknown = [k for k in ds.default_events if k not in _default_processes()]
         if unknown:
             raise ConfigError(
                 f"dataset.default_events: {', '.join(map(repr, unknown))} not in the default "
-                f"dataset; its processes: {', '.join(DEFAULT_DATASET)}"
+                f"dataset; its processes: {', '.join(_default_processes())}"
             )
     if ds.default_bias:
-        from ..generate import DEFAULT_DATASET, get_process
+        from ..generate import get_process
 
         for name in ds.default_bias:
-            if name not in DEFAULT_DATASET:
+            if name not in _default_processes():
                 raise ConfigError(
                     f"dataset.default_bias: {name!r} is not in the default dataset; its "
-                    f"processes: {', '.join(DEFAULT_DATASET)}"
+                    f"processes: {', '.join(_default_processes())}"
                 )
             proc = get_process(name)
             if proc.pthat_min is None or proc.filter is not None:
@@ -66,6 +64,19 @@ def _check_config(cfg: RunConfig) -> None:
                     f"dataset.default_bias: process {name!r} {why}; a pT-hat bias applies to "
                     "unfiltered hard QCD-like processes (e.g. qcd)"
                 )
+    mb = next((p for p in ds.processes if p.name == "minbias"), None)
+    if ds.background == "zero_bias" and mb is not None and not mb.files:
+        # the stream counts crossings: each generated minimum-bias event stands for one,
+        # so its pile-up must be the beam's
+        mu = cfg.evaluation.beam().pileup
+        if abs(ds.default_pileup - mu) > 0.1 * mu:
+            raise ConfigError(
+                f"dataset.default_pileup: background zero_bias counts bunch crossings, each "
+                f"generated minimum-bias event standing for one; its pile-up "
+                f"{ds.default_pileup:g} must be the beam's mean of {mu:.3g} interactions per "
+                f"crossing (evaluation.luminosity {cfg.evaluation.luminosity:.3g} cm^-2 s^-1 x "
+                "79.5 mb / the filled-crossing rate), within 10 %"
+            )
     if model.type == "cnn":
         if ds.kind != "images":
             raise ConfigError("model.type: model type 'cnn' needs dataset.kind: images")
@@ -92,14 +103,25 @@ def _check_config(cfg: RunConfig) -> None:
         raise ConfigError("model.type: model type 'conv_ae' needs dataset.kind: images")
 
 
+def _default_processes() -> dict[str, int]:
+    """The processes a run's default dataset can hold and their default event counts: the
+    default dataset's and those generated on request (minimum bias)."""
+    from ..generate import DEFAULT_DATASET, ON_REQUEST
+
+    return {**DEFAULT_DATASET, **ON_REQUEST}
+
+
 def default_dataset_events(cfg: RunConfig, needed: bool = False) -> dict[str, int]:
     """Events per process of the default dataset of ``cfg`` (``dataset.default_events`` and
-    ``default_scale`` applied): all of its processes, or with ``needed`` only those that
+    ``default_scale`` applied): all of its processes (those generated on request when
+    ``dataset.processes`` names them), or with ``needed`` only those that
     ``dataset.processes`` names without files (what generating for ``cfg`` writes)."""
     from ..generate import DEFAULT_DATASET
 
     ds: DatasetConfig = cfg.dataset
-    events = {**DEFAULT_DATASET, **(ds.default_events or {})}
+    named = {p.name for p in ds.processes}
+    extra = {k: v for k, v in _default_processes().items() if k in named}
+    events = {**DEFAULT_DATASET, **extra, **(ds.default_events or {})}
     if needed:
         names = {p.name for p in ds.processes if not p.files}
         events = {k: v for k, v in events.items() if k in names}
@@ -127,13 +149,12 @@ def _file_problems(cfg: RunConfig) -> list[str]:
     defaults = [(i, p) for i, p in enumerate(ds.processes) if not p.files]
     if not defaults:
         return out
-    from ..generate import DEFAULT_DATASET
-
+    known_names = _default_processes()
     for i, p in defaults:
-        if p.name not in DEFAULT_DATASET:
+        if p.name not in known_names:
             out.append(
                 f"dataset.processes[{i}]: process {p.name!r} names no files and is not in the "
-                f"default dataset; its processes: {', '.join(DEFAULT_DATASET)} (or give files:)"
+                f"default dataset; its processes: {', '.join(known_names)} (or give files:)"
             )
     default_dir = Path(ds.default_dir)
     if default_dir.exists() and not default_dir.is_dir():
@@ -152,7 +173,7 @@ def _file_problems(cfg: RunConfig) -> list[str]:
             return out
         for i, p in defaults:
             fpath = default_dir / str(known.get(p.name, {}).get("file", f"{p.name}.root"))
-            if p.name in DEFAULT_DATASET and p.name not in known:
+            if p.name in known_names and p.name not in known:
                 out.append(
                     f"dataset.processes[{i}] (process {p.name!r}): not in the default dataset "
                     f"({mpath}) and run.generate_missing is false; run 'poetml generate' or "

@@ -35,6 +35,7 @@ __all__ = [
     "load_or_build_dataset",
     "prepare",
     "prepare_data",
+    "zero_bias_unbiased_khz",
     "zero_bias_weights",
 ]
 
@@ -192,23 +193,23 @@ def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray,
     was done.  ``rate = luminosity x sum of weights`` then counts crossings: the stream
     totals the filled-crossing rate (about 28.6 MHz), as a zero-bias trigger sees it.
 
-    * Every event is one crossing: a minimum-bias event with its pile-up overlay is a
-      typical crossing; a hard event (with its overlay) is a crossing holding that hard
-      interaction, which happens at ``luminosity x sigma``, so hard events keep their weight.
+    * Every event is one crossing: its primary interaction with the beam's pile-up overlaid
+      (soft: :mod:`poetml.generate.pileup`).  A hard event is a crossing holding that hard
+      interaction, which happens at ``luminosity x sigma`` whichever of the crossing's
+      interactions it is, so hard events keep their weight.
     * **Stitching** to a hard process generated above a pT-hat threshold without a filter
-      (the catalog's qcd): a minimum-bias crossing is vetoed (weight 0) when its primary
-      interaction *or any of its pile-up interactions* has ``pT-hat >= threshold`` (that
-      crossing is the hard process's), and a hard event whose pile-up also holds such an
-      interaction is weighted 1/2 (the crossing is generated twice, once from each hard
-      interaction).  This is exact for crossings with at most two hard interactions.
-    * The minimum-bias crossings left share the crossing rate times the fraction of
-      minimum-bias crossings not vetoed (their own estimate of the soft crossings), less
-      the hard processes that are not stitched (W, Z, top are not in minimum bias but
-      their crossings are counted in the total).
+      (the catalog's qcd): a minimum-bias event whose primary interaction has ``pT-hat >=
+      threshold`` is that process's crossing: vetoed (weight 0).  The pile-up must be soft
+      (below the threshold; ``poetml generate`` overlays only such pool events); files
+      whose pile-up holds a harder interaction are refused.
+    * The minimum-bias crossings left are the soft crossings: they share the crossing rate
+      less all hard processes' (stitched or not: W, Z, top are not in minimum bias, but
+      their crossings are part of the total).
 
-    The pile-up of the files should be the beam's (``Beam.pileup``, about 56 at 2e34):
-    ``info["pileup_beam"]`` gives it.  Without pile-up branches (files not written by
-    ``poetml generate``) only the primary interaction's pT-hat is vetoed on."""
+    The files' pile-up should be the beam's (``Beam.pileup``, about 56 at 2e34;
+    ``info["pileup_beam"]``).  ``info["stitching"]`` holds an independent check: minimum
+    bias's own cross section above the threshold (from its vetoed events) beside the
+    stitched processes'."""
     from ..rates import Beam
 
     beam = beam or Beam()
@@ -222,30 +223,30 @@ def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray,
     stitched, threshold = _pthat_stitched(data, hard)
     nan = np.full(len(w), np.nan)
     pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, nan), np.float64)
-    pu = np.asarray(data.aux.get(labelled.GEN_PILEUP_PTHAT, nan), np.float64)
-    pu = np.where(np.isfinite(pu), pu, 0.0)  # no pile-up record: primary only
     veto = np.zeros(len(w), bool)
-    doubled = np.zeros(len(w), bool)
     if stitched and np.isfinite(pthat[is_mb]).all():
-        veto = is_mb & (np.maximum(pthat, pu) >= threshold)
+        pu = np.asarray(data.aux.get(labelled.GEN_PILEUP_PTHAT, nan), np.float64)
+        loud = (is_mb | np.isin(data.process, stitched)) & (pu >= threshold)
+        if loud.any():
+            i = int(np.flatnonzero(loud)[0])
+            raise DatasetError(
+                f"zero_bias: {data.inputs[int(data.source[i])]} entry "
+                f"{int(data.event_index[i])}: its pile-up holds an interaction of pT-hat "
+                f"{pu[i]:.4g} GeV >= the stitch threshold {threshold:g} GeV; the stream needs "
+                "soft pile-up (regenerate the files with this poetml)"
+            )
+        veto = is_mb & (pthat >= threshold)
         w2[veto] = 0.0
-        doubled = np.isin(data.process, stitched) & (pu >= threshold)
-        w2[doubled] *= 0.5
-    elif stitched:
-        stitched = []  # no pT-hat in the minimum-bias file: all hard processes subtracted
-    is_stitched = np.isin(data.process, stitched)
-    rest = hard & ~is_stitched
+    else:
+        stitched = []  # no pT-hat in the minimum-bias file: no veto
     crossings_pb = beam.crossing_rate_khz / beam.khz_per_pb
-    n_mb = int(is_mb.sum())
-    soft_fraction = float((is_mb & ~veto).sum()) / n_mb if n_mb else 0.0
-    sigma_rest = float(w[rest].sum())
-    target = crossings_pb * soft_fraction - sigma_rest
+    sigma_hard = float(w[hard].sum())
+    target = crossings_pb - sigma_hard
     left = float(w2[is_mb].sum())
     if target <= 0 or left <= 0:
         raise DatasetError(
-            f"zero_bias: the hard processes that are not stitched ({sigma_rest:.4g} pb) "
-            f"exceed the soft crossings ({crossings_pb * soft_fraction:.4g} pb at "
-            f"{beam.luminosity:.3g} cm^-2 s^-1); check their weights"
+            f"zero_bias: the hard processes ({sigma_hard:.4g} pb) exceed the crossings "
+            f"({crossings_pb:.4g} pb at {beam.luminosity:.3g} cm^-2 s^-1); check their weights"
         )
     w2[is_mb] *= target / left
     info = {
@@ -254,20 +255,55 @@ def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray,
         "crossings_pb": crossings_pb,
         "pileup_beam": beam.pileup,
         "minbias": {"sigma_pb": sigma_mb, "scaled_to_pb": float(w2[is_mb].sum())},
-        "hard_sigma_pb": float(w[hard].sum()),
+        "hard_sigma_pb": sigma_hard,
         "stitching": {
             "processes": [data.processes[i].name for i in stitched],
             "pthat_threshold_gev": threshold if stitched else None,
             "minbias_events_vetoed": int(veto.sum()),
-            "minbias_vetoed_by_pileup": int((veto & (pthat < threshold)).sum()),
-            "hard_events_halved": int(doubled.sum()),
-            # an independent check of the stitch: the minimum-bias crossings' own rate of
-            # crossings with a hard interaction against the pT-hat-generated processes'
-            "minbias_hard_crossings_pb": crossings_pb * (1.0 - soft_fraction),
-            "stitched_crossings_pb": float(w2[is_stitched].sum()),
+            # an independent check of the stitch: minimum bias's own cross section
+            # above the threshold against the pT-hat-generated processes'
+            "minbias_sigma_above_pb": float(w[veto].sum()),
+            "stitched_sigma_pb": float(w[np.isin(data.process, stitched)].sum()),
         },
     }
     return w2, info
+
+
+def zero_bias_unbiased_khz(data: LabelledData, beam: Any = None) -> np.ndarray:
+    """The brute-force weights of the zero-bias stream: the rate [kHz] each minimum-bias
+    event of ``data`` stands for when the minimum-bias sample alone, unbiased and unweighted,
+    estimates the crossings' rate (0 for the other events).
+
+    A crossing of ``mu`` interactions holds, to first order in ``mu p`` (``p`` the fraction
+    of interactions with pT-hat above the stitch threshold, ``p_hat`` its estimate from the
+    sample's ``n`` events), no hard interaction (probability ``1 - mu p``: the soft events
+    stand for those crossings, each ``f (1 - mu p_hat) / ((1 - p_hat) n)``) or one, which
+    may be any of the ``mu`` (the events with a hard primary stand for those, each
+    ``f mu / n``); ``f`` the filled-crossing rate, ``mu`` the beam's pile-up.  Without a
+    stitch every minimum-bias event is a crossing (``f / n``)."""
+    from ..rates import Beam
+
+    beam = beam or Beam()
+    out = np.zeros(len(data.weights), np.float64)
+    names = [p.name for p in data.processes]
+    if "minbias" not in names:
+        return out
+    is_mb = data.process == names.index("minbias")
+    n = int(is_mb.sum())
+    if n == 0:
+        return out
+    f, mu = beam.crossing_rate_khz, beam.pileup
+    role = np.array([p.role for p in data.processes])[data.process]
+    stitched, threshold = _pthat_stitched(data, (role == "train") & ~is_mb)
+    pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, np.full(len(out), np.nan)))
+    if not stitched or not np.isfinite(pthat[is_mb]).all():
+        out[is_mb] = f / n
+        return out
+    hard = is_mb & (pthat >= threshold)
+    p_hat = float(hard.sum()) / n
+    out[is_mb & ~hard] = f * (1.0 - mu * p_hat) / ((1.0 - p_hat) * n)
+    out[hard] = f * mu / n
+    return out
 
 
 def _pthat_stitched(data: LabelledData, hard: np.ndarray) -> tuple[list[int], float]:

@@ -104,6 +104,13 @@ def evaluate(
         }
         weighted = prep.weighted and ecfg.weighted
         bkg_menu, sig_menu = menu_decisions(prep, ecfg) if weighted else (None, None)
+        unbiased = None
+        if weighted and cfg.dataset.background == "zero_bias":
+            from .data import zero_bias_unbiased_khz
+
+            # the minimum-bias events of the test split, vetoed or not: an unbiased
+            # sample of the stream, for the brute-force check of its weighted rate
+            unbiased = zero_bias_unbiased_khz(prep.test, ecfg.beam())
         return report.evaluate_anomaly(
             out,
             bkg,
@@ -121,6 +128,8 @@ def evaluate(
             process_names=[p.name for p in prep.data.processes],
             bkg_menu=bkg_menu,
             signal_menu=sig_menu,
+            unbiased=unbiased,
+            check_rate_khz=ecfg.check_rate_khz,
         )
     probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
     images = prep.test.x if prep.data.kind == "images" else None

@@ -212,6 +212,8 @@ def evaluate_anomaly(
     process_names: Sequence[str] | None = None,
     bkg_menu: Any = None,
     signal_menu: Mapping[str, Any] | None = None,
+    unbiased: Any = None,
+    check_rate_khz: Sequence[float] = (),
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
     ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
@@ -221,7 +223,13 @@ def evaluate_anomaly(
     luminosity (:func:`poetml.evaluation.weighted_rate_metrics`, stored under
     ``"weighted"`` in each model's metrics), with a table and the rate-against-threshold
     plot; with ``bkg_process`` (the process index of each background event) and
-    ``process_names`` also the score distribution stacked by process at its rate.
+    ``process_names`` also the score distribution stacked by process at its rate.  With
+    ``unbiased`` (per background event the rate [kHz] it stands for in an unbiased sample
+    of the stream, 0 outside it: the zero-bias stream's minimum-bias crossings, see
+    :func:`poetml.pipeline.data.zero_bias_unbiased_khz`) the weighted rate at each of
+    ``check_rate_khz`` is checked against the brute-force rate of those events alone
+    (:func:`poetml.rates.unbiased_rate_check`; ``"unbiased_checks"`` in the metrics, a
+    table, and a warning when they disagree by more than two standard deviations).
 
     ``bkg_scores``: array or ``{model: array}``; ``signal_scores``: ``{signal: array}`` or
     ``{model: {signal: array}}`` (same models).  ``latent`` ``(N, D)`` with integer
@@ -385,6 +393,32 @@ def evaluate_anomaly(
             + ("; stars: the single-lepton menu" if bkg_menu is not None else ""),
         )
         tables.append(_weighted_table(weighted))
+        if unbiased is not None and len(check_rate_khz):
+            from ..rates import Beam, unbiased_rate_check
+
+            for m, r in weighted.items():
+                checks = [
+                    unbiased_rate_check(bkg[m], bkg_weights, unbiased, float(c), beam or Beam())
+                    for c in check_rate_khz
+                ]
+                r["unbiased_checks"] = checks
+                metrics[m]["weighted"] = r
+                weighted_warnings += [
+                    (
+                        m,
+                        (
+                            f"at {c['target_rate_khz']:g} kHz the weighted stream's rate "
+                            f"{c['weighted']['rate_khz']:.3g} kHz and the unbiased sample's "
+                            f"{c['unbiased']['rate_khz']:.3g} kHz differ by "
+                            f"{c['difference_khz']:.3g} +- {c['difference_err_khz']:.2g} kHz "
+                            f"({c['pull']:.2g} standard deviations): check the weights and the "
+                            "stitch"
+                        ),
+                    )
+                    for c in checks
+                    if abs(c["pull"]) > 2
+                ]
+            tables.append(_unbiased_check_table(weighted))
         tables += menu_tables(weighted)
         adc = adc2021_table(weighted)
         if adc is not None:
@@ -416,6 +450,48 @@ def evaluate_anomaly(
         list(sec.warnings) + _by_model(weighted_warnings) + _by_model(auc_below_half_notes(metrics))
     )
     return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, warns)
+
+
+def _unbiased_check_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
+    rows: list[list[Any]] = [
+        [
+            "model",
+            "target [kHz]",
+            "threshold",
+            "weighted stream [kHz]",
+            "above (effective)",
+            "unbiased events alone [kHz]",
+            "selected / events",
+            "difference [kHz]",
+            "pull",
+        ]
+    ]
+    for m, r in weighted.items():
+        for c in r.get("unbiased_checks", []):
+            w, u = c["weighted"], c["unbiased"]
+            rows.append(
+                [
+                    m,
+                    c["target_rate_khz"],
+                    c["threshold"],
+                    f"{w['rate_khz']:.3g} +- {w['rate_khz_err']:.2g}",
+                    f"{w['n_events']} ({w['n_effective']:.3g})",
+                    f"{u['rate_khz']:.3g} +- {u['rate_khz_err']:.2g}",
+                    f"{u['k']} / {u['n']}",
+                    f"{c['difference_khz']:.3g} +- {c['difference_err_khz']:.2g}",
+                    f"{c['pull']:.2f}",
+                ]
+            )
+    return Table(
+        rows,
+        caption=(
+            "The weighted stream against brute force: at a looser working point, the rate of "
+            "the weighted (biased, stitched) stream and the rate the unbiased minimum-bias "
+            "sample gives alone, unweighted (an event with a hard primary interaction stands "
+            "for the mu interactions of a crossing that may hold it); the difference's "
+            "uncertainty counts events in both once; they agree when |pull| <= 2"
+        ),
+    )
 
 
 def _weighted_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
