@@ -17,7 +17,14 @@ def test_every_shipped_config_is_tested():
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(SHIPPED)
 
 
-SHIPPED = ["dtw_cnn", "dhjw_cnn", "anomaly_ae", "anomaly_ae_trigger", "anomaly_conv_ae"]
+SHIPPED = [
+    "dtw_cnn",
+    "dhjw_cnn",
+    "anomaly_ae",
+    "anomaly_ae_trigger",
+    "anomaly_ae_zero_bias",
+    "anomaly_conv_ae",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -27,8 +34,9 @@ def test_config_loads(name):
     if name.startswith("anomaly"):
         assert ds.class_names() == ["SM"]
         assert {p.name for p in ds.processes if p.role == "signal"} >= {"zprime", "a4l"}
-        assert "quantized_pruned" in cfg.run.variants
-        assert "firmware" in cfg.run.stages
+        if name != "anomaly_ae_zero_bias":
+            assert "quantized_pruned" in cfg.run.variants
+            assert "firmware" in cfg.run.stages
     if name == "anomaly_conv_ae":
         assert ds.kind == "images"
         assert model.type == "conv_ae"
@@ -43,6 +51,19 @@ def test_config_loads(name):
         assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml").dataset.default_dir
         n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
         assert n_sm * ds.split[2] * 2.5e-5 >= 10
+    if name == "anomaly_ae_zero_bias":
+        # a stream of crossings at the beam's pile-up, QCD's tail populated by a bias,
+        # J/psi (filtered) and H -> 4l left out, the brute-force check at 100 kHz with about
+        # 100 unbiased crossings above it
+        assert ds.background == "zero_bias"
+        assert abs(ds.default_pileup - cfg.evaluation.beam().pileup) < 1
+        assert ds.default_bias == {"qcd": 4.0}
+        names = {p.name for p in ds.processes if p.role == "train"}
+        assert names == {"minbias", "qcd", "wjets", "dy", "ttbar"}
+        assert cfg.evaluation.rate_khz[0] == 1.0
+        assert cfg.evaluation.check_rate_khz == (100.0,)
+        n_mb = ds.default_events["minbias"] * ds.split[2]
+        assert n_mb * 100.0 / cfg.evaluation.beam().crossing_rate_khz >= 100
     elif not name.startswith("anomaly"):
         assert ds.kind == "images"
         assert model.type == "cnn"
