@@ -61,7 +61,7 @@ def test_config_loads(name):
         names = {p.name for p in ds.processes if p.role == "train"}
         assert names == {"minbias", "qcd", "wjets", "dy", "ttbar"}
         assert cfg.evaluation.rate_khz[0] == 1.0
-        assert cfg.evaluation.check_rate_khz == (100.0,)
+        assert cfg.evaluation.check_rate_khz == (100.0, 1000.0)
         assert cfg.training.event_weights == "cross_section"
         n_mb = ds.default_events["minbias"] * ds.split[2]
         assert n_mb * 100.0 / cfg.evaluation.beam().crossing_rate_khz >= 100

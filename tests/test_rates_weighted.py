@@ -177,3 +177,28 @@ def test_unbiased_check_agrees_with_a_correctly_stitched_tail_and_flags_a_wrong_
     assert rates.unbiased_rate_check(scores, wrong, brute, target, beam)["pull"] > 5
     with pytest.raises(ValueError, match="no unbiased event"):
         rates.unbiased_rate_check(scores, w, np.zeros(n + m), target, beam)
+
+
+def test_unbiased_check_uncertainty_expects_the_replaced_events_it_cannot_see():
+    """A sample of 1000 crossings whose 2 hard ones (each standing for a 20th of the
+    crossings) the weighted stream replaces by 400 weighted events: when the threshold
+    selects none of the sample's hard events, the difference is the replacement's rate and
+    its uncertainty the Poisson variance the hard events would have had, not zero."""
+    beam = Beam()
+    f = beam.crossing_rate_khz
+    per_pb = f / beam.khz_per_pb
+    soft = np.linspace(0.0, 0.5, 998)
+    hard_u = np.array([0.2, 0.3])  # the sample's hard crossings score low here
+    repl = np.linspace(0.6, 1.0, 400)  # the replacement scores high
+    scores = np.concatenate([soft, hard_u, repl])
+    u = np.concatenate([np.full(998, 0.9 * f / 998), np.full(2, 0.05 * f), np.zeros(400)])
+    w = np.concatenate(
+        [np.full(998, 0.9 * per_pb / 998), np.zeros(2), np.full(400, 0.1 * per_pb / 400)]
+    )
+    c = rates.unbiased_rate_check(scores, w, u, 0.05 * f, beam)
+    assert c["unbiased"]["rate_khz"] == 0.0
+    assert c["unbiased"]["replaced_events"] == 0
+    assert c["unbiased"]["replacement_khz"] == pytest.approx(0.05 * f, rel=0.01)
+    # expected variance: mean replaced weight (0.05 f) x replacement rate (0.05 f)
+    assert c["difference_err_khz"] >= 0.05 * f * 0.99
+    assert abs(c["pull"]) < 1.1

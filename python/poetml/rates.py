@@ -575,12 +575,19 @@ def unbiased_rate_check(
     its rate there, against the rate an unbiased sample gives alone at that threshold:
     ``unbiased_khz`` is the rate [kHz] each event stands for in that sample (0 for events
     outside it; for a plain sample of ``n`` crossings, ``crossing rate / n`` each).
-    ``pull`` = the difference over its uncertainty, ``sqrt(sum over the selected events of
-    (w_i x kHz per pb - unbiased_i)^2)``: events in both samples count once, so what they
-    share does not inflate it.  The two agree within their uncertainty when ``|pull| <=
-    2``.  Returns ``target_rate_khz``, ``threshold``, ``weighted`` (:class:`WeightedRate`
-    as a dict), ``unbiased`` (``rate_khz``, ``rate_khz_err`` from the sum of squares,
-    ``k`` selected of ``n`` events of the sample), ``difference_khz`` and its
+
+    The uncertainty of the difference treats the events by where they count: those in both
+    estimates (shared) enter once, as ``(w_i x kHz per pb - unbiased_i)^2``; the weighted
+    stream's events outside the sample (the *replacement*: biased, stitched hard processes)
+    with ``w_i^2``; and the sample's events the stream leaves out (the *replaced*: its own
+    vetoed hard events, few and heavy) with their Poisson variance *expected* from the
+    replacement's rate, ``mean unbiased weight x replacement rate``, or what was observed if
+    larger, so a sample too small to hold the replaced events above the threshold shows as
+    a large uncertainty, not as a disagreement.  The two agree when ``|pull| <= 2``.
+    Returns ``target_rate_khz``, ``threshold``, ``weighted`` (:class:`WeightedRate` as a
+    dict), ``unbiased`` (``rate_khz``, ``rate_khz_err`` (observed, sum of squares), ``k``
+    selected of ``n`` events of the sample, ``replaced_khz`` and ``replacement_khz``: the
+    two estimates of what the stream's stitch replaced), ``difference_khz`` and its
     ``difference_err_khz``, and ``pull``."""
     s = check_scores(scores, "scores")
     w = check_weights(weights_pb, len(s), "weights_pb")
@@ -591,9 +598,20 @@ def unbiased_rate_check(
     thr = threshold_for_rate_weighted(s, w, rate_khz, beam)
     r = rate_above(s, w, thr, beam)
     sel = s > thr
+    wk = w * beam.khz_per_pb
+    shared = sel & (u != 0) & (w != 0)
+    replacement = sel & (u == 0) & (w != 0)
+    replaced_all = (u != 0) & (w == 0)
+    replaced = sel & replaced_all
     brute = float(u[sel].sum())
-    diff = w[sel] * beam.khz_per_pb - u[sel]
-    err = math.sqrt(float((diff**2).sum()))
+    rate_replacement = float(wk[replacement].sum())
+    mean_replaced = float(u[replaced_all].mean()) if replaced_all.any() else 0.0
+    var = (
+        float(((wk[shared] - u[shared]) ** 2).sum())
+        + float((wk[replacement] ** 2).sum())
+        + max(mean_replaced * max(rate_replacement, 0.0), float((u[replaced] ** 2).sum()))
+    )
+    err = math.sqrt(var)
     return {
         "target_rate_khz": float(rate_khz),
         "threshold": thr,
@@ -603,6 +621,9 @@ def unbiased_rate_check(
             "rate_khz_err": math.sqrt(float((u[sel] ** 2).sum())),
             "k": int(np.count_nonzero(sel & (u != 0))),
             "n": n,
+            "replaced_khz": float(u[replaced].sum()),
+            "replaced_events": int(replaced.sum()),
+            "replacement_khz": rate_replacement,
         },
         "difference_khz": r.rate_khz - brute,
         "difference_err_khz": err,

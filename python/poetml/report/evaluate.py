@@ -462,6 +462,7 @@ def _unbiased_check_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
             "above (effective)",
             "unbiased events alone [kHz]",
             "selected / events",
+            "hard part: sample / stream [kHz]",
             "difference [kHz]",
             "pull",
         ]
@@ -478,6 +479,10 @@ def _unbiased_check_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
                     f"{w['n_events']} ({w['n_effective']:.3g})",
                     f"{u['rate_khz']:.3g} +- {u['rate_khz_err']:.2g}",
                     f"{u['k']} / {u['n']}",
+                    (
+                        f"{u['replaced_khz']:.3g} ({u['replaced_events']} ev.) / "
+                        f"{u['replacement_khz']:.3g}"
+                    ),
                     f"{c['difference_khz']:.3g} +- {c['difference_err_khz']:.2g}",
                     f"{c['pull']:.2f}",
                 ]
@@ -488,8 +493,11 @@ def _unbiased_check_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
             "The weighted stream against brute force: at a looser working point, the rate of "
             "the weighted (biased, stitched) stream and the rate the unbiased minimum-bias "
             "sample gives alone, unweighted (an event with a hard primary interaction stands "
-            "for the mu interactions of a crossing that may hold it); the difference's "
-            "uncertainty counts events in both once; they agree when |pull| <= 2"
+            "for the mu interactions of a crossing that may hold it).  The hard part is what "
+            "the stitch replaced: the sample's own hard events against the weighted hard "
+            "processes.  The difference's uncertainty counts events in both once and expects "
+            "the sample's few heavy hard events from the stream's rate "
+            "(poetml.rates.unbiased_rate_check); they agree when |pull| <= 2"
         ),
     )
 
