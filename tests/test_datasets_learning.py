@@ -141,7 +141,8 @@ def test_image_scaler_from_sparse_images_equals_the_dense_fit(quantile):
     np.testing.assert_array_equal(sp.dense(), img)
     dense = fit_scaler(img, "images", names, quantile=quantile)
     assert fit_scaler(sp, "images", names, quantile=quantile) == dense
-    assert dense.scale[3] == 1.0 and dense.scale[0] != 1.0
+    assert dense.scale[3] == 1.0
+    assert dense.scale[0] != 1.0
     # a selection (what a training split is), in any order
     idx = rng.permutation(300)[:170]
     assert fit_scaler(sp.take(idx), "images", names, quantile=quantile) == fit_scaler(
@@ -223,7 +224,8 @@ def test_labelled_build_save_load(two_files, tmp_path, kind):
         from poetml.images import SparseImages
         from poetml.reading import read
 
-        assert isinstance(data.x, SparseImages) and data.sparse
+        assert isinstance(data.x, SparseImages)
+        assert data.sparse
         assert (len(data.x), *data.x.shape) == (75, 8, 8, 4)
         assert data.names == tuple(spec.channels)
         ra, rb = rasterize(read(a), spec), rasterize(read(b), spec)
@@ -240,7 +242,8 @@ def test_labelled_build_save_load(two_files, tmp_path, kind):
         from poetml.datasets import sparse
 
         with h5py.File(path, "r") as f:  # the sparse layout, no dense images
-            assert sparse.is_sparse(f) and "images" not in f
+            assert sparse.is_sparse(f)
+            assert "images" not in f
             assert f.attrs["layout"] == "sparse"
         assert back.sparse
         for name in ("offsets", "index", "values"):
