@@ -115,6 +115,67 @@ def test_image_scaler_and_preprocessing_round_trip():
         p.apply(img[:, :2])
 
 
+def _sparse(img: np.ndarray):
+    from poetml.images import SparseImages
+
+    flat = img.reshape(len(img), -1)
+    event, pixel = np.nonzero(flat)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(event, minlength=len(img)))])
+    return SparseImages(offsets.astype(np.int64), pixel.astype(np.int32),
+                        flat[event, pixel].astype(np.float32), img.shape[1:])  # fmt: skip
+
+
+@pytest.mark.parametrize("quantile", [0.99, 0.5, 1.0])
+def test_image_scaler_from_sparse_images_equals_the_dense_fit(quantile):
+    """The sparse path of fit_scaler looks only at stored pixels: exactly the non-zero
+    pixels the dense fit takes, so the very same scales (compared as floats, not approx)."""
+    rng = np.random.default_rng(7)
+    img = np.zeros((300, 6, 5, 4), np.float32)
+    hit = rng.random(img.shape) < 0.05
+    img[hit] = rng.exponential(20.0, int(hit.sum())).astype(np.float32)
+    img[..., 1] *= np.where(rng.random(img.shape[:-1]) < 0.5, -1, 1)  # signed channel
+    img[..., 3] = 0.0  # an empty channel: scale 1
+    img[10:40] = 0.0  # empty events
+    names = ["a", "b", "c", "d"]
+    sp = _sparse(img)
+    np.testing.assert_array_equal(sp.dense(), img)
+    dense = fit_scaler(img, "images", names, quantile=quantile)
+    assert fit_scaler(sp, "images", names, quantile=quantile) == dense
+    assert dense.scale[3] == 1.0
+    assert dense.scale[0] != 1.0
+    # a selection (what a training split is), in any order
+    idx = rng.permutation(300)[:170]
+    assert fit_scaler(sp.take(idx), "images", names, quantile=quantile) == fit_scaler(
+        img[idx], "images", names, quantile=quantile
+    )
+    # a slice whose entries do not start at 0 of the arrays it views
+    part = sp.slice(57, 211)
+    assert fit_scaler(part, "images", names, quantile=quantile) == fit_scaler(
+        img[57:211], "images", names, quantile=quantile
+    )
+    with pytest.raises(ValueError, match="3 names for images of 4 channels"):
+        fit_scaler(sp, "images", names[:3])
+    with pytest.raises(ValueError, match="empty training set"):
+        fit_scaler(sp.take([]), "images", names)
+
+
+def test_sparse_non_finite_pixels_are_named_as_the_dense_check_names_them():
+    from poetml.datasets.scalers import check_sparse_finite
+
+    img = np.zeros((20, 3, 3, 2), np.float32)
+    img[:, 1, 1, 0] = 5.0
+    img[12, 2, 0, 1] = np.nan
+    img[15, 0, 0, 0] = np.inf
+    with pytest.raises(DatasetError) as dense:
+        check_finite(img, "x")
+    with pytest.raises(DatasetError) as sparse:
+        check_sparse_finite(_sparse(img), "x")
+    assert "2 event(s) hold NaN or inf; first at event 12, index (2, 0, 1)" in str(sparse.value)
+    assert str(sparse.value) == str(dense.value)
+    with pytest.raises(DatasetError, match="first at event 12"):
+        fit_scaler(_sparse(img), "images", ["a", "b"])
+
+
 def test_quantize_fixed_grid_and_saturation():
     x = np.array([0.0, 0.126, -0.126, 100.0, -100.0, 1.0 / 3.0])
     q = quantize_fixed(x, 8, 2)  # ap_fixed<8,3>: step 1/32, range [-4, 4 - 1/32]
@@ -158,12 +219,45 @@ def test_labelled_build_save_load(two_files, tmp_path, kind):
         assert data.x.shape == (75, 57)
         assert data.names[0] == "met_pt"
     else:
-        assert data.x.shape == (75, 8, 8, 4)
+        # images stay sparse: the core's sparse form, exactly its dense images
+        from poetml import rasterize
+        from poetml.images import SparseImages
+        from poetml.reading import read
+
+        assert isinstance(data.x, SparseImages)
+        assert data.sparse
+        assert (len(data.x), *data.x.shape) == (75, 8, 8, 4)
         assert data.names == tuple(spec.channels)
+        ra, rb = rasterize(read(a), spec), rasterize(read(b), spec)
+        want = np.concatenate([ra, rb[:25], ra[:10]])
+        np.testing.assert_array_equal(data.x.dense(), want)
+        sel = data.select(np.array([74, 0, 41]))
+        np.testing.assert_array_equal(sel.x.dense(), want[[74, 0, 41]])
     path = labelled.save(tmp_path / "d.h5", data, attrs={"note": "x"})
     assert not (tmp_path / "d.h5.part").exists()
     back = labelled.load(path)
-    np.testing.assert_array_equal(back.x, data.x)
+    if kind == "images":
+        import h5py
+
+        from poetml.datasets import sparse
+
+        with h5py.File(path, "r") as f:  # the sparse layout, no dense images
+            assert sparse.is_sparse(f)
+            assert "images" not in f
+            assert f.attrs["layout"] == "sparse"
+        assert back.sparse
+        for name in ("offsets", "index", "values"):
+            np.testing.assert_array_equal(getattr(back.x, name), getattr(data.x, name))
+        assert back.x.shape == data.x.shape
+        # a dense image dataset is still written and read (dense)
+        from dataclasses import replace
+
+        dense = labelled.save(tmp_path / "dense.h5", replace(data, x=data.x.dense()))
+        again = labelled.load(dense)
+        assert not again.sparse
+        np.testing.assert_array_equal(again.x, want)
+    else:
+        np.testing.assert_array_equal(back.x, data.x)
     np.testing.assert_array_equal(back.process, data.process)
     assert back.processes == data.processes
     assert back.names == data.names

@@ -94,7 +94,8 @@ def test_classifier_run_train_evaluate_score_resume(ntuples, tmp_path, capsys):
     data = ctx.prepared.data
     pick = np.flatnonzero(data.process == 1)
     order = np.argsort(data.event_index[pick])
-    x = md.preprocessing.apply(data.x[pick][order])
+    assert data.sparse  # the cached image dataset stays sparse
+    x = md.preprocessing.apply(data.x.take(pick[order]).dense())
     p = md.model.predict(x, verbose=0)
     np.testing.assert_allclose(arr["score_A"], p[:, 0], rtol=1e-4, atol=1e-6)
 
@@ -223,11 +224,16 @@ def test_nan_inputs_and_mismatched_outputs(ntuples, tmp_path):
     cfg = _cnn_cfg(ntuples, tmp_path)
     prep = pipeline.prepare_data(cfg, tmp_path)
     data = prep.data
-    x = data.x.copy()
+    x = data.x.dense()
     x[7, 1, 2, 0] = np.nan
     from dataclasses import replace
 
     bad = replace(data, x=x)
+    with pytest.raises(DatasetError, match="first at event 7"):
+        pipeline.prepare(cfg, bad)
+    values = data.x.values.copy()  # the same, sparse
+    values[data.x.offsets[7]] = np.nan
+    bad = replace(data, x=replace(data.x, values=values))
     with pytest.raises(DatasetError, match="first at event 7"):
         pipeline.prepare(cfg, bad)
     from poetml.models import ModelConfig, build

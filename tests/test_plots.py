@@ -108,6 +108,31 @@ def test_mean_and_example_images(tmp_path, data):
         plots.plot_mean_images(data["images"], y, NAMES, tmp_path / "bad.png", channel_names=["a"])
 
 
+def test_mean_and_example_images_of_sparse_images(tmp_path, data):
+    """Sparse images (what poetml run's test split holds) plot as their dense images do,
+    without being densified for the mean."""
+    from poetml.images import SparseImages
+
+    dense = data["images"].astype(np.float32)
+    y = data["y"][:60]
+    flat = dense.reshape(60, -1)
+    event, pixel = np.nonzero(flat)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(event, minlength=60))]).astype(np.int64)
+    sp = SparseImages(offsets, pixel.astype(np.int32), flat[event, pixel], dense.shape[1:])
+    for c in range(3):
+        np.testing.assert_allclose(
+            plots._mean_image(sp, y == c), dense[y == c].astype(np.float64).mean(axis=0),
+            rtol=1e-12, atol=1e-15,
+        )  # fmt: skip
+    kw = {"channel_names": ["muons", "jets"], "eta_range": (-2.5, 2.5)}
+    for fn in (plots.plot_mean_images, plots.plot_example_images):
+        a = _check_png(fn(sp, y, NAMES, tmp_path / "sparse.png", **kw))
+        b = _check_png(fn(dense, y, NAMES, tmp_path / "dense.png", **kw))
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="labels have shape"):
+        plots.plot_mean_images(sp, y[:5], NAMES, tmp_path / "bad.png")
+
+
 def test_anomaly_roc_efficiency_rate_and_scores(tmp_path, data):
     pytest.importorskip("sklearn", reason="scikit-learn is not installed (the learn extra)")
     _check_png(

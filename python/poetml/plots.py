@@ -711,22 +711,46 @@ def _image_grid(
 
 
 def _check_images(images: Any, labels: Any, channel_names: Sequence[str] | None):
-    x = np.asarray(images)
-    if x.ndim == 3:
+    from .images import SparseImages
+
+    x = images if isinstance(images, SparseImages) else np.asarray(images)
+    if isinstance(x, np.ndarray) and x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, n_eta, n_phi, C), got shape {x.shape}")
+    shape = (len(x), *x.shape) if isinstance(x, SparseImages) else x.shape
+    if len(shape) != 4:
+        raise ValueError(f"images must be (N, n_eta, n_phi, C), got shape {shape}")
     y = np.asarray(labels).astype(np.int64)
     if y.shape != (len(x),):
         raise ValueError(f"labels have shape {y.shape}, images {len(x)} events")
     names = (
         list(channel_names)
         if channel_names is not None
-        else [f"channel {i}" for i in range(x.shape[3])]
+        else [f"channel {i}" for i in range(shape[3])]
     )
-    if len(names) != x.shape[3]:
-        raise ValueError(f"{len(names)} channel names for {x.shape[3]} channels")
+    if len(names) != shape[3]:
+        raise ValueError(f"{len(names)} channel names for {shape[3]} channels")
     return x, y, names
+
+
+def _mean_image(x: Any, sel: np.ndarray) -> np.ndarray:
+    """The mean (float64) of the images ``x[sel]``, dense or sparse (summed pixel by pixel
+    from the stored ones, never densified)."""
+    from .images import SparseImages
+
+    if not isinstance(x, SparseImages):
+        return np.asarray(x[sel], np.float64).mean(axis=0)
+    part = x.take(np.flatnonzero(sel))
+    size = int(np.prod(x.shape))
+    total = np.bincount(part.index, weights=part.values.astype(np.float64), minlength=size)
+    return (total / max(part.n_events, 1)).reshape(x.shape)
+
+
+def _one_image(x: Any, k: int) -> np.ndarray:
+    from .images import SparseImages
+
+    if isinstance(x, SparseImages):
+        return x.take([k]).dense()[0].astype(np.float64)
+    return np.asarray(x[k], np.float64)
 
 
 def plot_mean_images(
@@ -743,15 +767,14 @@ def plot_mean_images(
     com: float | None = None,
 ) -> Path:
     """Mean event image of each class (rows) with the channels side by side (columns).
-    Images are ``(N, n_eta, n_phi, C)``; with ``eta_range`` the axes are in eta/phi."""
+    Images are ``(N, n_eta, n_phi, C)`` or :class:`~poetml.images.SparseImages`; with
+    ``eta_range`` the axes are in eta/phi."""
     x, y, chans = _check_images(images, labels, channel_names)
     panels = []
     for i, name in enumerate(class_names):
         sel = y == i
         if sel.any():
-            panels.append(
-                (f"{name} (mean of {int(sel.sum())})", x[sel].astype(np.float64).mean(axis=0))
-            )
+            panels.append((f"{name} (mean of {int(sel.sum())})", _mean_image(x, sel)))
     if not panels:
         raise ValueError("no event of any class to average")
     return _image_grid(panels, chans, path, eta_range, value_label, log, label, com)
@@ -772,7 +795,7 @@ def plot_example_images(
     com: float | None = None,
 ) -> Path:
     """One example event image per class (rows), channels side by side: the first event of
-    each class, or one chosen at random with ``seed``."""
+    each class, or one chosen at random with ``seed`` (images dense or sparse)."""
     x, y, chans = _check_images(images, labels, channel_names)
     rng = np.random.default_rng(seed) if seed is not None else None
     panels = []
@@ -780,7 +803,7 @@ def plot_example_images(
         idx = np.flatnonzero(y == i)
         if len(idx):
             k = int(idx[0] if rng is None else rng.choice(idx))
-            panels.append((f"{name} (event {k})", x[k].astype(np.float64)))
+            panels.append((f"{name} (event {k})", _one_image(x, k)))
     if not panels:
         raise ValueError("no event of any class to show")
     return _image_grid(panels, chans, path, eta_range, value_label, log, label, com)

@@ -132,7 +132,7 @@ def set_seeds(config: TrainingConfig) -> None:
 
 def batches(
     x: SparseImages | np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     *,
     batch_size: int,
     shuffle_seed: int | None = None,
@@ -149,7 +149,8 @@ def batches(
     by ``batch_size`` events.  A dense array works the same (batches are slices of it).
     ``transform`` is applied to each dense batch (e.g. :meth:`Preprocessing.apply
     <poetml.datasets.scalers.Preprocessing.apply>`, which is elementwise, so per batch
-    equals whole array).  Batch ``i`` holds events ``order[i * batch_size : (i + 1) *
+    equals whole array).  ``y`` None: each batch's target is its input after ``transform``
+    (autoencoders; ``predict`` ignores targets).  Batch ``i`` holds events ``order[i * batch_size : (i + 1) *
     batch_size]``, ``order`` the identity, or with ``shuffle_seed`` a permutation from
     ``numpy.random.default_rng(shuffle_seed)`` drawn afresh after every epoch: the same
     seed gives the same batches, whichever the storage.  ``n_threads``: of each densify
@@ -160,9 +161,9 @@ def batches(
 
     tf = _backend.tf()
     n = len(x)
-    y = np.asarray(y)
-    if len(y) != n:
-        raise ValueError(f"batches: {n} events but {len(y)} targets")
+    targets = None if y is None else np.asarray(y)
+    if targets is not None and len(targets) != n:
+        raise ValueError(f"batches: {n} events but {len(targets)} targets")
     if sample_weight is not None and len(sample_weight) != n:
         raise ValueError(f"batches: {n} events but {len(sample_weight)} sample weights")
     if batch_size < 1:
@@ -188,9 +189,10 @@ def batches(
                 xb = np.asarray(x[idx], dtype=np.float32)
             if transform is not None:
                 xb = transform(xb)
+            yb = xb if targets is None else targets[idx]
             if sample_weight is None:
-                return xb, y[idx]
-            return xb, y[idx], np.asarray(sample_weight)[idx]
+                return xb, yb
+            return xb, yb, np.asarray(sample_weight)[idx]
 
         def on_epoch_end(self) -> None:
             if self.rng is not None:

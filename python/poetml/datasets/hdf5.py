@@ -42,6 +42,7 @@ import numpy as np
 
 from .._atomic import OutputLock, temp_path, write_error
 from ..exceptions import ReadError
+from ..images import SparseImages
 from . import _h5io
 
 if TYPE_CHECKING:
@@ -405,9 +406,10 @@ def write(
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """The content of one file written by :class:`ShardWriter`."""
+    """The content of one file written by :class:`ShardWriter` (``data``: sparse images
+    only when :func:`load` is asked to keep them sparse)."""
 
-    data: np.ndarray
+    data: np.ndarray | SparseImages
     kind: str
     feature_names: tuple[str, ...] | None
     channels: tuple[str, ...] | None
@@ -469,19 +471,30 @@ def _decode_attrs(f: Any) -> dict[str, Any]:
 
 
 def load(
-    path: str | os.PathLike[str], *, start: int | None = None, stop: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    keep_sparse: bool = False,
 ) -> Dataset:
     """Read a file written by :class:`ShardWriter` into memory (events ``start:stop``).
 
     A file of sparse images (:mod:`poetml.datasets.sparse`) is read too: ``data`` holds its
-    images densified (:func:`poetml.datasets.sparse.read_sparse` keeps them sparse)."""
+    images densified, or with ``keep_sparse=True`` as they are stored
+    (:class:`~poetml.images.SparseImages`, as :func:`poetml.datasets.sparse.read_sparse`)."""
     from . import sparse
 
     path = os.fspath(path)
     with _open(path) as f:
         sel = slice(start, stop)
-        if sparse.is_sparse(f):  # the sparse image layout (poetml.datasets.sparse): densified
-            kind, data = "images", sparse.SparseImageDataset(f, path)[sel]
+        data: np.ndarray | SparseImages
+        if sparse.is_sparse(f):  # the sparse image layout (poetml.datasets.sparse)
+            images = sparse.SparseImageDataset(f, path)
+            if keep_sparse:
+                lo, hi, _ = sel.indices(len(images))
+                kind, data = "images", images.sparse(lo, max(lo, hi))
+            else:
+                kind, data = "images", images[sel]
         else:
             kind = _kind(f, path)
             data = np.asarray(f[kind][sel])

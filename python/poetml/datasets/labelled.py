@@ -10,7 +10,12 @@ autoencoder learns), ``signal`` processes are kept apart for evaluating anomaly 
 (:func:`poetml.datasets.convert.write_batch`, the loop ``poetml images`` uses) and returns a
 :class:`LabelledData`; :func:`save`/:func:`load` store it as one HDF5 file (the layout of
 :mod:`poetml.datasets.hdf5`) whose ``labels`` are the *process* index of each event and whose attributes hold
-the process table, so the same file serves classifiers and autoencoders.
+the process table, so the same file serves classifiers and autoencoders.  Images stay
+sparse from end to end: :func:`build` keeps the core's sparse form
+(:func:`poetml.rasterize_sparse`), :class:`LabelledData` holds it
+(:class:`~poetml.images.SparseImages`) and :func:`save` writes the sparse layout of
+:mod:`poetml.datasets.sparse`, so no dense tensor of the whole dataset is ever made (a dense
+image file is read too, and its images stay dense).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..exceptions import ConfigError, ReadError
+from ..images import SparseImages, concatenate_sparse
 
 __all__ = [
     "DatasetConfig",
@@ -217,7 +223,9 @@ class DatasetConfig:
 class LabelledData:
     """Arrays of a labelled dataset.
 
-    ``x`` images or features (raw, unscaled); ``process`` the index of each event's process
+    ``x`` images or features (raw, unscaled; images as
+    :class:`~poetml.images.SparseImages` when built or read from the sparse layout, else
+    dense ``(N, n_eta, n_phi, C)``); ``process`` the index of each event's process
     in ``processes`` (the sample id); ``source``/``event_index`` the file (index into
     ``inputs``) and entry of each event; ``names`` feature names or channel names; ``aux``
     extra per-event arrays (e.g. ``m_mumu``); ``weight`` each event's weight in pb (float64;
@@ -225,7 +233,7 @@ class LabelledData:
     without weights, see :class:`ProcessConfig`).
     """
 
-    x: np.ndarray
+    x: np.ndarray | SparseImages
     process: np.ndarray
     processes: tuple[ProcessConfig, ...]
     kind: str
@@ -262,9 +270,15 @@ class LabelledData:
         )
         return table[self.process] if len(self.process) else np.zeros(0, np.int32)
 
+    @property
+    def sparse(self) -> bool:
+        """Whether ``x`` holds sparse images."""
+        return isinstance(self.x, SparseImages)
+
     def select(self, idx: np.ndarray) -> LabelledData:
+        """Events ``idx`` (integer indices)."""
         return LabelledData(
-            self.x[idx],
+            take(self.x, idx),
             self.process[idx],
             self.processes,
             self.kind,
@@ -275,6 +289,11 @@ class LabelledData:
             {k: v[idx] for k, v in self.aux.items()},
             self.weights[idx],
         )
+
+
+def take(x: np.ndarray | SparseImages, idx: np.ndarray) -> np.ndarray | SparseImages:
+    """Events ``idx`` (integer indices, any order) of dense arrays or sparse images."""
+    return x.take(idx) if isinstance(x, SparseImages) else x[idx]
 
 
 def resolve_files(
@@ -342,17 +361,19 @@ def resolve_files(
 
 class _Arrays:
     """Where :func:`poetml.datasets.convert.write_batch` puts a labelled dataset's events:
-    lists of arrays in memory (the kernel's outputs are fresh arrays, kept as they are)."""
+    lists of arrays in memory (the kernel's outputs are fresh arrays, kept as they are).
+    With ``sparse`` (images) the kernel hands over :class:`~poetml.images.SparseImages`."""
 
-    def __init__(self) -> None:
-        self.x: list[np.ndarray] = []
+    def __init__(self, sparse: bool = False) -> None:
+        self.sparse = sparse
+        self.x: list[Any] = []
         self.process: list[np.ndarray] = []
         self.source: list[np.ndarray] = []
         self.event_index: list[np.ndarray] = []
 
     def append(self, data: Any, event_index: Any, source_id: Any, labels: Any = None) -> None:
         n = len(data)
-        self.x.append(np.asarray(data, dtype=np.float32))
+        self.x.append(data if isinstance(data, SparseImages) else np.asarray(data, np.float32))
         self.process.append(np.full(n, labels, dtype=np.int32))
         self.source.append(np.full(n, source_id, dtype=np.int32))
         self.event_index.append(np.asarray(event_index, dtype=np.int64))
@@ -369,12 +390,12 @@ def build(
 ) -> LabelledData:
     """Read every process's files and build its images (``spec`` an ImageSpec) or features
     (a FeatureSpec).  ``aux`` maps a name to a function of an EventBatch returning one value
-    per event, stored alongside (e.g. the dimuon mass)."""
+    per event, stored alongside (e.g. the dimuon mass).  Images are kept sparse."""
     from ..features import feature_names
     from ..reading import iterate
     from .convert import write_batch
 
-    kept = _Arrays()
+    kept = _Arrays(sparse=config.kind == "images")
     inputs: list[str] = []
     weights: list[np.ndarray] = []
     aux_parts: dict[str, list[np.ndarray]] = {k: [] for k in (aux or {})}
@@ -417,7 +438,7 @@ def build(
         srcs_p = np.concatenate(kept.source)[n_start:]
         weights.append(_process_weights(p, proc_w, srcs_p, rows, len(inputs) - len(proc_w)))
     xs, procs, srcs, entries = kept.x, kept.process, kept.source, kept.event_index
-    x_all = np.concatenate(xs)
+    x_all = concatenate_sparse(xs) if kept.sparse else np.concatenate(xs)
     return LabelledData(
         x_all,
         np.concatenate(procs),
@@ -518,27 +539,38 @@ def _process_weights(
 def save(
     path: str | os.PathLike[str], data: LabelledData, attrs: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``data`` as one HDF5 file (temporary name, renamed when complete)."""
+    """Write ``data`` as one HDF5 file (temporary name, renamed when complete): sparse images
+    in the sparse layout (:class:`~poetml.datasets.sparse.SparseShardWriter`), dense images
+    and features in the dense one (:func:`poetml.datasets.hdf5.write`)."""
     import h5py
 
     from .._atomic import atomic_path
     from .._mapping import to_mapping
     from . import hdf5
+    from .sparse import SparseShardWriter
 
     path = Path(path)
+    attrs = {**(attrs or {}), "processes": [to_mapping(p) for p in data.processes]}
     with atomic_path(path) as part:
-        hdf5.write(
-            part,
-            data.kind,
-            data.x,
-            event_index=data.event_index,
-            source=data.source,
-            labels=data.process,
-            attrs={**(attrs or {}), "processes": [to_mapping(p) for p in data.processes]},
-            feature_names=data.names if data.kind == "features" else None,
-            channels=data.names if data.kind == "images" else None,
-            inputs=data.inputs,
-        )
+        if isinstance(data.x, SparseImages):
+            with SparseShardWriter(
+                part, item_shape=data.x.shape, attrs=attrs, channels=data.names,
+                inputs=data.inputs,
+            ) as w:  # fmt: skip
+                w.append(data.x, data.event_index, data.source, labels=data.process)
+        else:
+            hdf5.write(
+                part,
+                data.kind,
+                data.x,
+                event_index=data.event_index,
+                source=data.source,
+                labels=data.process,
+                attrs=attrs,
+                feature_names=data.names if data.kind == "features" else None,
+                channels=data.names if data.kind == "images" else None,
+                inputs=data.inputs,
+            )
         with h5py.File(part, "a") as f:
             for k, v in data.aux.items():
                 f.create_dataset(f"aux_{k}", data=v)
@@ -548,13 +580,13 @@ def save(
 
 
 def load(path: str | os.PathLike[str]) -> LabelledData:
-    """Read a file written by :func:`save`."""
+    """Read a file written by :func:`save` (images of the sparse layout stay sparse)."""
     import h5py
 
     from .._mapping import from_mapping
     from . import hdf5
 
-    ds = hdf5.load(path)
+    ds = hdf5.load(path, keep_sparse=True)
     procs = ds.attrs.get("processes")
     if procs is None or ds.labels is None:
         raise ReadError(f"{path}: not a labelled dataset (no 'processes' attribute or labels)")

@@ -30,8 +30,16 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DatasetError
+from ..images import SparseImages
 
-__all__ = ["DatasetError", "Preprocessing", "Scaler", "check_finite", "fit_scaler"]
+__all__ = [
+    "DatasetError",
+    "Preprocessing",
+    "Scaler",
+    "check_finite",
+    "check_sparse_finite",
+    "fit_scaler",
+]
 
 
 _ENERGY_QUANTITIES = ("ht", "met", "m_mumu", "m_jj")
@@ -47,6 +55,21 @@ def check_finite(x: np.ndarray, what: str) -> None:
         raise DatasetError(
             f"{what}: {n_bad} event(s) hold NaN or inf; first at event {int(flat[0])}, "
             f"index {tuple(int(i) for i in flat[1:])} (value {x[tuple(flat)]})"
+        )
+
+
+def check_sparse_finite(x: SparseImages, what: str) -> None:
+    """:func:`check_finite` of sparse images (only stored pixels can be NaN or inf): raises
+    :class:`DatasetError` naming the first event and pixel ``(ix, iy, c)``."""
+    lo, hi = int(x.offsets[0]), int(x.offsets[-1])
+    values = np.asarray(x.values[lo:hi])
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        events = np.searchsorted(x.offsets, lo + bad, side="right") - 1
+        pixel = np.unravel_index(int(x.index[lo + bad[0]]), x.shape)
+        raise DatasetError(
+            f"{what}: {len(np.unique(events))} event(s) hold NaN or inf; first at event "
+            f"{int(events[0])}, index {tuple(int(i) for i in pixel)} (value {values[bad[0]]})"
         )
 
 
@@ -107,8 +130,18 @@ class Scaler:
         )
 
 
+def _image_scale(values: np.ndarray, quantile: float) -> float:
+    """The scale of one image channel: the ``quantile`` of its absolute non-zero pixel
+    ``values`` (1 when it has none or that is 0).  The same whether ``values`` are every
+    pixel of dense images or only the stored pixels of sparse ones: zeros are left out
+    either way, and a quantile depends on the values, not their order."""
+    nz = np.abs(values[values != 0])
+    s = float(np.quantile(nz, quantile)) if len(nz) else 1.0
+    return s if s > 0 else 1.0
+
+
 def fit_scaler(
-    x: np.ndarray,
+    x: np.ndarray | SparseImages,
     kind: str,
     names: Sequence[str],
     *,
@@ -116,9 +149,26 @@ def fit_scaler(
     log1p_energy: bool = False,
 ) -> Scaler:
     """Fit a :class:`Scaler` on training data ``x`` (features ``(N, F)`` or images
-    ``(N, H, W, C)``); ``names`` are the feature names or channel names."""
-    x = np.asarray(x, dtype=np.float32)
+    ``(N, H, W, C)``, dense or :class:`~poetml.images.SparseImages`); ``names`` are the
+    feature names or channel names.  Sparse images are never densified: their stored
+    pixels are exactly the non-zero pixels the dense fit looks at, so both give the same
+    scaler."""
     names = tuple(names)
+    if isinstance(x, SparseImages):
+        if kind != "images":
+            raise ValueError(f"sparse images given for a scaler of {kind!r}")
+        n_ch = x.shape[2]
+        if n_ch != len(names):
+            raise ValueError(f"{len(names)} names for images of {n_ch} channels")
+        if x.n_events == 0:
+            raise ValueError("cannot fit a scaler on an empty training set")
+        lo, hi = int(x.offsets[0]), int(x.offsets[-1])
+        values = np.asarray(x.values[lo:hi], dtype=np.float32)
+        check_sparse_finite(x, "training inputs")
+        channel = np.asarray(x.index[lo:hi]) % n_ch
+        per_channel = tuple(_image_scale(values[channel == c], quantile) for c in range(n_ch))
+        return Scaler("images", names, per_channel, (False,) * n_ch, quantile)
+    x = np.asarray(x, dtype=np.float32)
     if x.shape[-1] != len(names):
         raise ValueError(f"{len(names)} names for data of shape {x.shape}")
     if len(x) == 0:
@@ -126,12 +176,8 @@ def fit_scaler(
     check_finite(x, "training inputs")
     if kind == "images":
         flat = x.reshape(-1, x.shape[-1])
-        scale = []
-        for c in range(flat.shape[1]):
-            nz = np.abs(flat[:, c][flat[:, c] != 0])
-            s = float(np.quantile(nz, quantile)) if len(nz) else 1.0
-            scale.append(s if s > 0 else 1.0)
-        return Scaler("images", names, tuple(scale), (False,) * len(names), quantile)
+        per_channel = tuple(_image_scale(flat[:, c], quantile) for c in range(flat.shape[1]))
+        return Scaler("images", names, per_channel, (False,) * len(names), quantile)
     if kind != "features":
         raise ValueError(f"unknown data kind {kind!r}; expected images or features")
     groups: dict[str, list[int]] = {}

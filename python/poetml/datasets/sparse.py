@@ -556,21 +556,6 @@ def fit_image_scaler(
     """:func:`poetml.datasets.scalers.fit_scaler` of sparse training images, without
     densifying them: per channel the ``quantile`` of the absolute non-zero pixel values
     (the same values the dense fit looks at, so the same scaler)."""
-    from .scalers import Scaler
+    from .scalers import fit_scaler
 
-    names = tuple(names)
-    n_ch = images.shape[2]
-    if len(names) != n_ch:
-        raise ValueError(f"{len(names)} names for images of {n_ch} channels")
-    if images.n_events == 0:
-        raise ValueError("cannot fit a scaler on an empty training set")
-    values = np.asarray(images.values, dtype=np.float32)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("training inputs: non-finite pixel values")
-    channel = np.asarray(images.index) % n_ch
-    scale = []
-    for c in range(n_ch):
-        nz = np.abs(values[(channel == c) & (values != 0)])
-        s = float(np.quantile(nz, quantile)) if len(nz) else 1.0
-        scale.append(s if s > 0 else 1.0)
-    return Scaler("images", names, tuple(scale), (False,) * n_ch, quantile)
+    return fit_scaler(images, "images", names, quantile=quantile)

@@ -12,7 +12,8 @@
 
 Output directory (``run.output``, default ``out/<config name>``)::
 
-    data/dataset.h5           the labelled images/features (raw), reused when the spec matches
+    data/dataset.h5           the labelled images (sparse layout) or features, raw; reused
+                              when the spec matches
     models/<variant>/         one model directory per variant (see poetml.training)
     metrics_*.json, plots/    from poetml.report.evaluate_classifier / evaluate_anomaly
     report.md, report.html    the report

@@ -1,6 +1,11 @@
 """The data stage: generate the default dataset when needed, build or reuse the labelled
 dataset (cached in ``<output>/data/dataset.h5`` under a fingerprint of its inputs), split and
-preprocess it into :class:`Prepared`."""
+preprocess it into :class:`Prepared`.
+
+Image datasets stay sparse from end to end: the cache holds the sparse layout of
+:mod:`poetml.datasets.sparse`, the splits are :class:`~poetml.images.SparseImages`, the
+scaler is fitted on their stored pixels, and the network inputs are made one batch at a
+time (:meth:`Prepared.sequence`), so no dense tensor of a whole split is ever held."""
 
 from __future__ import annotations
 
@@ -18,10 +23,17 @@ import numpy as np
 from .._mapping import to_mapping
 from ..config import RunConfig
 from ..datasets import labelled
-from ..datasets.labelled import DatasetConfig, LabelledData
-from ..datasets.scalers import DatasetError, Preprocessing, fit_scaler
+from ..datasets.labelled import DatasetConfig, LabelledData, take
+from ..datasets.scalers import (
+    DatasetError,
+    Preprocessing,
+    check_finite,
+    check_sparse_finite,
+    fit_scaler,
+)
 from ..datasets.splits import Split, split_weights, stratified_split
 from ..exceptions import ConfigError
+from ..images import SparseImages
 from ..models import ModelConfig
 from ..reading import ReadingConfig
 from .checks import _check_config, _spec, check_config, default_dataset_events, output_dir
@@ -44,9 +56,12 @@ __all__ = [
 class Prepared:
     """The dataset split and preprocessed for training.
 
-    ``x_*`` are scaled and input-quantized; ``y_*`` class indices (classifiers) or the
-    process index (autoencoder background); ``signals`` maps each signal process to its
-    preprocessed events (autoencoder evaluation); ``test`` the raw test subset.
+    ``x_*`` are scaled and input-quantized arrays, or for a sparse image dataset (the
+    cached dataset of ``poetml run``) the raw :class:`~poetml.images.SparseImages` of the
+    split, which :meth:`sequence` densifies and preprocesses one batch at a time (see
+    :attr:`sparse`); ``y_*`` class indices (classifiers) or the process index (autoencoder
+    background); ``signals`` maps each signal process to its events (autoencoder
+    evaluation; preprocessed, or sparse likewise); ``test`` the raw test subset.
     """
 
     data: LabelledData
@@ -54,14 +69,14 @@ class Prepared:
     preprocessing: Preprocessing
     spec: Any
     autoencoder: bool
-    x_train: np.ndarray
+    x_train: np.ndarray | SparseImages
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | SparseImages
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | SparseImages
     y_test: np.ndarray
     test: LabelledData
-    signals: Mapping[str, np.ndarray] = field(default_factory=dict)
+    signals: Mapping[str, np.ndarray | SparseImages] = field(default_factory=dict)
     #: per-event weights [pb] of the test split, rescaled per process so each process's
     #: test events sum to its whole cross section (see :func:`split_weights`)
     w_test: np.ndarray | None = None
@@ -74,6 +89,38 @@ class Prepared:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.preprocessing.class_names
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the splits hold raw sparse images (preprocessed per batch)."""
+        return isinstance(self.x_train, SparseImages)
+
+    def sequence(
+        self,
+        x: np.ndarray | SparseImages,
+        y: np.ndarray | None = None,
+        *,
+        batch_size: int,
+        shuffle_seed: int | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> Any:
+        """:func:`poetml.training.batches` of ``x`` (a split or signal of this object) for
+        Keras' ``fit``/``predict``: sparse images are densified and preprocessed one batch
+        at a time, preprocessed arrays are sliced.  ``y`` None: each batch's target is its
+        input (autoencoders; ``predict`` ignores it)."""
+        from ..training import batches
+
+        transform = self.preprocessing.apply if isinstance(x, SparseImages) else None
+        return batches(x, y, batch_size=batch_size, shuffle_seed=shuffle_seed,
+                       transform=transform, sample_weight=sample_weight)  # fmt: skip
+
+    def inputs(self, x: np.ndarray | SparseImages, what: str = "inputs") -> np.ndarray:
+        """The network inputs of ``x`` (a split or signal of this object, or a selection of
+        one) as one dense array: preprocessed arrays as they are, sparse images densified
+        and preprocessed whole (meant for a bounded subset, e.g. the firmware's events)."""
+        if isinstance(x, SparseImages):
+            return self.preprocessing.apply(x.dense(), what)
+        return x
 
 
 def _resolve_files(cfg: RunConfig, progress: bool) -> dict[str, list[str]]:
@@ -338,8 +385,9 @@ def _fingerprint(*parts: Any) -> str:
 #: bump when what a cached dataset holds changes (2: per-event weights [pb]; 3: the
 #: leading-lepton pT for the single-lepton stream; 4: the leading muon and electron pT for
 #: the L1-like trigger menu; 5: each event's generator pT-hat, for the zero-bias stitch;
-#: 6: each event's largest pile-up pT-hat, for the stitch of crossings)
-DATASET_FORMAT = 6
+#: 6: each event's largest pile-up pT-hat, for the stitch of crossings; 7: images in the
+#: sparse layout, so dense image caches are rebuilt)
+DATASET_FORMAT = 7
 
 
 def dataset_key(cfg: RunConfig, files: Mapping[str, Sequence[str]]) -> str:
@@ -416,11 +464,15 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
             )
     sp = stratified_split(strat, ds.split, ds.seed)
     split = Split(train_idx[sp.train], train_idx[sp.val], train_idx[sp.test])
-    from ..datasets.scalers import check_finite
-
-    check_finite(data.x, f"dataset ({data.kind})")
+    sparse = isinstance(data.x, SparseImages)
+    if isinstance(data.x, SparseImages):
+        check_sparse_finite(data.x, f"dataset ({data.kind})")
+        item_shape = tuple(data.x.shape)
+    else:
+        check_finite(data.x, f"dataset ({data.kind})")
+        item_shape = tuple(data.x.shape[1:])
     scaler = fit_scaler(
-        data.x[split.train],
+        take(data.x, split.train),
         data.kind,
         data.names,
         quantile=ds.quantile,
@@ -433,28 +485,34 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
         q.input_bits,
         q.input_integer,
         classes,
-        tuple(data.x.shape[1:]),
+        item_shape,
         data.kind,
         feature_names=data.names if data.kind == "features" else None,
         channels=data.names if data.kind == "images" else None,
     )
     labels = data.process if autoencoder else data.class_labels()
+
+    def inputs(idx: np.ndarray, what: str) -> np.ndarray | SparseImages:
+        # sparse images stay raw and sparse: Prepared.sequence preprocesses them per batch
+        part = take(data.x, idx)
+        return part if sparse else prep.apply(np.asarray(part), what)
+
     signals = {}
     if autoencoder:
         for pi, p in enumerate(data.processes):
             if p.role == "signal":
-                signals[p.name] = prep.apply(data.x[data.process == pi], f"signal {p.name}")
+                signals[p.name] = inputs(np.flatnonzero(data.process == pi), f"signal {p.name}")
     return Prepared(
         data,
         split,
         prep,
         _spec(cfg),
         autoencoder,
-        prep.apply(data.x[split.train], "training inputs"),
+        inputs(split.train, "training inputs"),
         labels[split.train],
-        prep.apply(data.x[split.val], "validation inputs"),
+        inputs(split.val, "validation inputs"),
         labels[split.val],
-        prep.apply(data.x[split.test], "test inputs"),
+        inputs(split.test, "test inputs"),
         labels[split.test],
         data.select(split.test),
         signals,

@@ -1,5 +1,8 @@
 """The evaluate stage: the trained variants on the test split -> metrics, plots and a
-report section (:func:`poetml.report.evaluate_classifier` / ``evaluate_anomaly``)."""
+report section (:func:`poetml.report.evaluate_classifier` / ``evaluate_anomaly``).
+
+Sparse image splits are scored one batch at a time (densified and preprocessed per batch,
+:func:`poetml.training.batches`): no dense tensor of a whole split is made."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from ..config import RunConfig
 from ..datasets.scalers import DatasetError, Preprocessing
 from ..evaluation.config import EvaluationConfig
+from ..images import SparseImages
 from .checks import output_dir
 from .data import Prepared, prepare_data
 from .training import check_outputs, load_run_model_dir
@@ -20,20 +24,45 @@ from .training import check_outputs, load_run_model_dir
 __all__ = ["anomaly_scores", "evaluate", "evaluate_and_report", "menu_decisions"]
 
 
-def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(
+    model: Any,
+    x: np.ndarray | SparseImages,
+    batch_size: int,
+    prep: Preprocessing | None = None,
+) -> np.ndarray:
+    """The model's outputs for preprocessed inputs, or for raw sparse images with their
+    preprocessing ``prep`` (densified and preprocessed one batch at a time)."""
+    if isinstance(x, SparseImages):
+        from ..training import batches
+
+        if prep is None:
+            raise ValueError("sparse images need their preprocessing to be scored")
+
+        seq = batches(x, None, batch_size=batch_size, transform=prep.apply)
+        return np.asarray(model.predict(seq, verbose=0))
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def anomaly_scores(
-    model: Any, x: np.ndarray, prep: Preprocessing, batch_size: int = 1024
+    model: Any, x: np.ndarray | SparseImages, prep: Preprocessing, batch_size: int = 1024
 ) -> np.ndarray:
-    """Per-event reconstruction error (masked over padded slots for features)."""
+    """Per-event reconstruction error (masked over padded slots for features).  ``x``:
+    preprocessed inputs, or raw sparse images, scored one batch at a time (a batch's
+    reconstruction is as large as its dense inputs, so neither is kept for the split)."""
     from ..models.autoencoder import reconstruction_error, slot_pt_index
 
     names = prep.feature_names
-    return reconstruction_error(
-        x, _predict(model, x, batch_size), slot_pt_index(names) if names else None
-    )
+    pt_index = slot_pt_index(names) if names else None
+    if isinstance(x, SparseImages):
+        from ..training import batches
+
+        seq = batches(x, None, batch_size=batch_size, transform=prep.apply)
+        parts = [np.zeros(0, np.float64)]
+        for i in range(len(seq)):
+            xb = seq[i][0]
+            parts.append(reconstruction_error(xb, np.asarray(model.predict_on_batch(xb)), pt_index))
+        return np.concatenate(parts)
+    return reconstruction_error(x, _predict(model, x, batch_size, prep), pt_index)
 
 
 def menu_decisions(
@@ -131,7 +160,10 @@ def evaluate(
             unbiased=unbiased,
             check_rate_khz=ecfg.check_rate_khz,
         )
-    probs = {v: _predict(md.model, prep.x_test, ecfg.batch_size) for v, md in loaded.items()}
+    probs = {
+        v: _predict(md.model, prep.x_test, ecfg.batch_size, prep.preprocessing)
+        for v, md in loaded.items()
+    }
     images = prep.test.x if prep.data.kind == "images" else None
     spec = prep.spec
     eta = (spec.eta_min, spec.eta_max) if prep.data.kind == "images" else None

@@ -36,16 +36,25 @@ def events_from_prepared(prep: Any, cfg: FirmwareConfig) -> tuple[Any, dict[str,
     """Background and signal inputs from a run's prepared test split.
 
     Autoencoders: the background test events and every signal process.  Classifiers: test
-    events not of the trigger class (background) and those of it (signal).
+    events not of the trigger class (background) and those of it (signal).  The firmware
+    takes dense arrays: sparse image splits are densified and preprocessed here
+    (:meth:`Prepared.inputs <poetml.pipeline.data.Prepared.inputs>`).
     """
     import numpy as np
 
+    from ..datasets.labelled import take
+
     if prep.autoencoder:
-        return prep.x_test, {str(k): v for k, v in prep.signals.items()}
+        return prep.inputs(prep.x_test, "test inputs"), {
+            str(k): prep.inputs(v, f"signal {k}") for k, v in prep.signals.items()
+        }
     names = prep.class_names
     idx = cfg.trigger_class % len(names)
     y = np.asarray(prep.y_test)
-    return prep.x_test[y != idx], {str(names[idx]): prep.x_test[y == idx]}
+    x = prep.x_test
+    return prep.inputs(take(x, np.flatnonzero(y != idx)), "test inputs"), {
+        str(names[idx]): prep.inputs(take(x, np.flatnonzero(y == idx)), "test inputs")
+    }
 
 
 def background_weights_from_prepared(prep: Any, cfg: FirmwareConfig) -> Any:

@@ -1,5 +1,11 @@
 """The train stage: every model variant into ``<output>/models/<variant>``; finished
-directories with the same configuration are kept (resume)."""
+directories with the same configuration are kept (resume).
+
+Image datasets train from :func:`poetml.training.batches` (:meth:`Prepared.sequence
+<poetml.pipeline.data.Prepared.sequence>`), shuffled by ``training.seed``: sparse splits
+are densified and preprocessed one batch at a time, so dense memory is bounded by the
+batch size, and a dense split gives the very same batches (the same model for the same
+seed).  Feature datasets train from their arrays, shuffled by Keras."""
 
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ import numpy as np
 
 from .._mapping import to_mapping
 from ..config import VARIANTS, RunConfig
-from ..datasets.labelled import DatasetConfig
+from ..datasets.labelled import DatasetConfig, take
 from ..datasets.scalers import DatasetError
 from ..datasets.splits import class_weights, resample_balanced
 from ..exceptions import ConfigError
+from ..images import SparseImages
 from ..models import ModelConfig
 from ..training import TrainingConfig
 from .checks import _spec, output_dir
@@ -46,15 +53,18 @@ def check_outputs(model: Any, prep: Prepared) -> None:
         )
 
 
-def _fit_data(prep: Prepared, ds: DatasetConfig) -> tuple[np.ndarray, np.ndarray, dict | None]:
+def _fit_data(
+    prep: Prepared, ds: DatasetConfig
+) -> tuple[np.ndarray | SparseImages, np.ndarray | None, dict | None]:
+    """Training inputs, targets (None: the inputs, for autoencoders) and class weights."""
     if prep.autoencoder:
-        return prep.x_train, prep.x_train, None
+        return prep.x_train, None, None
     n = len(prep.class_names)
     if ds.balance == "weights":
         return prep.x_train, prep.y_train, class_weights(prep.y_train, n)
     if ds.balance == "resample":
         idx = resample_balanced(np.arange(len(prep.y_train)), prep.y_train, ds.seed)
-        return prep.x_train[idx], prep.y_train[idx], None
+        return take(prep.x_train, idx), prep.y_train[idx], None
     return prep.x_train, prep.y_train, None
 
 
@@ -138,8 +148,9 @@ def train(
     sw, vw = _event_weights(prep, tcfg, ds)
     if sw is not None:
         cw = None  # the cross-section weights set the balance
-    xv = prep.x_val
-    yv = prep.x_val if prep.autoencoder else prep.y_val
+    yv = None if prep.autoencoder else prep.y_val
+    # images: batches (sparse splits densified per batch); features: arrays, Keras batches
+    in_batches = prep.data.kind == "images"
     n_classes = None if prep.autoencoder else len(prep.class_names)
     metrics = [] if prep.autoencoder else ["accuracy"]
     key = _fingerprint(ds, mcfg, tcfg, _spec(cfg))
@@ -191,18 +202,31 @@ def train(
             )
         check_outputs(model, prep)
         print(f"poetml: training {v} model ({model.count_params()} parameters) on {len(x)} events")
+        fit_x: Any
+        fit_y: Any
+        fit_xv: Any
+        fit_yv: Any
+        if in_batches:  # fresh Sequences per variant: each sees the same seeded batches
+            fit_x = prep.sequence(x, y, batch_size=tcfg.batch_size, shuffle_seed=tcfg.seed,
+                                  sample_weight=sw)  # fmt: skip
+            fit_xv = prep.sequence(prep.x_val, yv, batch_size=tcfg.batch_size,
+                                   sample_weight=vw)  # fmt: skip
+            fit_y = fit_yv = fit_sw = fit_vw = None
+        else:  # the targets of an autoencoder are its inputs
+            fit_x, fit_y, fit_sw = x, x if y is None else y, sw
+            fit_xv, fit_yv, fit_vw = prep.x_val, prep.x_val if yv is None else yv, vw
         history = training.fit(
             model,
-            x,
-            y,
-            xv,
-            yv,
+            fit_x,
+            fit_y,
+            fit_xv,
+            fit_yv,
             tcfg,
             loss=_loss(prep),
             metrics=metrics,
             class_weight=cw,
-            sample_weight=sw,
-            val_sample_weight=vw,
+            sample_weight=fit_sw,
+            val_sample_weight=fit_vw,
             callbacks=extra_cbs,
             epochs=epochs,
             restore_best=epochs is None,
