@@ -225,3 +225,37 @@ def test_evaluate_anomaly_on_a_weighted_background_stream(tmp_path):
     assert (tmp_path / "plots" / "rate_vs_threshold.png").stat().st_size > 1000
     assert "Trigger rates of the weighted background stream" in md
     assert f"{wp['rate_khz']:.3g} +- {wp['rate_khz_err']:.2g}" in md
+
+
+def test_zero_bias_report_shows_the_stream_and_its_brute_force_check(tmp_path):
+    """With the unbiased sample's weights and the stream's info, the report holds the
+    stream table and the brute-force check at each check rate, in the metrics too."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (learn extra)")
+    pytest.importorskip("sklearn", reason="ROC curves need scikit-learn (learn extra)")
+    from poetml.rates import Beam
+    from poetml.report import evaluate_anomaly, write_report
+
+    beam = Beam()
+    f, per_pb = beam.crossing_rate_khz, beam.crossing_rate_khz / beam.khz_per_pb
+    rng = np.random.default_rng(5)
+    bkg = rng.uniform(0, 1, 5000)
+    w = np.full(5000, per_pb / 5000)
+    unbiased = np.full(5000, f / 5000)  # the same crossings, counted once each
+    stream = {
+        "unit": "bunch crossings", "crossing_rate_khz": f, "crossings_pb": per_pb,
+        "pileup_beam": beam.pileup, "hard_sigma_pb": 0.1 * per_pb,
+        "stitching": {"processes": ["qcd"], "pthat_threshold_gev": 30.0,
+                      "minbias_events_vetoed": 7, "minbias_sigma_above_pb": 1.4e8,
+                      "stitched_sigma_pb": 1.6e8},
+    }  # fmt: skip
+    m, sec = evaluate_anomaly(
+        tmp_path, {"q": bkg}, {"q": {"s": rng.uniform(0.5, 1.5, 300)}}, rate_khz=[1000.0],
+        bkg_weights=w, beam=beam, unbiased=unbiased, check_rate_khz=[2000.0], stream=stream,
+    )  # fmt: skip
+    (c,) = m["q"]["weighted"]["unbiased_checks"]
+    assert c["unbiased"]["rate_khz"] == pytest.approx(c["weighted"]["rate_khz"])
+    assert c["pull"] == 0.0
+    md = write_report(tmp_path, "run", [sec]).read_text()
+    assert "The zero-bias stream: every event a bunch crossing" in md
+    assert "| pile-up of the beam (mean interactions per crossing) | 55.7 |" in md
+    assert "The weighted stream against brute force" in md

@@ -85,6 +85,9 @@ class Prepared:
     #: the same for the training and validation splits
     w_train: np.ndarray | None = None
     w_val: np.ndarray | None = None
+    #: what ``dataset.background`` did (see :func:`apply_background`; empty for
+    #: ``as_generated``)
+    stream: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -520,6 +523,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
         bool(np.any(data.weights != 1.0)),
         split_weights(data.weights, data.process, split.train),
         split_weights(data.weights, data.process, split.val),
+        stream,
     )
 
 

@@ -159,6 +159,7 @@ def evaluate(
             signal_menu=sig_menu,
             unbiased=unbiased,
             check_rate_khz=ecfg.check_rate_khz,
+            stream=prep.stream if weighted else None,
         )
     probs = {
         v: _predict(md.model, prep.x_test, ecfg.batch_size, prep.preprocessing)

@@ -214,6 +214,7 @@ def evaluate_anomaly(
     signal_menu: Mapping[str, Any] | None = None,
     unbiased: Any = None,
     check_rate_khz: Sequence[float] = (),
+    stream: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Section]:
     """Evaluate anomaly detectors: per-signal ROC/AUC, efficiencies at each FPR in
     ``fpr_targets`` and each trigger rate in ``rate_khz``, plots, JSON and a report section.
@@ -230,6 +231,8 @@ def evaluate_anomaly(
     ``check_rate_khz`` is checked against the brute-force rate of those events alone
     (:func:`poetml.rates.unbiased_rate_check`; ``"unbiased_checks"`` in the metrics, a
     table, and a warning when they disagree by more than two standard deviations).
+    ``stream``: what the dataset's ``background`` setting did
+    (:func:`poetml.pipeline.data.apply_background`), shown as a table for a zero-bias stream.
 
     ``bkg_scores``: array or ``{model: array}``; ``signal_scores``: ``{signal: array}`` or
     ``{model: {signal: array}}`` (same models).  ``latent`` ``(N, D)`` with integer
@@ -392,6 +395,8 @@ def evaluate_anomaly(
             "the configured rates"
             + ("; stars: the single-lepton menu" if bkg_menu is not None else ""),
         )
+        if stream and stream.get("unit") == "bunch crossings":
+            tables.append(_stream_table(stream))
         tables.append(_weighted_table(weighted))
         if unbiased is not None and len(check_rate_khz):
             from ..rates import Beam, unbiased_rate_check
@@ -450,6 +455,27 @@ def evaluate_anomaly(
         list(sec.warnings) + _by_model(weighted_warnings) + _by_model(auc_below_half_notes(metrics))
     )
     return metrics, Section(sec.title, sec.text, [*sec.tables, *tables], sec.images, warns)
+
+
+def _stream_table(stream: Mapping[str, Any]) -> Table:
+    st = stream.get("stitching", {})
+    rows: list[list[Any]] = [
+        ["quantity", "value"],
+        ["filled crossings", f"{stream['crossing_rate_khz'] / 1e3:.4g} MHz"],
+        ["pile-up of the beam (mean interactions per crossing)", f"{stream['pileup_beam']:.3g}"],
+        ["hard processes' crossings", f"{stream['hard_sigma_pb'] / stream['crossings_pb']:.3g} of all"],
+        ["stitched processes", ", ".join(st.get("processes", [])) or "none"],
+        ["stitch threshold (pT-hat)", "-" if st.get("pthat_threshold_gev") is None else f"{st['pthat_threshold_gev']:g} GeV"],
+        ["minimum-bias events vetoed", st.get("minbias_events_vetoed", 0)],
+        ["sigma above the threshold: minimum bias's own / stitched", f"{st.get('minbias_sigma_above_pb', 0):.3g} / {st.get('stitched_sigma_pb', 0):.3g} pb"],
+    ]  # fmt: skip
+    return Table(
+        rows,
+        caption=(
+            "The zero-bias stream: every event a bunch crossing; weights sum to the "
+            "filled-crossing rate over the luminosity (poetml.pipeline.data.zero_bias_weights)"
+        ),
+    )
 
 
 def _unbiased_check_table(weighted: Mapping[str, Mapping[str, Any]]) -> Table:
