@@ -46,7 +46,11 @@ def test_poet_layout_has_every_schema_branch_with_its_type(ttbar_poet):
             tree = f[f"{pc.directory}/Events"]
             assert tree.num_entries == 120
             extra = (
-                {schema.WEIGHT_BRANCH_NAME, schema.PTHAT_BRANCH_NAME}
+                {
+                    schema.WEIGHT_BRANCH_NAME,
+                    schema.PTHAT_BRANCH_NAME,
+                    schema.PILEUP_PTHAT_BRANCH_NAME,
+                }
                 if pc.name == "genparticle"
                 else set()
             )
@@ -146,7 +150,8 @@ def test_merged_layout_and_poetml_reader(tmp_path):
         assert [k.split(";")[0] for k in f] == ["events", schema.GENERATION_METADATA_KEY]
         keys = set(f["events"].keys())
     every = {b for pc in schema.POET_COLLECTIONS.values() for b in pc.branch_names}
-    assert keys == every | {schema.WEIGHT_BRANCH_NAME, schema.PTHAT_BRANCH_NAME}
+    gen = {schema.WEIGHT_BRANCH_NAME, schema.PTHAT_BRANCH_NAME, schema.PILEUP_PTHAT_BRANCH_NAME}
+    assert keys == every | gen
     reading = pytest.importorskip("poetml.reading")
     batches = list(reading.iterate(str(path), step_size=25))
     assert sum(b.n_events for b in batches) == 60
