@@ -21,6 +21,7 @@ SHIPPED = [
     "dtw_cnn",
     "dhjw_cnn",
     "anomaly_ae",
+    "anomaly_ae_single_lepton",
     "anomaly_ae_trigger",
     "anomaly_ae_zero_bias",
     "anomaly_conv_ae",
@@ -34,7 +35,7 @@ def test_config_loads(name):
     if name.startswith("anomaly"):
         assert ds.class_names() == ["SM"]
         assert {p.name for p in ds.processes if p.role == "signal"} >= {"zprime", "a4l"}
-        if name != "anomaly_ae_zero_bias":
+        if name not in ("anomaly_ae_zero_bias", "anomaly_ae_single_lepton"):
             assert "quantized_pruned" in cfg.run.variants
             assert "firmware" in cfg.run.stages
     if name == "anomaly_conv_ae":
@@ -51,6 +52,12 @@ def test_config_loads(name):
         assert ds.default_dir != config.load(CONFIGS / "anomaly_ae.yaml").dataset.default_dir
         n_sm = sum(ds.default_events[p.name] for p in ds.processes if p.role == "train")
         assert n_sm * ds.split[2] * 2.5e-5 >= 10
+    if name == "anomaly_ae_single_lepton":
+        # the ADC2021 convention: the SM stream after the single-lepton filter, weighted
+        assert ds.background == "single_lepton"
+        assert ds.lepton_filter_pt == 23.0
+        assert cfg.training.event_weights == "cross_section"
+        assert {p.name for p in ds.processes if p.role == "signal"} >= {"a4l", "hplus_taunu"}
     if name == "anomaly_ae_zero_bias":
         # a stream of crossings at the beam's pile-up, QCD's tail populated by a bias,
         # J/psi (filtered) and H -> 4l left out, the brute-force check at 100 kHz with about
