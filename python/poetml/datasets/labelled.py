@@ -121,8 +121,9 @@ class DatasetConfig:
         dataset: only events with an electron or muon above ``lepton_filter_pt`` GeV, an
         L1-like single-lepton filter applied to every process, so the weights of what is
         left give the stream's absolute rate); ``zero_bias`` (a ``minbias`` process plus the
-        hard processes, the minimum-bias weights scaled so the training background totals
-        the minimum-bias (inelastic) cross section: a zero-bias-like stream).
+        hard processes, every event a bunch crossing with the beam's pile-up, stitched and
+        weighted so the stream totals the filled-crossing rate: what a zero-bias trigger
+        records; see :func:`poetml.pipeline.data.zero_bias_weights`).
     """
 
     kind: Literal["images", "features"] = "images"
