@@ -51,6 +51,7 @@ __all__ = [
     "read",
     "read_pileup_pthat",
     "read_pthat",
+    "read_pthats",
     "read_weights",
 ]
 
@@ -916,9 +917,26 @@ def read_pileup_pthat(
     """Each event's largest pile-up pT-hat [GeV] (entries ``0:entry_stop``): the
     ``pileup_pthat_max`` branch ``poetml generate`` writes beside ``pthat``; None when the
     file has none (NanoAOD, real data, older files).  float64."""
-    return _read_generator_branch(path, layout, entry_stop, schema.PILEUP_PTHAT_BRANCH_NAME, None)[
-        0
-    ]
+    return read_pthats(path, layout, entry_stop)[1]
+
+
+def read_pthats(
+    path: str | os.PathLike[str],
+    layout: str = "auto",
+    entry_stop: int | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`read_pthat` and :func:`read_pileup_pthat` of ``path`` from one opening of
+    the file."""
+    (pt, pu), _ = _read_generator_branches(
+        path,
+        layout,
+        entry_stop,
+        [
+            (schema.PTHAT_BRANCH_NAME, schema.NANOAOD_PTHAT_BRANCH),
+            (schema.PILEUP_PTHAT_BRANCH_NAME, None),
+        ],
+    )
+    return pt, pu
 
 
 def _read_generator_branch(
@@ -930,32 +948,48 @@ def _read_generator_branch(
 ) -> tuple[np.ndarray | None, bool]:
     """A per-event generator-level branch (float64, finite) and whether it came from
     NanoAOD; ``(None, False)`` when the file does not have it."""
+    (w,), nano = _read_generator_branches(path, layout, entry_stop, [(poet_branch, nano_branch)])
+    return w, nano and w is not None
+
+
+def _read_generator_branches(
+    path: str | os.PathLike[str],
+    layout: str,
+    entry_stop: int | None,
+    branches: Sequence[tuple[str, str | None]],
+) -> tuple[list[np.ndarray | None], bool]:
+    """Per-event generator-level branches (float64, finite; ``(poet name, NanoAOD name or
+    None)`` each, None for one the file does not have) from one opening of ``path``, and
+    whether the file is NanoAOD."""
     path = os.fspath(path)
+    out: list[np.ndarray | None] = []
     with _open(path) as f:
         trees = _trees(f, path)
         layout_found, nano_tree = _resolve_layout(f, path, trees, layout)
         nano = layout_found == "nanoaod"
         if nano:
-            tree, branch = nano_tree, nano_branch
+            tree = nano_tree
         elif layout_found == "poet-merged":
-            tree, branch = schema.POET_MERGED_TREE, poet_branch
+            tree = schema.POET_MERGED_TREE
         else:
-            gen = schema.POET_COLLECTIONS["genparticle"].directory
-            tree, branch = f"{gen}/{schema.POET_TREE}", poet_branch
-        if tree is None or branch is None or tree not in trees:
-            return None, False
-        obj = _get(f, path, tree, trees)
-        if branch not in _keys(obj, path, tree):
-            return None, False
-        try:
-            w = np.asarray(obj[branch].array(library="np", entry_stop=entry_stop), np.float64)
-        except Exception as exc:
-            raise _corrupt(path, f"{tree}:{branch}", 0, exc) from exc
-    bad = ~np.isfinite(w)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ReadError(f"{path}: {tree}:{branch} entry {i} is not finite ({w[i]})")
-    return w, nano
+            tree = f"{schema.POET_COLLECTIONS['genparticle'].directory}/{schema.POET_TREE}"
+        obj = _get(f, path, tree, trees) if tree is not None and tree in trees else None
+        keys = _keys(obj, path, str(tree)) if obj is not None else ()
+        for poet_branch, nano_branch in branches:
+            branch = nano_branch if nano else poet_branch
+            if obj is None or branch is None or branch not in keys:
+                out.append(None)
+                continue
+            try:
+                w = np.asarray(obj[branch].array(library="np", entry_stop=entry_stop), np.float64)
+            except Exception as exc:
+                raise _corrupt(path, f"{tree}:{branch}", 0, exc) from exc
+            bad = ~np.isfinite(w)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ReadError(f"{path}: {tree}:{branch} entry {i} is not finite ({w[i]})")
+            out.append(w)
+    return out, nano
 
 
 def _generation_metadata(f: Any, path: str) -> dict[str, Any] | None:

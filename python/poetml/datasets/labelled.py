@@ -430,9 +430,9 @@ def build(
                     aux_parts[k].append(np.asarray(fn(batch), dtype=np.float32))
             rows_f = kept.event_index[k0:]
             if rows_f:
-                rows_np = np.concatenate(rows_f)
-                pthat_parts.append(_file_pthat(str(path), layout, stop, rows_np))
-                pu_pthat_parts.append(_file_pthat(str(path), layout, stop, rows_np, pileup=True))
+                pt, pu = _file_pthats(str(path), layout, stop, np.concatenate(rows_f))
+                pthat_parts.append(pt)
+                pu_pthat_parts.append(pu)
         if n_done == 0:
             raise ConfigError(f"dataset process {p.name!r}: its files hold no events")
         rows = np.concatenate(kept.event_index)[n_start:] if kept.event_index else np.zeros(0)
@@ -462,21 +462,20 @@ def build(
 #: what stitches minimum bias to pT-hat-generated QCD in the ``zero_bias`` stream
 GEN_PTHAT = "gen_pthat"
 #: the aux column of each event's largest pile-up pT-hat [GeV] (0 without pile-up, NaN
-#: where a file does not record it): a crossing's second hard interaction, for the stitch
+#: where a file does not record it): the zero-bias stitch checks that pile-up is soft
 GEN_PILEUP_PTHAT = "gen_pileup_pthat_max"
 
 
-def _file_pthat(
-    path: str, layout: str, stop: int | None, rows: np.ndarray, *, pileup: bool = False
-) -> np.ndarray:
-    """The pT-hat (``pileup``: the largest pile-up pT-hat) of the entries ``rows`` of
-    ``path`` (NaN when it has no such branch)."""
-    from ..reading import read_pileup_pthat, read_pthat
+def _file_pthats(
+    path: str, layout: str, stop: int | None, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pT-hat and the largest pile-up pT-hat of the entries ``rows`` of ``path`` (NaN
+    where it has no such branch), from one opening of the file."""
+    from ..reading import read_pthats
 
-    pt = (read_pileup_pthat if pileup else read_pthat)(path, layout, stop)
-    if pt is None:
-        return np.full(len(rows), np.nan)
-    return pt[rows]
+    pt, pu = read_pthats(path, layout, stop)
+    missing = np.full(len(rows), np.nan)
+    return (missing if pt is None else pt[rows]), (missing if pu is None else pu[rows])
 
 
 def _file_weights(

@@ -59,20 +59,14 @@ class EvaluationConfig:
                 f"must be > 0 MHz, got {self.collision_rate_mhz}", key="collision_rate_mhz"
             )
         limit = self.collision_rate_mhz * 1e3
-        for i, r in enumerate(self.rate_khz):
-            if not 0 < r < limit:
-                raise ConfigError(
-                    f"{r} kHz must be > 0 and below the collision rate "
-                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
-                    key=f"rate_khz[{i}]",
-                )
-        for i, r in enumerate(self.check_rate_khz):
-            if not 0 < r < limit:
-                raise ConfigError(
-                    f"{r} kHz must be > 0 and below the collision rate "
-                    f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
-                    key=f"check_rate_khz[{i}]",
-                )
+        for key in ("rate_khz", "check_rate_khz"):
+            for i, r in enumerate(getattr(self, key)):
+                if not 0 < r < limit:
+                    raise ConfigError(
+                        f"{r} kHz must be > 0 and below the collision rate "
+                        f"({self.collision_rate_mhz:g} MHz = {limit:g} kHz)",
+                        key=f"{key}[{i}]",
+                    )
         for i, f in enumerate(self.fpr_targets):
             if not 0 < f < 1:
                 raise ConfigError(

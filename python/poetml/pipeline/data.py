@@ -264,17 +264,12 @@ def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray,
 
     beam = beam or Beam()
     w = data.weights
-    role = np.array([p.role for p in data.processes])[data.process]
-    mb = next(i for i, p in enumerate(data.processes) if p.name == "minbias")
-    is_mb = data.process == mb
-    hard = (role == "train") & ~is_mb
+    is_mb, hard, stitched, threshold, pthat = _zero_bias_parts(data)
     sigma_mb = float(w[is_mb].sum())
     w2 = w.copy()
-    stitched, threshold = _pthat_stitched(data, hard)
-    nan = np.full(len(w), np.nan)
-    pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, nan), np.float64)
     veto = np.zeros(len(w), bool)
-    if stitched and np.isfinite(pthat[is_mb]).all():
+    if stitched:
+        nan = np.full(len(w), np.nan)
         pu = np.asarray(data.aux.get(labelled.GEN_PILEUP_PTHAT, nan), np.float64)
         loud = (is_mb | np.isin(data.process, stitched)) & (pu >= threshold)
         if loud.any():
@@ -287,8 +282,6 @@ def zero_bias_weights(data: LabelledData, beam: Any = None) -> tuple[np.ndarray,
             )
         veto = is_mb & (pthat >= threshold)
         w2[veto] = 0.0
-    else:
-        stitched = []  # no pT-hat in the minimum-bias file: no veto
     crossings_pb = beam.crossing_rate_khz / beam.khz_per_pb
     sigma_hard = float(w[hard].sum())
     target = crossings_pb - sigma_hard
@@ -335,18 +328,14 @@ def zero_bias_unbiased_khz(data: LabelledData, beam: Any = None) -> np.ndarray:
 
     beam = beam or Beam()
     out = np.zeros(len(data.weights), np.float64)
-    names = [p.name for p in data.processes]
-    if "minbias" not in names:
+    if "minbias" not in [p.name for p in data.processes]:
         return out
-    is_mb = data.process == names.index("minbias")
+    is_mb, _, stitched, threshold, pthat = _zero_bias_parts(data)
     n = int(is_mb.sum())
     if n == 0:
         return out
     f, mu = beam.crossing_rate_khz, beam.pileup
-    role = np.array([p.role for p in data.processes])[data.process]
-    stitched, threshold = _pthat_stitched(data, (role == "train") & ~is_mb)
-    pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, np.full(len(out), np.nan)))
-    if not stitched or not np.isfinite(pthat[is_mb]).all():
+    if not stitched:
         out[is_mb] = f / n
         return out
     hard = is_mb & (pthat >= threshold)
@@ -354,6 +343,24 @@ def zero_bias_unbiased_khz(data: LabelledData, beam: Any = None) -> np.ndarray:
     out[is_mb & ~hard] = f * (1.0 - mu * p_hat) / ((1.0 - p_hat) * n)
     out[hard] = f * mu / n
     return out
+
+
+def _zero_bias_parts(
+    data: LabelledData,
+) -> tuple[np.ndarray, np.ndarray, list[int], float, np.ndarray]:
+    """What both zero-bias functions start from: the minimum-bias events, the hard train
+    events, the processes stitched to minimum bias (none when its events carry no pT-hat),
+    the stitch threshold [GeV] and each event's pT-hat (NaN where unknown)."""
+    role = np.array([p.role for p in data.processes])[data.process]
+    mb = next(i for i, p in enumerate(data.processes) if p.name == "minbias")
+    is_mb = data.process == mb
+    hard = (role == "train") & ~is_mb
+    stitched, threshold = _pthat_stitched(data, hard)
+    nan = np.full(len(data.weights), np.nan)
+    pthat = np.asarray(data.aux.get(labelled.GEN_PTHAT, nan), np.float64)
+    if not np.isfinite(pthat[is_mb]).all():
+        stitched = []  # no pT-hat in the minimum-bias file: no veto
+    return is_mb, hard, stitched, threshold, pthat
 
 
 def _pthat_stitched(data: LabelledData, hard: np.ndarray) -> tuple[list[int], float]:
