@@ -10,10 +10,10 @@ A pool holds the final-state particles of ``size`` Pythia ``SoftQCD:inelastic`` 
 (the :data:`~poetml.generate.processes.PROCESSES` ``minbias`` process, MPI on) as flat
 columns with event offsets, and each event's pT-hat, in one ``.npz`` file named by the
 SHA-256 of everything that decides it.  The overlay returns, per hard event, the largest
-pT-hat among its pile-up interactions: what the ``zero_bias`` stream's stitch needs to know
-whether a crossing holds a hard interaction besides its primary one.  Reuse is the approximation premixing makes: with ``n`` hard events at mean
-``mu`` a pool event appears about ``n * mu / size`` times; the default pool (5000 events)
-keeps each reuse rare within a hard event.
+pT-hat among its pile-up interactions (written as ``pileup_pthat_max``; the ``zero_bias``
+stream checks with it that pile-up is soft).  Reuse is the approximation premixing
+makes: with ``n`` hard events at mean ``mu`` a pool event appears about ``n * mu / size``
+times; the default pool (5000 events) keeps each reuse rare within a hard event.
 
 **The pool is soft.**  Only pool events with pT-hat below :data:`PILEUP_PTHAT_BELOW`
 (30 GeV, the qcd process's generation threshold) are overlaid.  About 0.2 % of minimum-bias

@@ -406,8 +406,7 @@ def evaluate_anomaly(
                     unbiased_rate_check(bkg[m], bkg_weights, unbiased, float(c), beam or Beam())
                     for c in check_rate_khz
                 ]
-                r["unbiased_checks"] = checks
-                metrics[m]["weighted"] = r
+                r["unbiased_checks"] = checks  # r is metrics[m]["weighted"]
                 weighted_warnings += [
                     (
                         m,
