@@ -119,6 +119,26 @@ def test_iterate_chunks_equal_one_read(request, poet_events, fixture, layout):
     _assert_batch_matches(concatenate(batches), _expected(poet_events))
 
 
+def test_baskets_decompressed_on_threads_give_the_same_batches(tmp_path):
+    """Decompression on a pool of threads (the default) gives batch for batch what
+    decompressing in the iterating thread gives, across baskets and files."""
+    events = make_poet_events(3000, seed=7)
+    paths = [write_poet(tmp_path / f"{i}.root", events, chunk=400) for i in range(2)]
+    with uproot.open(paths[0]) as f:  # several baskets per branch: the pool has work
+        assert f["mymuons/Events"]["muon_pt"].num_baskets >= 7
+    serial = list(reading.iterate(paths, step_size=700, threads=1))
+    for threads in (None, 3):
+        pooled = list(reading.iterate(paths, step_size=700, threads=threads))
+        assert [(b.source, b.entry_start, b.n_events) for b in pooled] == [
+            (b.source, b.entry_start, b.n_events) for b in serial
+        ]
+        for a, b in zip(pooled, serial, strict=True):
+            _assert_batch_matches(a, _expected(events), a.entry_start, a.entry_start + a.n_events)
+            np.testing.assert_array_equal(a.met["pt"], b.met["pt"])
+    with pytest.raises(ValueError, match="threads must be a positive number or None, got 0"):
+        next(reading.iterate(paths, threads=0))
+
+
 @pytest.mark.parametrize("step", [1, 2, 5, 100])
 def test_step_sizes_and_entry_range(poet_file, poet_events, step):
     batches = list(reading.iterate(poet_file, step_size=step, entry_start=1, entry_stop=-1))

@@ -80,7 +80,9 @@ def test_sparse_and_dense_files_hold_the_same_events(both):
         assert f["pixel_value"].dtype == np.float32
         assert f["image_offsets"][0] == 0
         assert f["image_offsets"][-1] == len(f["pixel_index"]) == np.count_nonzero(b.data)
-        assert f["pixel_value"].compression == "gzip"
+        # indices deflated; the float values, which deflate shrinks by 17 % only, as they are
+        assert f["pixel_index"].compression == "gzip"
+        assert f["pixel_value"].compression is None
         assert f.attrs["n_events"] == 12
 
 
@@ -212,8 +214,9 @@ def test_many_chunks_read_back_through_hdf5_filters(tmp_path, monkeypatch, compr
         ev, px = np.nonzero(flat)
         np.testing.assert_array_equal(f["pixel_index"][()], px)
         np.testing.assert_array_equal(f["pixel_value"][()], flat[ev, px])
-        if compression == "gzip":
-            assert f["pixel_value"].shuffle
+        if compression == "gzip":  # the indices by whole chunks on the pool, values plain
+            assert f["pixel_index"].shuffle
+            assert f["pixel_value"].compression is None
     assert hdf5.load(path).data.tobytes() == dense.tobytes()
 
 

@@ -672,7 +672,11 @@ def _warn_constant_ids(plan: _Plan, batch: EventBatch, pos: int, warned: set[str
                 )
 
 
-def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> Iterator[EventBatch]:
+def _iter_file(
+    f: Any, plan: _Plan, step_size: int, start: int, stop: int, inflate: Any = None
+) -> Iterator[EventBatch]:
+    """Batches of one open file; ``inflate``: uproot's ``decompression_executor`` (None:
+    baskets are decompressed in the calling thread)."""
     warned: set[str] = set()
     iters = {}
     for tree, branches in plan.trees.items():
@@ -684,6 +688,7 @@ def _iter_file(f: Any, plan: _Plan, step_size: int, start: int, stop: int) -> It
                 entry_stop=stop,
                 library="ak",
                 how=dict,
+                decompression_executor=inflate,
             )
         except Exception as exc:
             raise _corrupt(plan.path, tree, start, exc) from exc
@@ -747,6 +752,7 @@ def iterate(
     entry_stop: int | None = None,
     progress: bool = False,
     missing_collections: str = "error",
+    threads: int | None = None,
 ) -> Iterator[EventBatch]:
     """Stream events from ntuples as :class:`~poetml.jagged.EventBatch` es of at most
     ``step_size`` events, one file after the other (each batch from one file).
@@ -773,10 +779,18 @@ def iterate(
         what to do when a file lacks a collection named in ``collections``: ``error``
         (default: a ReadError naming the tree or branch), ``skip`` (leave it out of the
         batch) or ``empty`` (give it with no objects; MET fields as zeros).
+    threads
+        threads decompressing the ROOT baskets (uproot's ``decompression_executor``;
+        zlib, LZ4 and ZSTD release the GIL, and decompression is most of reading).
+        Default: one per core; 1: in the thread that iterates.
     """
     step_size = _check_step(step_size)
     paths = expand_files(files)
+    n_inflate = (os.cpu_count() or 1) if threads is None else threads
+    if isinstance(n_inflate, bool) or not isinstance(n_inflate, int) or n_inflate < 1:
+        raise ValueError(f"threads must be a positive number or None, got {threads!r}")
     bar = None
+    inflate = None
     if progress:
         from tqdm.auto import tqdm
 
@@ -786,15 +800,21 @@ def iterate(
             total += hi - lo
         bar = tqdm(total=total, unit="event", unit_scale=True, file=sys.stderr, desc="reading")
     try:
+        if n_inflate > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            inflate = ThreadPoolExecutor(n_inflate, thread_name_prefix="poetml-inflate")
         for path in paths:
             with _open(path) as f:
                 plan = _plan(f, path, layout, collections, fields, missing_collections)
                 start, stop = _range(plan.n_entries, entry_start, entry_stop)
-                for batch in _iter_file(f, plan, step_size, start, stop):
+                for batch in _iter_file(f, plan, step_size, start, stop, inflate):
                     if bar is not None:
                         bar.update(batch.n_events)
                     yield batch
     finally:
+        if inflate is not None:
+            inflate.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
 

@@ -299,6 +299,7 @@ def convert(
                 layout=reading.layout,
                 collections=collections,
                 missing_collections="empty",
+                threads=threads,
             )
         )
         for batch in batches:

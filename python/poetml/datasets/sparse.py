@@ -17,8 +17,10 @@ in ten lines); :func:`poetml.datasets.hdf5.load` densifies, :func:`read_sparse` 
 Densifying gives exactly the images :func:`poetml.rasterize` makes.
 
 The datasets are chunked (256 Ki entries) and compressed with HDF5's deflate filter and
-byte shuffle (the pixel datasets at level 1, compressed on a thread pool and written as
-whole chunks), so any HDF5 tool reads them.  Files are written under a temporary name and
+byte shuffle (``pixel_index`` at level 1, compressed on a thread pool and written as whole
+chunks), so any HDF5 tool reads them; with ``gzip`` (the default) ``pixel_value`` alone is
+stored uncompressed: deflate shrinks those float32 values by 17 % only (the file by 13 %)
+and took a fifth of the conversion's CPU (``bench/bench_read.py``).  Files are written under a temporary name and
 renamed when complete, as the dense ones (:class:`SparseShardWriter`).
 """
 
@@ -63,9 +65,10 @@ OFFSETS, INDEX, VALUE = "image_offsets", "pixel_index", "pixel_value"
 _CHUNK_ENTRIES = 1 << 18  # 1 MiB of int32 / float32 per chunk
 _OFFSET_CHUNK = 1 << 16
 _GZIP_LEVEL = 4  # offsets, event_index, source, labels (HDF5's filters)
-#: pixel datasets: byte shuffle + deflate level 1, done on a thread pool while the caller
-#: goes on (bench/bench_read.py: 19 bytes an event for the default images, level 4 saves
-#: 1% and compresses 1.6x slower)
+#: ``pixel_index``: byte shuffle + deflate level 1, done on a thread pool while the caller
+#: goes on (level 4 saves 1 % and compresses 1.6x slower); ``pixel_value`` is not deflated
+#: (bench/bench_read.py: 22 bytes an event for the default images, 19 with the values
+#: deflated, at 20 % more CPU for the whole conversion)
 _GZIP_LEVEL_PIXELS = 1
 #: the ``format_version`` attribute (that of :mod:`.hdf5`, which imports this module)
 FORMAT_VERSION = 1
@@ -227,8 +230,14 @@ class SparseShardWriter:
             self._index = _PixelColumn(
                 f.create_dataset(INDEX, shape=(0,), dtype=np.int32, **big), np.int32, pool
             )
+            # gzip: the values as they are (see _GZIP_LEVEL_PIXELS); lzf: filtered as all
+            plain = {
+                "chunks": (_CHUNK_ENTRIES,),
+                "maxshape": (None,),
+                **({} if direct else filters),
+            }
             self._value = _PixelColumn(
-                f.create_dataset(VALUE, shape=(0,), dtype=np.float32, **big), np.float32, pool
+                f.create_dataset(VALUE, shape=(0,), dtype=np.float32, **plain), np.float32, None
             )
             self._event_index = f.create_dataset(
                 "event_index", shape=(0,), dtype=np.int64, **self._small
