@@ -5,7 +5,9 @@ A POET file of ``--events`` random events (default 200k; about 2 muons, 0.5 elec
 written into a temporary folder by the bench itself (``tests/conftest.py`` helpers), then:
 
 (a) baseline: ``uproot`` alone reads the branches poetml reads (same trees, same step
-    size, awkward arrays), the file being in the page cache (one warm-up read first);
+    size, awkward arrays, uproot's defaults), the file being in the page cache (one warm-up
+    read first); and the same with the baskets decompressed on a pool of all threads
+    (``decompression_executor``), as ``poetml.iterate`` does;
 (b) ``poetml.iterate`` alone (uproot + conversion to flat float32 columns + offsets);
 (c) ``poetml.iterate`` + ``poetml.rasterize`` (32 x 32 x 4 histogram images, all threads):
     one rasterize call per chunk, or per ``--slice`` events (16 MiB of output that malloc
@@ -19,7 +21,10 @@ written into a temporary folder by the bench itself (``tests/conftest.py`` helpe
 (e) the full ``poetml images FILE -o OUT.h5`` command in a subprocess (Python start-up,
     reading, rasterizing, compressed HDF5 write), sparse (the default) and
     ``--image-layout dense``: events/s and output bytes/event, and
-    ``RATIO images_cli/uproot_read`` (sparse command vs (a), events/s; target >= 0.5);
+    ``RATIO images_cli/uproot_read`` (sparse command vs (a), events/s; target >= 0.5) and
+    ``RATIO images_cli/uproot_read_threaded`` (against uproot decompressing on all
+    threads too); one untimed run first, poetml's bytecode cached as an installed
+    package has it;
 (f) densifying sparse training batches (``poetml.training.batches``: a shuffled batch
     taken from the sparse split and densified) against the DTW CNN's training events/s
     (``configs/dtw_cnn.yaml``, float, ``model.fit`` on dense arrays in memory):
@@ -110,14 +115,19 @@ def main() -> int:
         n_branches = sum(len(v) for v in branches.values())
         print(f"branches read: {n_branches} in {len(branches)} trees")
 
-        def uproot_read() -> int:
+        def uproot_read(executor=None) -> int:
             n = 0
             with uproot.open(path) as f:
-                iters = [f[t].iterate(b, step_size=args.step_size, library="ak", how=dict)
+                iters = [f[t].iterate(b, step_size=args.step_size, library="ak", how=dict,
+                                      decompression_executor=executor)
                          for t, b in branches.items()]  # fmt: skip
                 for chunks in zip(*iters, strict=True):
                     n += len(next(iter(chunks[0].values())))
             return n
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        inflate = ThreadPoolExecutor(threads or os.cpu_count() or 1)
 
         def poetml_read() -> int:
             return sum(b.n_events for b in poetml.iterate(path, args.step_size))
@@ -169,7 +179,8 @@ def main() -> int:
 
         variants = {
             "uproot alone, same branches (baseline)": uproot_read,
-            "poetml.iterate (read + flatten)": poetml_read,
+            "uproot, baskets decompressed on all threads": lambda: uproot_read(inflate),
+            "poetml.iterate (read + flatten; baskets on all threads)": poetml_read,
             f"rasterize alone, one call per {n_part}-event chunk": lambda: rasterize_alone(None),
             f"rasterize alone, {args.slice}-event slices": lambda: rasterize_alone(args.slice),
             "rasterize alone, per chunk into a reused out=": lambda: rasterize_alone(None, True),
@@ -268,11 +279,18 @@ def main() -> int:
             del images
 
         t_up_best = t_up
+        t_up_threaded = times["uproot, baskets decompressed on all threads"]
         if not args.skip_cli:
             exe = Path(sys.executable).with_name("poetml")
             print()
             print(f"(e) poetml images FILE -o OUT.h5 --step-size {args.step_size}: a subprocess, "
-                  f"Python start-up included, best of {args.repeat}")  # fmt: skip
+                  f"Python start-up included, best of {args.repeat} after one untimed run")  # fmt: skip
+            # the command as an installed package runs it: pip compiles the bytecode at
+            # install time, but an editable install (python/ on the path) with
+            # PYTHONDONTWRITEBYTECODE set would compile poetml's modules on every start
+            # (about 0.08 s); their bytecode goes to a cache in the temporary folder instead
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
             cli_rate = {}
             for layout in ("sparse", "dense"):
                 out = tmp / f"images-{layout}.h5"
@@ -280,9 +298,12 @@ def main() -> int:
                        str(args.step_size), "--no-progress", "--image-layout", layout]  # fmt: skip
                 cmd += ["--threads", str(threads)] if threads else []
                 best_t, line = float("inf"), ""
+                if layout == "sparse":  # untimed: bytecode cache, page cache
+                    subprocess.run(cmd, capture_output=True, env=env, check=False)
                 for _ in range(args.repeat if layout == "sparse" else 1):
                     t0 = time.perf_counter()
-                    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    res = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                         check=False)  # fmt: skip
                     t_cli = time.perf_counter() - t0
                     if res.returncode != 0:
                         print(res.stderr)
@@ -306,7 +327,12 @@ def main() -> int:
                   f"{ev / t_conv / 1e3:.1f} kevents/s")  # fmt: skip
             print(f"  uproot read of the same branches: {up_rate / 1e3:.1f} kevents/s")
             print(f"RATIO images_convert_inprocess/uproot_read: {ev / t_conv / up_rate:.3f}")
+            print(f"  uproot read, baskets decompressed on all threads: "
+                  f"{ev / t_up_threaded / 1e3:.1f} kevents/s")  # fmt: skip
             print(f"RATIO images_cli/uproot_read: {cli_rate['sparse'] / up_rate:.3f}")
+            # the command decompresses on all threads; against uproot doing the same
+            print(f"RATIO images_cli/uproot_read_threaded: "
+                  f"{cli_rate['sparse'] * t_up_threaded / ev:.3f}")  # fmt: skip
             print(f"RATIO images_cli_sparse/images_cli_dense: "
                   f"{cli_rate['sparse'] / cli_rate['dense']:.2f}")  # fmt: skip
 
