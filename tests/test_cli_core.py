@@ -192,3 +192,33 @@ def test_console_script_help():
     res = subprocess.run([exe, "images", "--help"], capture_output=True, text=True, check=True)
     for opt in ("--config", "--step-size", "--threads", "--layout", "-o OUTPUT"):
         assert opt in res.stdout
+
+
+def test_console_script_writes_the_file_and_exits_with_the_status(poet_file, tmp_path):
+    """The console script (``poetml.cli:run``): the command's output complete and its exit
+    status, with the objects left at the end frozen out of the final garbage collection."""
+    out = tmp_path / "img.h5"
+    code = (
+        "import gc, sys; from poetml.cli import run; rc = run(); "
+        "print('frozen', gc.get_freeze_count() > 0); sys.exit(rc)"
+    )
+    args = ["images", str(poet_file), "-o", str(out), "--no-progress"]
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert "frozen True" in res.stdout
+    assert hdf5.load(out).data.shape[0] == reading.num_entries(poet_file)
+    # a failing command still gives its status (1), and leaves nothing behind
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "images", str(tmp_path / "none.root"), "-o", str(out) + "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "no such file" in bad.stderr
+    assert not os.path.exists(str(out) + "2")
+    exe = os.path.join(os.path.dirname(sys.executable), "poetml")
+    with open(exe) as f:  # the installed script runs run()
+        assert "import run" in f.read()

@@ -213,11 +213,13 @@ def _inspect(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..config import ReadingConfig, load
     from ..datasets.convert import convert
+    from ..reading import ReadingConfig
 
     kind = args.kind
-    if args.config:
+    if args.config:  # the whole configuration layer only when a file is given
+        from ..config import load
+
         cfg = load(args.config)
         spec = getattr(cfg, kind)
         reading_cfg = cfg.reading
