@@ -68,7 +68,8 @@ def register(subparsers: Any) -> None:
         )
         q.add_argument("--step-size", type=int, help="events read per chunk "
                        "(default: the config's reading.step_size, 100000)")  # fmt: skip
-        q.add_argument("--threads", type=int, help="threads of the C++ core (default: all cores)")
+        q.add_argument("--threads", type=int, help="threads of the C++ core, of decompressing the "
+                       "input and of compressing the output (default: all cores)")  # fmt: skip
         q.add_argument("--layout", choices=("auto", "poet", "poet-merged", "nanoaod"),
                        help="input layout (default: the config's, auto)")  # fmt: skip
         q.add_argument("--label", type=_int32, help="int32 label stored for every event")

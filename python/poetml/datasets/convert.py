@@ -243,8 +243,9 @@ def convert(
     of ``kind`` (``images`` with an ImageSpec or ``features`` with a FeatureSpec; ``None``:
     the default spec).
 
-    ``reading`` gives the step size and layout; ``threads`` the C++ core's threads (None:
-    all cores); ``label`` an int32 label stored for every event; ``compression`` ``gzip``,
+    ``reading`` gives the step size and layout; ``threads`` the threads of the C++ core,
+    of the ROOT baskets' decompression and of the output's compression (None: all cores);
+    ``label`` an int32 label stored for every event; ``compression`` ``gzip``,
     ``lzf`` or ``none``; ``image_layout`` ``sparse`` (default: the non-zero pixels of each
     event, :mod:`poetml.datasets.sparse`) or ``dense`` (the whole images array) for
     images; ``attrs`` extra file attributes (``spec`` and ``reading`` are
