@@ -24,7 +24,9 @@ written into a temporary folder by the bench itself (``tests/conftest.py`` helpe
     ``RATIO images_cli/uproot_read`` (sparse command vs (a), events/s; target >= 0.5) and
     ``RATIO images_cli/uproot_read_threaded`` (against uproot decompressing on all
     threads too); one untimed run first, poetml's bytecode cached as an installed
-    package has it;
+    package has it; and ``RATIO images_cli/uproot_read_script``, against the uproot read
+    of (a) run as a script in its own interpreter (start-up and imports included on both
+    sides);
 (f) densifying sparse training batches (``poetml.training.batches``: a shuffled batch
     taken from the sparse split and densified) against the DTW CNN's training events/s
     (``configs/dtw_cnn.yaml``, float, ``model.fit`` on dense arrays in memory):
@@ -335,6 +337,28 @@ def main() -> int:
                   f"{cli_rate['sparse'] * t_up_threaded / ev:.3f}")  # fmt: skip
             print(f"RATIO images_cli_sparse/images_cli_dense: "
                   f"{cli_rate['sparse'] / cli_rate['dense']:.2f}")  # fmt: skip
+            # like for like: the same uproot read as a script in its own interpreter (start-up
+            # and ``import uproot`` included, as the command pays them)
+            script = (
+                "import sys, uproot\n"
+                f"branches = {dict(branches)!r}\n"
+                "n = 0\n"
+                "with uproot.open(sys.argv[1]) as f:\n"
+                "    its = [f[t].iterate(b, step_size=int(sys.argv[2]), library='ak', how=dict)\n"
+                "           for t, b in branches.items()]\n"
+                "    for chunks in zip(*its, strict=True):\n"
+                "        n += len(next(iter(chunks[0].values())))\n"
+                "assert n == int(sys.argv[3]), n\n"
+            )
+            cmd = [sys.executable, "-c", script, str(path), str(args.step_size), str(ev)]
+            t_script = float("inf")
+            for _ in range(args.repeat + 1):  # the first run untimed, as for the command
+                t0 = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True)
+                t_script = min(t_script, time.perf_counter() - t0) if _ else t_script
+            print(f"  uproot read as a script in a subprocess (start-up and import included): "
+                  f"{ev / t_script / 1e3:.1f} kevents/s ({t_script:.2f} s wall)")  # fmt: skip
+            print(f"RATIO images_cli/uproot_read_script: {cli_rate['sparse'] * t_script / ev:.3f}")
 
         if not args.skip_train:
             densify_vs_training(path, spec, args, threads)
