@@ -261,10 +261,19 @@ def test_unknown_stage_is_reported_by_check(tmp_path, no_work, capsys):
 N_FEATURES = 3 * (1 + 2 + 2)
 
 
+_DEFAULT_BEAM = {"luminosity": 2.0e34, "collision_rate_mhz": 40.0, "filled_fraction": 2544 / 3564}
+
+
 def _fake_run(
-    tmp_path: Path, *, quantized: bool, processes: list[dict], default_dir: Path | None = None
+    tmp_path: Path,
+    *,
+    quantized: bool,
+    processes: list[dict],
+    default_dir: Path | None = None,
+    beam: dict | None = _DEFAULT_BEAM,
 ) -> Path:
-    """RUN/models/<variant> as poetml run writes it: config.json and a tiny model."""
+    """RUN/models/<variant> as poetml run writes it: config.json (``beam``: None as an
+    older poetml wrote it, without one) and a tiny model."""
     pytest.importorskip("qkeras", reason="QKeras is not installed (the learn extra)")
     from poetml.config import to_mapping
     from poetml.datasets.labelled import DatasetConfig
@@ -287,7 +296,8 @@ def _fake_run(
     (d / "config.json").write_text(json.dumps({
         "variant": variant, "kind": "features", "spec": to_mapping(spec),
         "spec_type": "FeatureSpec", "model": to_mapping(mcfg),
-        "training": to_mapping(TrainingConfig()), "dataset": to_mapping(ds)}))  # fmt: skip
+        "training": to_mapping(TrainingConfig()), "dataset": to_mapping(ds),
+        **({"beam": beam} if beam is not None else {})}))  # fmt: skip
     return d
 
 
@@ -367,6 +377,60 @@ def test_firmware_reads_the_runs_dataset_when_it_matches(tmp_path, monkeypatch):
     again = prepared_for_model_dir(d, tmp_path / "fw")
     assert not (tmp_path / "fw").exists()
     assert (again.x_test == first.x_test).all()
+
+
+def test_firmware_of_a_run_model_uses_the_runs_beam(tmp_path, monkeypatch):
+    """``poetml firmware RUN/models/quantized`` quotes rates at the beam the run recorded in
+    config.json (the weights of a zero-bias stream depend on it too), not the default one;
+    a directory an older poetml wrote (no beam) gets the default with a warning."""
+    import poetml.firmware.build as fwb
+    import poetml.pipeline.firmware as fwbuild
+    from poetml.exceptions import FirmwareError
+    from poetml.pipeline.firmware import prepared_for_model_dir
+
+    a = write_poet_random(tmp_path / "a.root", 40, seed=1, mean_muons=2.0)
+    s = write_poet_random(tmp_path / "s.root", 20, seed=2, mean_electrons=2.0)
+    processes = [
+        {"name": "a", "files": [str(a)], "cross_section_pb": 1.0e6},
+        {"name": "s", "files": [str(s)], "role": "signal"},
+    ]
+    beam = {"luminosity": 7.5e33, "collision_rate_mhz": 40.0, "filled_fraction": 0.5}
+    d = _fake_run(tmp_path / "low", quantized=True, processes=processes, beam=beam)
+    prep = prepared_for_model_dir(d, tmp_path / "fw")
+    assert prep.weighted
+    assert (prep.beam.luminosity, prep.beam.filled_fraction) == (7.5e33, 0.5)
+    seen = {}
+
+    def stop(*args, **kw):  # the real build is tested elsewhere: here, what it is given
+        seen.update(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(fwb, "build_firmware", stop)
+    with pytest.raises(RuntimeError, match="stop here"):
+        fwbuild.build_from_model_dir(d, tmp_path / "fw", progress=False)
+    assert seen["beam"].luminosity == 7.5e33
+    assert seen["beam"].crossing_rate_khz == pytest.approx(40.0e3 * 0.5)
+    assert seen["background_weights"] is not None
+    # an older directory: the default beam, said
+    old = _fake_run(tmp_path / "old", quantized=True, processes=processes, beam=None)
+    with pytest.warns(UserWarning, match="records no beam .* default luminosity 2e\\+34"):
+        assert prepared_for_model_dir(old, tmp_path / "fw-old").beam.luminosity == 2.0e34
+    bad = _fake_run(tmp_path / "bad", quantized=True, processes=processes, beam={"lumi": 1})
+    with pytest.raises(FirmwareError, match="'beam' must map luminosity"):
+        prepared_for_model_dir(bad, tmp_path / "fw-bad")
+
+
+def test_a_model_dir_reused_at_another_luminosity_is_not_refused(tmp_path):
+    """The beam a run quotes its rates at does not change the model: a model directory
+    recorded at one luminosity serves a run at another; its architecture still counts."""
+    from poetml.exceptions import ConfigError
+    from poetml.training import check_model_dir_config
+
+    recorded = {"model": {"type": "dense_ae"}, "beam": dict(_DEFAULT_BEAM)}
+    other_beam = {"model": {"type": "dense_ae"}, "beam": {**_DEFAULT_BEAM, "luminosity": 1e34}}
+    check_model_dir_config(tmp_path, recorded, other_beam, "this run")
+    with pytest.raises(ConfigError, match=r"model\.type is 'dense_ae' there, 'cnn' here"):
+        check_model_dir_config(tmp_path, recorded, {**other_beam, "model": {"type": "cnn"}}, "x")
 
 
 def test_firmware_generates_nothing_unless_asked(tmp_path, no_work, capsys):

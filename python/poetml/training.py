@@ -56,7 +56,13 @@ __all__ = [
 MODEL_FILES = ("model.keras", "model.h5")  # read in this order; save_model_dir writes model.h5
 _FILES = ("preprocessing.json", "config.json", "history.json", "metadata.json")
 # configuration values that change how a run goes, not the model it trains
-_RUNTIME_KEYS = (("training", "verbose"), ("training", "threads"), ("dataset", "step_size"))
+# (and the beam the run quotes its rates at: ``poetml firmware`` reads it back)
+_RUNTIME_KEYS = (
+    ("training", "verbose"),
+    ("training", "threads"),
+    ("dataset", "step_size"),
+    ("beam",),
+)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,9 @@ class Prepared:
     #: what ``dataset.background`` did (see :func:`apply_background`; empty for
     #: ``as_generated``)
     stream: Mapping[str, Any] = field(default_factory=dict)
+    #: the :class:`poetml.rates.Beam` the weights and rates are at (the run's
+    #: ``evaluation`` options; None: the default beam)
+    beam: Any = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -457,7 +460,8 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
     if data.kind != ds.kind:
         raise DatasetError(f"dataset holds {data.kind}, the configuration asks for {ds.kind}")
     autoencoder = model.is_autoencoder
-    data, stream = apply_background(ds, data, cfg.evaluation.beam())
+    beam = cfg.evaluation.beam()
+    data, stream = apply_background(ds, data, beam)
     if stream and cfg.run.progress:
         print(f"poetml: background {ds.background}: {json.dumps(stream)}")
     role = np.array([p.role for p in data.processes])[data.process]
@@ -531,6 +535,7 @@ def prepare(cfg: RunConfig, data: LabelledData) -> Prepared:
         split_weights(data.weights, data.process, split.train),
         split_weights(data.weights, data.process, split.val),
         stream,
+        beam,
     )
 
 

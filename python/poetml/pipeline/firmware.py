@@ -70,6 +70,32 @@ def background_weights_from_prepared(prep: Any, cfg: FirmwareConfig) -> Any:
     return prep.w_test[np.asarray(prep.y_test) != idx]
 
 
+def _recorded_beam(saved: Any, model_dir: Path) -> dict[str, Any]:
+    """The evaluation options of the beam a run's ``config.json`` records (``beam``); a
+    directory written before poetml recorded it gets the default beam, with a warning."""
+    import warnings
+
+    from .training import BEAM_KEYS
+
+    beam = saved.get("beam") if isinstance(saved, dict) else None
+    if beam is None:
+        from ..evaluation.config import EvaluationConfig
+
+        default = EvaluationConfig()
+        warnings.warn(
+            f"{model_dir}/config.json records no beam (written by an older poetml); rates "
+            f"are at the default luminosity {default.luminosity:g} cm^-2 s^-1",
+            stacklevel=3,
+        )
+        return {}
+    if not isinstance(beam, dict) or set(beam) - set(BEAM_KEYS):
+        raise FirmwareError(
+            f"{model_dir}/config.json: 'beam' must map {', '.join(BEAM_KEYS)} to numbers, "
+            f"got {beam!r}"
+        )
+    return dict(beam)
+
+
 def prepared_for_model_dir(
     model_dir: Any, out_dir: Any, *, generate: bool = False, progress: bool = False
 ) -> Any:
@@ -100,6 +126,8 @@ def prepared_for_model_dir(
         raise FirmwareError(
             f"{d}/config.json does not describe a poetml run ({exc}); pass --events-file"
         ) from exc
+    # the run's beam: a zero-bias stream's weights and every rate depend on it
+    data["evaluation"] = _recorded_beam(saved, d)
     where = str(d / "config.json")
     cfg = run_config.parse(data, where=where)
     _check_config(cfg)
@@ -297,8 +325,6 @@ def build_from_model_dir(
     model, d = fwbuild.load_quantized_model_dir(model_dir, trust_model=trust_model)
     prep = prepared_for_model_dir(d, out_dir, generate=generate, progress=progress)
     bkg, sigs = events_from_prepared(prep, config)
-    from ..evaluation.config import EvaluationConfig
-
     return fwbuild.build_firmware(
         model,
         out_dir,
@@ -308,7 +334,7 @@ def build_from_model_dir(
         feature_names=prep.preprocessing.feature_names,
         progress=progress,
         background_weights=background_weights_from_prepared(prep, config),
-        beam=EvaluationConfig().beam(),
+        beam=prep.beam,
         model_dir=d,
         preprocessing=prep.preprocessing,
     )

@@ -90,8 +90,15 @@ def _event_weights(
     return prep.w_train / prep.w_train.mean(), prep.w_val / prep.w_val.mean()
 
 
+#: the evaluation options that make the run's beam (:meth:`EvaluationConfig.beam
+#: <poetml.evaluation.config.EvaluationConfig.beam>`), recorded as ``beam`` in config.json
+BEAM_KEYS = ("luminosity", "collision_rate_mhz", "filled_fraction")
+
+
 def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, Any]:
-    """What a model directory of ``variant`` trained by ``cfg`` records in ``config.json``."""
+    """What a model directory of ``variant`` trained by ``cfg`` records in ``config.json``:
+    what makes the model (compared when a directory is reused) and the beam the run's
+    weights and rates are at (``beam``, not compared: ``poetml firmware`` reads it)."""
     return {
         "variant": variant,
         "kind": prep.data.kind,
@@ -100,6 +107,7 @@ def model_dir_config(cfg: RunConfig, prep: Prepared, variant: str) -> dict[str, 
         "model": to_mapping(cfg.model),
         "training": to_mapping(cfg.training),
         "dataset": to_mapping(cfg.dataset),
+        "beam": {k: getattr(cfg.evaluation, k) for k in BEAM_KEYS},
     }
 
 
