@@ -208,6 +208,47 @@ def test_header_preprocessing_rounds_and_saturates_as_python(exported, tmp_path)
 
 
 @needs_cxx
+def test_header_log1p_columns_match_python(exported, real_features, tmp_path):
+    """A scaler with log1p energy columns: the header takes ``log1pf`` of the C library
+    where the Python path takes NumPy's float32 ``log1p``; the network outputs and trigger
+    bits agree on the real file's events and on 4000 pT-like values spanning 0 to 5 TeV (a
+    last-bit difference of the two logarithms could flip a fixed-point rounding only for a
+    value on a rounding midpoint, so at most a handful of rows may differ)."""
+    import dataclasses
+
+    import poetml
+    from poetml.datasets.scalers import fit_scaler
+    from poetml.firmware.emulate import emulate
+    from poetml.firmware.standalone import write_standalone
+
+    raw, names, _ = real_features
+    pre = exported["pre"]
+    logs = dataclasses.replace(pre, scaler=fit_scaler(raw, "features", names, log1p_energy=True))
+    assert any(logs.scaler.log1p)
+    assert not all(logs.scaler.log1p)
+    out = tmp_path / "emu-log"
+    paths = write_standalone(out, exported["export"], "net_log", trigger=exported["trigger"],
+                             preprocessing=logs)  # fmt: skip
+    assert "log1pf" in paths["header"].read_text()
+    exe = out / "score_features"
+    subprocess.run(["g++", "-std=c++17", "-O2", "-pthread", f"-I{poetml.get_include()}",
+                    str(paths["program"]), "-o", str(exe)], check=True)  # fmt: skip
+    rng = np.random.default_rng(11)
+    synthetic = rng.lognormal(3.0, 1.5, (4000, len(names))).clip(0, 5000).astype(np.float32)
+    synthetic[rng.random(synthetic.shape) < 0.3] = 0.0  # empty slots
+    angular = [i for i, r in enumerate(logs.scaler.log1p) if not r]
+    synthetic[:, angular] = rng.uniform(-3, 3, (4000, len(angular))).astype(np.float32)
+    for name, x in (("real", raw), ("synthetic", synthetic)):
+        npy = tmp_path / f"{name}.npy"
+        np.save(npy, x)
+        _, fire, y_cpp = _score(exe, npy)
+        y = np.asarray(emulate(exported["export"], logs.apply(x)))
+        same = np.all(y_cpp == y, axis=1)
+        assert same.sum() >= len(x) - 2, (name, np.flatnonzero(~same)[:10])
+        assert np.array_equal(fire[same], exported["trigger"].fires(y)[same])
+
+
+@needs_cxx
 def test_program_refuses_other_inputs(exported, tmp_path):
     exe = exported["exe"]
     n = exported["export"].n_inputs
