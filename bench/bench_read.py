@@ -351,11 +351,8 @@ def main() -> int:
                 "assert n == int(sys.argv[3]), n\n"
             )
             cmd = [sys.executable, "-c", script, str(path), str(args.step_size), str(ev)]
-            t_script = float("inf")
-            for _ in range(args.repeat + 1):  # the first run untimed, as for the command
-                t0 = time.perf_counter()
-                subprocess.run(cmd, env=env, check=True)
-                t_script = min(t_script, time.perf_counter() - t0) if _ else t_script
+            subprocess.run(cmd, env=env, check=True)  # untimed, as for the command
+            t_script, _ = best(lambda: subprocess.run(cmd, env=env, check=True), args.repeat)
             print(f"  uproot read as a script in a subprocess (start-up and import included): "
                   f"{ev / t_script / 1e3:.1f} kevents/s ({t_script:.2f} s wall)")  # fmt: skip
             print(f"RATIO images_cli/uproot_read_script: {cli_rate['sparse'] * t_script / ev:.3f}")

@@ -20,8 +20,9 @@ The datasets are chunked (256 Ki entries) and compressed with HDF5's deflate fil
 byte shuffle (``pixel_index`` at level 1, compressed on a thread pool and written as whole
 chunks), so any HDF5 tool reads them; with ``gzip`` (the default) ``pixel_value`` alone is
 stored uncompressed: deflate shrinks those float32 values by 17 % only (the file by 13 %)
-and took a fifth of the conversion's CPU (``bench/bench_read.py``).  Files are written under a temporary name and
-renamed when complete, as the dense ones (:class:`SparseShardWriter`).
+and took a fifth of the conversion's CPU (``bench/bench_read.py``).  Files are written
+under a temporary name and renamed when complete, as the dense ones
+(:class:`SparseShardWriter`).
 """
 
 from __future__ import annotations

@@ -70,14 +70,14 @@ def background_weights_from_prepared(prep: Any, cfg: FirmwareConfig) -> Any:
     return prep.w_test[np.asarray(prep.y_test) != idx]
 
 
-def _recorded_beam(saved: Any, model_dir: Path) -> dict[str, Any]:
+def _recorded_beam(saved: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     """The evaluation options of the beam a run's ``config.json`` records (``beam``); a
     directory written before poetml recorded it gets the default beam, with a warning."""
     import warnings
 
     from .training import BEAM_KEYS
 
-    beam = saved.get("beam") if isinstance(saved, dict) else None
+    beam = saved.get("beam")
     if beam is None:
         from ..evaluation.config import EvaluationConfig
 
